@@ -1,0 +1,324 @@
+//! Length-prefixed frames over a byte stream (pipe, FIFO, Unix stream socket, TCP).
+//!
+//! Wire format of one frame:
+//!
+//! | bytes | field                                  |
+//! |-------|----------------------------------------|
+//! | 0..2  | magic `b"IP"`                          |
+//! | 2     | format version, 1                      |
+//! | 3     | kind, 0 = data                         |
+//! | 4..8  | payload length, `u32` little-endian    |
+//! | 8..   | payload                                |
+//!
+//! The fd is switched to `O_NONBLOCK` and waits go through `poll(2)` with the caller's
+//! deadline, so one code path serves `send`, `try_send` and `send_timeout`.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::poll::PollFlags;
+
+use super::{FrameSink, FrameSource, DEFAULT_MAX_FRAME};
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Bytes of header in front of every frame on a stream.
+pub const FRAME_HEADER_LEN: usize = 8;
+const MAGIC: [u8; 2] = *b"IP";
+const VERSION: u8 = 1;
+const KIND_DATA: u8 = 0;
+/// The largest length the header can carry.
+const MAX_WIRE_FRAME: usize = u32::MAX as usize;
+
+fn header(len: usize) -> [u8; FRAME_HEADER_LEN] {
+    let l = (len as u32).to_le_bytes();
+    [MAGIC[0], MAGIC[1], VERSION, KIND_DATA, l[0], l[1], l[2], l[3]]
+}
+
+/// Writes frames to a byte stream.
+///
+/// A frame is never interleaved with another from this sink. If a deadline passes after
+/// part of a frame went out, the rest is kept and sent first by the next call (or by
+/// [`StreamSink::flush`]), so the stream never carries half a frame followed by another.
+///
+/// Several processes must not write frames larger than `PIPE_BUF` (4096 bytes) into one
+/// pipe or FIFO: the kernel keeps only writes up to `PIPE_BUF` atomic (pipe(7)). Use one
+/// stream per writer.
+#[derive(Debug)]
+pub struct StreamSink<F: AsFd> {
+    fd: F,
+    max: usize,
+    socket: bool,
+    pending: Vec<u8>,
+    pending_off: usize,
+}
+
+impl<F: AsFd> StreamSink<F> {
+    /// Wraps a connected stream fd and switches it to non-blocking mode.
+    pub fn new(fd: F) -> Result<Self> {
+        sys::set_nonblocking(&fd, true).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))?;
+        let socket = sys::is_socket(&fd).map_err(|e| Error::os("fstat", e))?;
+        Ok(StreamSink { fd, max: DEFAULT_MAX_FRAME, socket, pending: Vec::new(), pending_off: 0 })
+    }
+
+    fn write_iov(&self, iov: &[IoSlice<'_>]) -> nix::Result<usize> {
+        if self.socket {
+            sys::send_nosignal(&self.fd, iov)
+        } else {
+            sys::writev(&self.fd, iov)
+        }
+    }
+
+    /// Waits for room; `Ok(false)` when the deadline passed.
+    fn wait_writable(&self, deadline: Option<Instant>) -> Result<bool> {
+        match sys::wait_fd(&self.fd, PollFlags::POLLOUT, deadline) {
+            Ok(r) => Ok(r.is_some()),
+            Err(e) => Err(Error::os("poll", e)),
+        }
+    }
+
+    /// Sends the rest of a frame that an earlier deadline cut short.
+    pub fn flush(&mut self, deadline: Option<Instant>) -> Result<()> {
+        while self.pending_off < self.pending.len() {
+            match self.write_iov(&[IoSlice::new(&self.pending[self.pending_off..])]) {
+                Ok(n) => self.pending_off += n,
+                Err(Errno::EAGAIN) => {
+                    if !self.wait_writable(deadline)? {
+                        return Err(Error::Timeout);
+                    }
+                }
+                Err(e) => {
+                    self.pending.clear();
+                    self.pending_off = 0;
+                    return Err(Error::os("write", e));
+                }
+            }
+        }
+        self.pending.clear();
+        self.pending_off = 0;
+        Ok(())
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &F {
+        &self.fd
+    }
+}
+
+impl<F: AsFd + Send> FrameSink for StreamSink<F> {
+    fn send_frame(&mut self, payload: &[u8], deadline: Option<Instant>) -> Result<()> {
+        if payload.len() > self.max {
+            return Err(Error::MessageTooLarge { size: payload.len(), max: self.max });
+        }
+        self.flush(deadline)?;
+        let head = header(payload.len());
+        let total = FRAME_HEADER_LEN + payload.len();
+        let mut written = 0;
+        while written < total {
+            let r = if written < FRAME_HEADER_LEN {
+                self.write_iov(&[IoSlice::new(&head[written..]), IoSlice::new(payload)])
+            } else {
+                self.write_iov(&[IoSlice::new(&payload[written - FRAME_HEADER_LEN..])])
+            };
+            match r {
+                Ok(n) => written += n,
+                Err(Errno::EAGAIN) => {
+                    if !self.wait_writable(deadline)? {
+                        if written == 0 {
+                            return Err(Error::Timeout);
+                        }
+                        // Part of the frame is on the wire: the frame is committed.
+                        // Keep the rest so the stream stays well-formed.
+                        self.pending.clear();
+                        self.pending_off = 0;
+                        if written < FRAME_HEADER_LEN {
+                            self.pending.extend_from_slice(&head[written..]);
+                            self.pending.extend_from_slice(payload);
+                        } else {
+                            self.pending.extend_from_slice(&payload[written - FRAME_HEADER_LEN..]);
+                        }
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(Error::os("write", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max
+    }
+
+    fn set_max_frame(&mut self, max: usize) {
+        self.max = max.min(MAX_WIRE_FRAME);
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+}
+
+impl<F: AsFd> Drop for StreamSink<F> {
+    fn drop(&mut self) {
+        // A frame that was reported sent must reach the peer whole: finish it before the
+        // fd closes. A dead peer ends this at once with EPIPE.
+        let _ = self.flush(None);
+    }
+}
+
+/// Reads frames from a byte stream.
+///
+/// Reads go through a buffer (64 KiB to start, grown to the largest frame), so a burst
+/// of small frames costs one `read(2)`. A source that once saw a malformed frame stays
+/// broken: a byte stream cannot be resynchronised.
+#[derive(Debug)]
+pub struct StreamSource<F> {
+    fd: F,
+    max: usize,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes of the frame handed out by the last call, consumed on the next.
+    last: usize,
+    eof: bool,
+    broken: Option<String>,
+}
+
+const INITIAL_BUF: usize = 64 << 10;
+
+impl<F: AsFd> StreamSource<F> {
+    /// Wraps a connected stream fd and switches it to non-blocking mode.
+    pub fn new(fd: F) -> Result<Self> {
+        sys::set_nonblocking(&fd, true).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))?;
+        Ok(StreamSource {
+            fd,
+            max: DEFAULT_MAX_FRAME,
+            buf: vec![0; INITIAL_BUF],
+            start: 0,
+            end: 0,
+            last: 0,
+            eof: false,
+            broken: None,
+        })
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &F {
+        &self.fd
+    }
+
+    /// Bytes received but not yet handed out.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// If a whole frame is buffered, its payload length. Checks the header.
+    fn complete(&mut self) -> Result<Option<usize>> {
+        let avail = self.end - self.start;
+        if avail < FRAME_HEADER_LEN {
+            return Ok(None);
+        }
+        let h = &self.buf[self.start..self.start + FRAME_HEADER_LEN];
+        let reason = if h[0..2] != MAGIC {
+            Some(format!("bad magic {:02x}{:02x} (expected \"IP\")", h[0], h[1]))
+        } else if h[2] != VERSION {
+            Some(format!("unsupported frame version {}", h[2]))
+        } else if h[3] != KIND_DATA {
+            Some(format!("unknown frame kind {}", h[3]))
+        } else {
+            None
+        };
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let reason = reason.or_else(|| {
+            (len > self.max)
+                .then(|| format!("frame announces {len} bytes, over the maximum of {}", self.max))
+        });
+        if let Some(reason) = reason {
+            self.broken = Some(reason.clone());
+            return Err(Error::Malformed { reason });
+        }
+        Ok((avail >= FRAME_HEADER_LEN + len).then_some(len))
+    }
+
+    /// Makes room after `end` for at least one more read, keeping unread bytes.
+    fn make_room(&mut self) {
+        let avail = self.end - self.start;
+        // Room for the frame being read, if its header is in.
+        let need = if avail >= FRAME_HEADER_LEN {
+            let h = &self.buf[self.start + 4..self.start + 8];
+            FRAME_HEADER_LEN + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize
+        } else {
+            FRAME_HEADER_LEN
+        };
+        if self.start > 0 && (self.buf.len() - self.start < need || self.end == self.buf.len()) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end = avail;
+            self.start = 0;
+        }
+        if self.buf.len() < need.max(INITIAL_BUF) {
+            self.buf.resize(need.max(INITIAL_BUF), 0);
+        }
+    }
+}
+
+impl<F: AsFd + Send> FrameSource for StreamSource<F> {
+    fn recv_frame(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        if let Some(reason) = &self.broken {
+            return Err(Error::Malformed { reason: reason.clone() });
+        }
+        self.start += self.last;
+        self.last = 0;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        loop {
+            if let Some(len) = self.complete()? {
+                let from = self.start + FRAME_HEADER_LEN;
+                self.last = FRAME_HEADER_LEN + len;
+                return Ok(&self.buf[from..from + len]);
+            }
+            let avail = self.end - self.start;
+            if self.eof {
+                if avail == 0 {
+                    return Err(Error::Disconnected);
+                }
+                let expected = if avail >= FRAME_HEADER_LEN {
+                    let h = &self.buf[self.start + 4..self.start + 8];
+                    FRAME_HEADER_LEN + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize
+                } else {
+                    FRAME_HEADER_LEN
+                };
+                return Err(Error::Truncated { expected, got: avail });
+            }
+            self.make_room();
+            match sys::read(&self.fd, &mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                // A TCP peer that died with unread data resets the connection.
+                Err(Errno::ECONNRESET) => self.eof = true,
+                Err(Errno::EAGAIN) => match sys::wait_fd(&self.fd, PollFlags::POLLIN, deadline) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Err(Error::Timeout),
+                    Err(e) => return Err(Error::os("poll", e)),
+                },
+                Err(e) => return Err(Error::os("read", e)),
+            }
+        }
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max
+    }
+
+    fn set_max_frame(&mut self, max: usize) {
+        self.max = max.min(MAX_WIRE_FRAME);
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+}

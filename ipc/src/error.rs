@@ -1,0 +1,212 @@
+//! Errors for every `interproc-ipc` operation.
+//!
+//! One enum with variants a caller can act on. Each converts into [`std::io::Error`]
+//! with a matching [`std::io::ErrorKind`], so `?` works in code that speaks `io::Result`.
+
+use std::fmt;
+use std::io;
+
+use nix::errno::Errno;
+
+/// What went wrong in an IPC operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer closed its end or died. Nothing more will arrive (or be accepted).
+    #[error("peer disconnected: it closed its end or exited")]
+    Disconnected,
+    /// The deadline passed before the operation could complete.
+    #[error("timed out")]
+    Timeout,
+    /// A `try_send` found no room; nothing was sent.
+    #[error("channel full: no room to send without blocking")]
+    Full,
+    /// A `try_recv` found no complete message.
+    #[error("channel empty: no complete message is ready")]
+    Empty,
+    /// A message is larger than the channel's configured maximum frame size.
+    /// Nothing was sent.
+    #[error("message of {size} bytes exceeds the maximum frame size of {max} bytes; raise it with `with_max_frame`")]
+    MessageTooLarge {
+        /// Size of the encoded message.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A kernel limit stops the operation.
+    #[error("{what} exceeds the kernel limit {limit} = {value}; {hint}")]
+    LimitExceeded {
+        /// What hit the limit, for example "message of 9000 bytes".
+        what: String,
+        /// The sysctl name, for example `kernel.msgmax`.
+        limit: &'static str,
+        /// The limit's current value.
+        value: u64,
+        /// How to raise it.
+        hint: &'static str,
+    },
+    /// A Unix socket path does not fit in `sockaddr_un.sun_path`.
+    #[error("socket path {path:?} is {len} bytes; sun_path holds at most {max} (108 including the NUL); use a shorter path or the abstract namespace")]
+    PathTooLong {
+        /// The path that was given.
+        path: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest path that fits.
+        max: usize,
+    },
+    /// The named object does not exist.
+    #[error("{what} does not exist")]
+    NotFound {
+        /// The object, for example `FIFO /run/user/0/x`.
+        what: String,
+    },
+    /// The named object already exists (an exclusive create failed).
+    #[error("{what} already exists; open it instead, or remove it (`interproc clean` removes interproc objects whose owner died)")]
+    AlreadyExists {
+        /// The object.
+        what: String,
+    },
+    /// The caller lacks permission on the object.
+    #[error("permission denied on {what}")]
+    PermissionDenied {
+        /// The object.
+        what: String,
+    },
+    /// A non-blocking open of a FIFO for writing found no reader (ENXIO).
+    #[error("{what} has no reader; open it blocking, or start the reader first")]
+    NoReader {
+        /// The FIFO.
+        what: String,
+    },
+    /// The peer sent bytes that are not a valid frame (bad magic, impossible length).
+    /// The connection cannot be resynchronised: drop it.
+    #[error("malformed frame from peer: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The peer closed the stream in the middle of a frame.
+    #[error("truncated frame: peer closed after {got} of {expected} bytes")]
+    Truncated {
+        /// Bytes the frame should have had.
+        expected: usize,
+        /// Bytes that arrived.
+        got: usize,
+    },
+    /// Ancillary data (passed fds) did not fit and was truncated by the kernel (MSG_CTRUNC).
+    /// Any fds that did arrive were closed.
+    #[error("control data truncated (MSG_CTRUNC): the peer passed more fds than the receive buffer holds")]
+    ControlTruncated,
+    /// The value could not be encoded.
+    #[error("encoding the message failed: {0}")]
+    Encode(#[source] postcard::Error),
+    /// The frame arrived whole but does not decode as the expected type.
+    #[error("decoding the message failed: {0}")]
+    Decode(#[source] postcard::Error),
+    /// Any other OS error, with the operation that failed.
+    #[error("{op}: {errno}")]
+    Os {
+        /// The operation, for example `msgsnd`.
+        op: &'static str,
+        /// The errno.
+        errno: Errno,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Maps an errno from `op` on the object `what` to the matching variant.
+    pub(crate) fn from_errno(op: &'static str, what: impl fmt::Display, errno: Errno) -> Self {
+        match errno {
+            Errno::ENOENT => Error::NotFound { what: what.to_string() },
+            Errno::EEXIST => Error::AlreadyExists { what: what.to_string() },
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied { what: what.to_string() },
+            Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN | Errno::EIDRM => {
+                Error::Disconnected
+            }
+            errno => Error::Os { op, errno },
+        }
+    }
+
+    /// An OS error with no named object.
+    pub(crate) fn os(op: &'static str, errno: Errno) -> Self {
+        match errno {
+            Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN | Errno::EIDRM => {
+                Error::Disconnected
+            }
+            errno => Error::Os { op, errno },
+        }
+    }
+
+    /// True for [`Error::Disconnected`].
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Disconnected)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        use io::ErrorKind as K;
+        let kind = match &e {
+            Error::Disconnected => K::BrokenPipe,
+            Error::Timeout => K::TimedOut,
+            Error::Full | Error::Empty => K::WouldBlock,
+            Error::NotFound { .. } => K::NotFound,
+            Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::PermissionDenied { .. } => K::PermissionDenied,
+            Error::NoReader { .. } => K::NotConnected,
+            Error::Truncated { .. } => K::UnexpectedEof,
+            Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
+            Error::MessageTooLarge { .. }
+            | Error::LimitExceeded { .. }
+            | Error::PathTooLong { .. } => K::InvalidInput,
+            Error::Malformed { .. }
+            | Error::ControlTruncated
+            | Error::Encode(_)
+            | Error::Decode(_) => K::InvalidData,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// A failed send. It hands the value back, so nothing is lost.
+pub struct SendError<T> {
+    /// Why the send failed.
+    pub error: Error,
+    /// The value that was not sent.
+    pub value: T,
+}
+
+impl<T> SendError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "send failed: {}", self.error)
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<SendError<T>> for Error {
+    fn from(e: SendError<T>) -> Self {
+        e.error
+    }
+}

@@ -1,0 +1,20 @@
+//! # interproc-ipc
+//!
+//! Transports between Linux processes, and typed channels over all of them.
+//!
+//! | module | mechanism |
+//! |---|---|
+//! | [`pipe`] | anonymous pipes (`pipe2`, `O_CLOEXEC`) |
+//! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
+//! | [`names`] | the lifecycle of named resources: owner records, `interproc ls`/`clean` |
+//!
+//! Errors are one enum, [`Error`], whose variants a caller can act on; sending hands the
+//! value back in [`SendError`].
+
+pub mod channel;
+mod error;
+pub mod names;
+pub mod pipe;
+mod sys;
+
+pub use error::{Error, Result, SendError};

@@ -1,0 +1,222 @@
+//! The lifecycle of named resources.
+//!
+//! Every named object interproc creates (a FIFO, a socket file, a System V queue, ...)
+//! gets an *owner record*: a small file in [`runtime_dir()`] that names the object and
+//! its owner, and on which the owner holds an exclusive `flock(2)` for as long as it
+//! lives. The kernel drops the lock when the owner dies, however it dies, so a record
+//! whose lock can be taken belongs to a dead owner. That is a liveness check that a
+//! recycled pid cannot fool. `interproc ls` lists the records, `interproc clean`
+//! removes the objects whose owner died.
+//!
+//! The lock lives on the record's open file description, which a `fork`ed child
+//! shares until it `exec`s or exits: a forked child keeps its parent's objects "alive".
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// Every interproc name starts with this.
+pub const PREFIX: &str = "interproc";
+
+/// The directory for owner records and default object paths:
+/// `$INTERPROC_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/interproc`, else
+/// `/tmp/interproc-<uid>`. Created with mode 0700 if missing.
+pub fn runtime_dir() -> io::Result<PathBuf> {
+    let dir = if let Some(d) = std::env::var_os("INTERPROC_RUNTIME_DIR") {
+        PathBuf::from(d)
+    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        Path::new(&d).join(PREFIX)
+    } else {
+        PathBuf::from(format!("/tmp/{PREFIX}-{}", nix::unistd::getuid()))
+    };
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+fn records_dir() -> io::Result<PathBuf> {
+    let d = runtime_dir()?.join("owners");
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&d)?;
+    Ok(d)
+}
+
+/// A name unique on this machine for now: `interproc-<tag>-<pid>-<n>`.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{PREFIX}-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What kind of object a record names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A named pipe; the name is its path.
+    Fifo,
+    /// A Unix socket file; the name is its path.
+    SocketFile,
+    /// A System V message queue; the name is its key in hex (`0x...`).
+    MsgQueue,
+}
+
+impl Kind {
+    /// The word used in records and in `interproc ls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Fifo => "fifo",
+            Kind::SocketFile => "socket",
+            Kind::MsgQueue => "msgq",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "fifo" => Kind::Fifo,
+            "socket" => Kind::SocketFile,
+            "msgq" => Kind::MsgQueue,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an owner record says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The kind of object.
+    pub kind: Kind,
+    /// Its name: a path, or a key in hex.
+    pub name: String,
+    /// The pid that created it.
+    pub pid: u32,
+    /// That process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22),
+    /// so a reader can tell the owner from a later process with the same pid.
+    pub start_time: u64,
+}
+
+impl Record {
+    fn encode(&self) -> String {
+        format!(
+            "kind={}\nname={}\npid={}\nstart_time={}\n",
+            self.kind, self.name, self.pid, self.start_time
+        )
+    }
+
+    fn decode(text: &str) -> Option<Record> {
+        let (mut kind, mut name, mut pid, mut start) = (None, None, None, None);
+        for line in text.lines() {
+            let (k, v) = line.split_once('=')?;
+            match k {
+                "kind" => kind = Kind::parse(v),
+                "name" => name = Some(v.to_string()),
+                "pid" => pid = v.parse().ok(),
+                "start_time" => start = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Record { kind: kind?, name: name?, pid: pid?, start_time: start? })
+    }
+}
+
+/// The start time of `pid` in clock ticks since boot, from `/proc/<pid>/stat`.
+pub fn process_start_time(pid: u32) -> io::Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // Fields after ')' start at field 3; start time is field 22.
+    rest.split_whitespace()
+        .nth(19)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/pid/stat"))
+}
+
+fn record_file_name(kind: Kind, name: &str) -> String {
+    // One record per object: derive the file name from kind and name.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{kind}-{h:016x}.owner")
+}
+
+/// Proof that this process owns a named object. While it lives, the record's lock is
+/// held; dropping it removes the record (the object itself is removed by its owner
+/// type, which drops this after removing the object).
+#[derive(Debug)]
+pub struct Registration {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Registration {
+    /// Records that this process owns the object `kind`/`name`.
+    pub fn register(kind: Kind, name: &str) -> io::Result<Registration> {
+        let dir = records_dir()?;
+        let path = dir.join(record_file_name(kind, name));
+        let pid = std::process::id();
+        let record =
+            Record { kind, name: name.to_string(), pid, start_time: process_start_time(pid)? };
+        // Write under a temporary name, lock, then rename: a record is never visible
+        // unlocked while its owner lives.
+        let tmp = dir.join(format!(".{}.tmp", unique_name("rec")));
+        let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| io::Error::from(e))?;
+        lock.write_all(record.encode().as_bytes())?;
+        fs::rename(&tmp, &path)?;
+        Ok(Registration { path, _lock: lock })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// One owner record found on the machine.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// What the record says.
+    pub record: Record,
+    /// Whether the owner still holds the record's lock.
+    pub alive: bool,
+    /// The record file.
+    pub path: PathBuf,
+}
+
+/// Lists every owner record in [`runtime_dir()`], with the liveness of its owner.
+pub fn list() -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for ent in fs::read_dir(records_dir()?)? {
+        let path = ent?.path();
+        if path.extension().is_none_or(|e| e != "owner") {
+            continue;
+        }
+        let Ok(mut file) = File::open(&path) else { continue };
+        let mut text = String::new();
+        if file.read_to_string(&mut text).is_err() {
+            continue;
+        }
+        let Some(record) = Record::decode(&text) else { continue };
+        // If we can take the lock, nobody holds it: the owner is gone. Release at once.
+        let alive = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_unlocked_on_drop) => false,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => true,
+            Err((_, e)) => return Err(e.into()),
+        };
+        out.push(Entry { record, alive, path });
+    }
+    out.sort_by(|a, b| {
+        (a.record.kind.as_str(), &a.record.name).cmp(&(b.record.kind.as_str(), &b.record.name))
+    });
+    Ok(out)
+}

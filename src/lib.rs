@@ -1,0 +1,12 @@
+//! # interproc
+//!
+//! Linux IPC and concurrency primitives that work across real OS processes.
+//!
+//! This facade re-exports the workspace crates:
+//!
+//! - [`ipc`] ([`interproc-ipc`](interproc_ipc)): pipes, FIFOs, Unix domain sockets, TCP,
+//!   System V message queues, and typed channels over all of them.
+//!
+//! See the README for a tour with copy-paste examples.
+
+pub use interproc_ipc as ipc;

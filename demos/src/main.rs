@@ -1,6 +1,8 @@
 //! `interproc`: demos of every interproc mechanism across real OS processes.
 
 mod ls;
+mod pc;
+mod procs;
 
 use clap::{Parser, Subcommand};
 
@@ -14,14 +16,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run a demo.
+    #[command(subcommand)]
+    Demo(Demo),
     /// List the named objects interproc created on this machine, with their owners.
     Ls(ls::LsArgs),
+}
+
+#[derive(Subcommand)]
+enum Demo {
+    /// Producers and consumers in separate processes, with an exactly-once check.
+    Pc(pc::PcArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Ls(a) => ls::ls(a),
+        Cmd::Demo(Demo::Pc(a)) => pc::run(a),
     };
     std::process::exit(code);
 }

@@ -50,6 +50,16 @@ pub fn unique_name(tag: &str) -> String {
     format!("{PREFIX}-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Which one a create-or-open call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The object did not exist; this call created it, and the returned handle owns it
+    /// (removes it on drop).
+    Created,
+    /// The object existed; this call opened it, and someone else owns it.
+    Opened,
+}
+
 /// What kind of object a record names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

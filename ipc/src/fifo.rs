@@ -253,9 +253,8 @@ pub struct Fifo {
 
 #[derive(Debug)]
 struct Owner {
-    /// Identity of the FIFO we created, so that drop never unlinks a replacement.
-    dev: u64,
-    ino: u64,
+    /// (st_dev, st_ino) of the FIFO we created, so that drop never unlinks a replacement.
+    id: InodeId,
     /// An `O_PATH` fd on the FIFO: keeps its inode number from being reused.
     _anchor: OwnedFd,
     /// Dropped after the FIFO is unlinked (field drop order follows `Drop::drop`).
@@ -283,32 +282,34 @@ impl Fifo {
             });
         }
         sys::mkfifo(&path, mode).map_err(|e| open_error("mkfifo", &path, e))?;
-        // From here on the FIFO exists: remove it again if anything below fails.
-        let made = (|| {
-            // O_PATH pins the inode without opening the FIFO (no reader or writer is
-            // counted, nothing blocks). While it is held, no other file can get the same
-            // (st_dev, st_ino), which makes that pair a sound identity for drop.
-            let anchor = sys::open(&path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
-                .map_err(|e| open_error("open(O_PATH)", &path, e))?;
-            let st = sys::fstat(&anchor).map_err(|e| Error::os("fstat", e))?;
-            expect_fifo(&path, st.st_mode)?;
+        // O_PATH pins the inode without opening the FIFO (no reader or writer is counted,
+        // nothing blocks). While it is held, no other file can get the same (st_dev,
+        // st_ino), which makes that pair a sound identity for every unlink below and in
+        // drop. If the path was swapped between mkfifo and here, what we hold is not ours
+        // and we fail without unlinking anything.
+        let anchor = sys::open(&path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            .map_err(|e| open_error("open(O_PATH)", &path, e))?;
+        let st = sys::fstat(&anchor).map_err(|e| Error::os("fstat", e))?;
+        expect_fifo(&path, st.st_mode)?;
+        let id = (st.st_dev, st.st_ino);
+        let set_up = || {
             // mkfifo applied the umask; the result is never more permissive than `mode`,
             // so there is no window in which others have more access than asked for.
             sys::chmod_nofollow(&path, mode).map_err(|e| Error::os("fchmodat", e))?;
-            let now = sys::lstat(&path).map_err(|e| open_error("lstat", &path, e))?;
-            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+            if !names_same_inode(&path, id) {
                 return Err(Error::Os {
                     op: "mkfifo: the new FIFO was replaced while it was being set up",
                     errno: Errno::EEXIST,
                 });
             }
-            let record = Registration::register(Kind::Fifo, record_name).map_err(record_error)?;
-            Ok(Owner { dev: st.st_dev, ino: st.st_ino, _anchor: anchor, _record: record })
-        })();
-        match made {
-            Ok(owner) => Ok(Fifo { path, owner: Some(owner) }),
+            Registration::register(Kind::Fifo, record_name).map_err(record_error)
+        };
+        match set_up() {
+            Ok(record) => {
+                Ok(Fifo { path, owner: Some(Owner { id, _anchor: anchor, _record: record }) })
+            }
             Err(e) => {
-                let _ = sys::unlink(&path);
+                unlink_if_same_inode(&path, id);
                 Err(e)
             }
         }
@@ -395,13 +396,25 @@ impl Drop for Fifo {
         if let Some(owner) = &self.owner {
             // Unlink only the FIFO we made: if someone removed it and put something else
             // at the path, that is not ours to delete.
-            if let Ok(st) = sys::lstat(&self.path) {
-                if st.st_dev == owner.dev && st.st_ino == owner.ino {
-                    let _ = sys::unlink(&self.path);
-                }
-            }
+            unlink_if_same_inode(&self.path, owner.id);
         }
         // `owner._record` drops after this, removing the owner record.
+    }
+}
+
+/// A file's identity on this machine while it exists: (st_dev, st_ino).
+type InodeId = (libc::dev_t, libc::ino_t);
+
+/// Whether `path` itself (not a symlink's target) is the inode `id`.
+fn names_same_inode(path: &Path, id: InodeId) -> bool {
+    sys::lstat(path).is_ok_and(|st| (st.st_dev, st.st_ino) == id)
+}
+
+/// Unlinks `path` if it is still the inode `id`. The check and the unlink are two
+/// calls; the window between them is as small as the filesystem API allows.
+fn unlink_if_same_inode(path: &Path, id: InodeId) {
+    if names_same_inode(path, id) {
+        let _ = sys::unlink(path);
     }
 }
 

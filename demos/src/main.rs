@@ -1,5 +1,6 @@
 //! `interproc`: demos of every interproc mechanism across real OS processes.
 
+mod clean;
 mod ls;
 mod pc;
 mod procs;
@@ -21,6 +22,8 @@ enum Cmd {
     Demo(Demo),
     /// List the named objects interproc created on this machine, with their owners.
     Ls(ls::LsArgs),
+    /// Remove the named objects whose owner process died, and their owner records.
+    Clean(clean::CleanArgs),
 }
 
 #[derive(Subcommand)]
@@ -33,6 +36,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Ls(a) => ls::ls(a),
+        Cmd::Clean(a) => clean::clean(a),
         Cmd::Demo(Demo::Pc(a)) => pc::run(a),
     };
     std::process::exit(code);

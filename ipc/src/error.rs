@@ -61,6 +61,17 @@ pub enum Error {
         /// The object, for example `FIFO /run/user/0/x`.
         what: String,
     },
+    /// The path names an object of another type, for example a regular file where a
+    /// FIFO was expected.
+    #[error("{what} is a {found}, not a {expected}")]
+    WrongType {
+        /// The object, for example `FIFO /run/user/0/x`.
+        what: String,
+        /// The type the operation needs, for example `FIFO`.
+        expected: &'static str,
+        /// The type found there, for example `regular file`.
+        found: &'static str,
+    },
     /// The named object already exists (an exclusive create failed).
     #[error("{what} already exists; open it instead, or remove it (`interproc clean` removes interproc objects whose owner died)")]
     AlreadyExists {
@@ -163,7 +174,8 @@ impl From<Error> for io::Error {
             Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
             Error::MessageTooLarge { .. }
             | Error::LimitExceeded { .. }
-            | Error::PathTooLong { .. } => K::InvalidInput,
+            | Error::PathTooLong { .. }
+            | Error::WrongType { .. } => K::InvalidInput,
             Error::Malformed { .. }
             | Error::ControlTruncated
             | Error::Encode(_)

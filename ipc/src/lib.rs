@@ -5,6 +5,7 @@
 //! | module | mechanism |
 //! |---|---|
 //! | [`pipe`] | anonymous pipes (`pipe2`, `O_CLOEXEC`) |
+//! | [`fifo`] | named pipes (`mkfifo`), with the kernel's open semantics and owner-removed names |
 //! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
 //! | [`names`] | the lifecycle of named resources: owner records, `interproc ls`/`clean` |
 //!
@@ -13,6 +14,7 @@
 
 pub mod channel;
 mod error;
+pub mod fifo;
 pub mod names;
 pub mod pipe;
 mod sys;

@@ -5,6 +5,7 @@
 //! | module | mechanism |
 //! |---|---|
 //! | [`pipe`] | anonymous pipes (`pipe2`, `O_CLOEXEC`) |
+//! | [`msgq`] | System V message queues: typed messages, receive by type, kernel limits, peer watch |
 //! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
 //! | [`names`] | the lifecycle of named resources: owner records, `interproc ls`/`clean` |
 //!
@@ -13,6 +14,7 @@
 
 pub mod channel;
 mod error;
+pub mod msgq;
 pub mod names;
 pub mod pipe;
 mod sys;

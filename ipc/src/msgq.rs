@@ -1011,7 +1011,8 @@ impl FrameSink for MsgqSink {
 /// one frame.
 ///
 /// A message larger than [`FrameSource::max_frame`] is not truncated: it stays queued
-/// and the receive fails with [`Error::ReceiveBufferTooSmall`].
+/// and every receive fails with [`Error::Malformed`] until the maximum is raised (as a
+/// stream source stays broken after a frame over its maximum).
 #[derive(Debug)]
 pub struct MsgqSource {
     queue: Arc<MessageQueue>,
@@ -1069,13 +1070,22 @@ impl MsgqSource {
 
 impl FrameSource for MsgqSource {
     fn recv_frame(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
-        let (t, n) = self.queue.recv_with(
+        let r = self.queue.recv_with(
             &mut self.buf,
             self.max,
             self.select,
             deadline,
             self.watch.as_ref(),
-        )?;
+        );
+        let (t, n) = r.map_err(|e| match e {
+            Error::ReceiveBufferTooSmall { capacity } => Error::Malformed {
+                reason: format!(
+                    "a message over the maximum frame of {capacity} bytes is next in the queue; \
+                     it was left there, not truncated: raise the maximum to receive it"
+                ),
+            },
+            e => e,
+        })?;
         self.last_mtype = Some(t);
         Ok(self.buf.text(n))
     }

@@ -99,6 +99,7 @@ fn child_entry() {
             "squares" => child_squares(arg),
             "ready_then_die" => child_ready_then_die(arg),
             "own_and_wait" => child_own_and_wait(arg),
+            "open_as_nobody" => child_open_as_nobody(arg),
             other => panic!("unknown role {other}"),
         }
     });
@@ -277,6 +278,27 @@ fn a_forked_child_dropping_the_owner_leaves_the_queue() {
     assert_eq!(MessageQueue::open_id(id).unwrap().id(), id, "the child's drop removed it");
     drop(q);
     assert!(matches!(MessageQueue::open_id(id), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn open_without_permission_is_permission_denied() {
+    if nix::unistd::geteuid().is_root() {
+        // Root bypasses IPC permission checks: ask a child running as nobody.
+        let q = MessageQueue::create_unique().unwrap();
+        support::spawn("child_entry", "open_as_nobody", &q.key().to_string(), &[]).wait_success();
+    } else {
+        // Without CAP_IPC_OWNER even the creator is held to the mode bits.
+        let q = MessageQueue::create_unique_with_mode(0o000).unwrap();
+        assert!(matches!(MessageQueue::open(q.key()), Err(Error::PermissionDenied { .. })));
+    }
+}
+
+fn child_open_as_nobody(arg: &str) {
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).unwrap();
+    match MessageQueue::open(arg.parse().unwrap()) {
+        Err(Error::PermissionDenied { what }) => assert!(what.contains(arg), "{what}"),
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
 }
 
 // ---- keys ----

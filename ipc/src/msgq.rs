@@ -63,9 +63,9 @@
 //! `msgsnd`/`msgrcv` take no timeout, so the `_timeout` forms, and every operation
 //! that watches a peer, poll: an `IPC_NOWAIT` call, then a wait that starts with a few
 //! `sched_yield`s and grows from 50 µs to 5 ms. While the queue is busy this costs
-//! nothing extra; after it has been idle for a while, a message that arrives is noticed up to 5 ms
-//! late, and an idle waiter wakes about 200 times a second. Use plain `recv` when latency
-//! matters more than a deadline.
+//! nothing extra. After it has been idle for a while, a message that arrives is noticed
+//! up to 5 ms late, and an idle waiter wakes about 200 times a second. Use plain `recv`
+//! when latency matters more than a deadline.
 //!
 //! # A dead peer is `Disconnected`, never a hang
 //!
@@ -78,11 +78,11 @@
 //!
 //! # Channels
 //!
-//! [`MsgqSink`]/[`MsgqSource`] carry one frame per kernel message (no header), with one
-//! message type per direction, so one queue can carry both directions, or many
-//! clients. [`sender`]/[`receiver`] wrap them in typed
-//! [`Sender`]/[`Receiver`](crate::channel::Receiver). System V queues have no file
-//! descriptor, so they cannot be registered with epoll: `fd()` returns `None`.
+//! [`MsgqSink`]/[`MsgqSource`] carry one frame per kernel message (no header). A sink
+//! sends one message type and a source takes what its [`Select`] picks, so one queue can
+//! carry both directions, or many clients. [`sender`]/[`receiver`] wrap them in typed
+//! [`Sender`]/[`Receiver`]. System V queues have no file descriptor, so they cannot be
+//! registered with epoll: `fd()` returns `None`.
 //!
 //! ```
 //! use interproc_ipc::msgq::{self, MessageQueue, Select};
@@ -117,6 +117,11 @@ use crate::sys::msg::{self as sys, MsgBuf};
 
 /// The default permission bits of a new queue: read and write for the owner only.
 pub const DEFAULT_MODE: u32 = 0o600;
+
+/// The access `open` asks for: msgget(2) checks the requested permission bits against
+/// the queue's mode (requesting none, it would open any queue and leave the refusal to
+/// the first send or receive).
+const READ_WRITE: c_int = 0o600;
 
 const MSGMAX_HINT: &str = "raise it with `sysctl -w kernel.msgmax=N` (root)";
 
@@ -368,16 +373,19 @@ impl MessageQueue {
         Ok(q)
     }
 
-    /// Opens the existing queue for `key`; [`Error::NotFound`] if there is none.
+    /// Opens the existing queue for `key`; [`Error::NotFound`] if there is none, and
+    /// [`Error::PermissionDenied`] if this process may not both read and write it.
     /// Dropping an opened queue leaves it in place.
     pub fn open(key: Key) -> Result<MessageQueue> {
         if key.is_private() {
             // msgget(IPC_PRIVATE, 0) would create a queue, not find one.
             return Err(Error::NotFound {
-                what: "a message queue with key IPC_PRIVATE (private queues are opened by id: `MessageQueue::open_id`)".into(),
+                what: "a message queue with key IPC_PRIVATE (private queues are opened by id: \
+                       `MessageQueue::open_id`)"
+                    .into(),
             });
         }
-        let id = sys::msgget(key.0, 0)
+        let id = sys::msgget(key.0, READ_WRITE)
             .map_err(|e| Error::from_errno("msgget", queue_name(key, None), e))?;
         Self::from_id(id, key, None)
     }
@@ -595,7 +603,9 @@ impl MessageQueue {
                     what: format!("message of {len} bytes"),
                     limit: "kernel.msgmnb",
                     value: cap,
-                    hint: "a queue holds at most msg_qbytes bytes, kernel.msgmnb when it was created; raise it with `sysctl -w kernel.msgmnb=N` (root) and create the queue again",
+                    hint: "a queue holds at most msg_qbytes bytes, kernel.msgmnb when it was \
+                           created; raise it with `sysctl -w kernel.msgmnb=N` (root) and create \
+                           the queue again",
                 });
             }
         }
@@ -792,7 +802,8 @@ fn create_error(key: Key, e: Errno) -> Error {
             what: "another message queue".into(),
             limit: "kernel.msgmni",
             value: limits().map(|l| l.msgmni as u64).unwrap_or(0),
-            hint: "remove unused queues (`ipcs -q`, `interproc clean`) or raise it with `sysctl -w kernel.msgmni=N` (root)",
+            hint: "remove unused queues (`ipcs -q`, `interproc clean`) or raise it with \
+                   `sysctl -w kernel.msgmni=N` (root)",
         },
         e => Error::from_errno("msgget", queue_name(key, None), e),
     }

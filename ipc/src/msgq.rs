@@ -353,23 +353,22 @@ impl MessageQueue {
     /// Creates a queue for `key` with the permission bits `mode` (the low 9 bits are
     /// used; the umask does not apply to System V objects).
     pub fn create_with_mode(key: Key, mode: u32) -> Result<MessageQueue> {
+        // Everything that can fail before the queue exists comes first, so a failure
+        // never leaves a queue behind.
+        let limits = limits()?;
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as c_int;
         let id = sys::msgget(key.0, flags).map_err(|e| create_error(key, e))?;
-        let mut q = Self::from_id(id, key, None)?;
-        let record = if key.is_private() {
-            None
-        } else {
-            match Registration::register(Kind::MsgQueue, &key.to_string()) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    // Without a record, a crash would leak the queue unseen: undo.
-                    let _ = sys::msgctl_rmid(id);
-                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                    return Err(Error::Os { op: "writing the owner record", errno });
-                }
-            }
-        };
-        q.owner = Some(Owner { pid: std::process::id(), _record: record });
+        // Owned from here on: an early return drops `q`, which removes the queue.
+        let mut q = Self::with_limits(id, key, limits);
+        q.owner = Some(Owner { pid: std::process::id(), _record: None });
+        if !key.is_private() {
+            // Without a record, a crash would leak the queue unseen: fail instead.
+            let record = Registration::register(Kind::MsgQueue, &key.to_string()).map_err(|e| {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                Error::Os { op: "writing the owner record", errno }
+            })?;
+            q.owner = Some(Owner { pid: std::process::id(), _record: Some(record) });
+        }
         Ok(q)
     }
 
@@ -387,7 +386,7 @@ impl MessageQueue {
         }
         let id = sys::msgget(key.0, READ_WRITE)
             .map_err(|e| Error::from_errno("msgget", queue_name(key, None), e))?;
-        Self::from_id(id, key, None)
+        Ok(Self::with_limits(id, key, limits()?))
     }
 
     /// Opens the queue with id `id` (as `ipcs -q` shows it, or as [`MessageQueue::id`]
@@ -400,7 +399,7 @@ impl MessageQueue {
             }
             e => Error::from_errno("msgctl(IPC_STAT)", format_args!("message queue id {id}"), e),
         })?;
-        Self::from_id(id, Key(ds.msg_perm.__key), None)
+        Ok(Self::with_limits(id, Key(ds.msg_perm.__key), limits()?))
     }
 
     /// Creates the queue for `key` (mode 0600) or, if it exists, opens it; says which.
@@ -470,15 +469,14 @@ impl MessageQueue {
         })
     }
 
-    fn from_id(id: c_int, key: Key, owner: Option<Owner>) -> Result<MessageQueue> {
-        let l = limits()?;
-        Ok(MessageQueue {
+    fn with_limits(id: c_int, key: Key, l: Limits) -> MessageQueue {
+        MessageQueue {
             id,
             key,
-            owner,
+            owner: None,
             msgmax: AtomicUsize::new(l.msgmax),
             msgmnb: AtomicUsize::new(l.msgmnb),
-        })
+        }
     }
 
     /// The queue's id (`msqid`), as `ipcs -q` shows it.

@@ -301,6 +301,18 @@ fn child_open_as_nobody(arg: &str) {
     }
 }
 
+#[test]
+fn list_interproc_shows_keyed_queues_only() {
+    let q = MessageQueue::create_unique().unwrap();
+    q.send(1, b"four").unwrap();
+    let p = MessageQueue::private().unwrap();
+    let all = msgq::list_interproc().unwrap();
+    let e = all.iter().find(|e| e.key == q.key()).expect("the keyed queue is listed");
+    assert_eq!((e.id, e.messages, e.bytes), (q.id(), 1, 4));
+    assert!(all.iter().all(|e| e.key.is_interproc()));
+    assert!(!all.iter().any(|e| e.id == p.id()), "a private queue has no interproc key");
+}
+
 // ---- keys ----
 
 #[test]

@@ -270,15 +270,15 @@ impl Select {
     fn raw(self) -> Result<(c_long, c_int)> {
         Ok(match self {
             Select::Any => (0, 0),
-            Select::Exact(t) => (mtype(t)?, 0),
-            Select::AtMost(n) => (-mtype(n)?, 0),
-            Select::Except(t) => (mtype(t)?, libc::MSG_EXCEPT),
+            Select::Exact(t) => (valid_mtype(t)?, 0),
+            Select::AtMost(n) => (-valid_mtype(n)?, 0),
+            Select::Except(t) => (valid_mtype(t)?, libc::MSG_EXCEPT),
         })
     }
 }
 
 /// Checks a message type: positive and representable as a C `long`.
-fn mtype(t: i64) -> Result<c_long> {
+fn valid_mtype(t: i64) -> Result<c_long> {
     match c_long::try_from(t) {
         Ok(v) if v > 0 => Ok(v),
         _ => Err(Error::InvalidMessageType { mtype: t }),
@@ -613,12 +613,12 @@ impl MessageQueue {
     fn send_with(
         &self,
         buf: &mut MsgBuf,
-        mtype_: i64,
+        mtype: i64,
         data: &[u8],
         deadline: Option<Instant>,
         watch: Option<&PeerWatch>,
     ) -> Result<()> {
-        let mtype = mtype(mtype_)?;
+        let mtype = valid_mtype(mtype)?;
         self.check_len(data.len())?;
         buf.fill(mtype, data);
         let len = data.len();
@@ -821,6 +821,51 @@ pub fn remove_by_key(key: Key) -> Result<()> {
     MessageQueue::open(key)?.remove()
 }
 
+/// A queue on the machine, as `/proc/sysvipc/msg` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueEntry {
+    /// The key ([`Key::PRIVATE`] for a private queue).
+    pub key: Key,
+    /// The id.
+    pub id: i32,
+    /// Messages in the queue.
+    pub messages: u64,
+    /// Bytes of message text in the queue.
+    pub bytes: u64,
+}
+
+/// The queues in interproc's key space ([`Key::is_interproc`]) that exist now, whoever
+/// created them. `interproc ls` can set them against the owner records to spot a queue
+/// that has none (its creator died between `msgget` and writing the record, or wrote the
+/// record in another runtime directory).
+pub fn list_interproc() -> io::Result<Vec<QueueEntry>> {
+    let text = std::fs::read_to_string("/proc/sysvipc/msg")?;
+    let mut out = Vec::new();
+    // Columns: key msqid perms cbytes qnum ..., the key in signed decimal.
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let parsed = (|| {
+            Some(QueueEntry {
+                key: Key(f.first()?.parse().ok()?),
+                id: f.get(1)?.parse().ok()?,
+                bytes: f.get(3)?.parse().ok()?,
+                messages: f.get(4)?.parse().ok()?,
+            })
+        })();
+        let Some(e) = parsed else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unparsable line in /proc/sysvipc/msg: {line:?}"),
+            ));
+        };
+        if e.key.is_interproc() {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
 // ---- waiting without a kernel timeout ----
 
 /// `sched_yield`s before the first sleep: a peer that is running often answers within
@@ -964,7 +1009,7 @@ pub struct MsgqSink {
 impl MsgqSink {
     /// A sink that sends messages of type `mtype` (> 0) to `queue`.
     pub fn new(queue: impl Into<Arc<MessageQueue>>, mtype: i64) -> Result<MsgqSink> {
-        self::mtype(mtype)?;
+        valid_mtype(mtype)?;
         let queue = queue.into();
         let max = queue.max_message();
         Ok(MsgqSink { queue, mtype, watch: None, max, buf: MsgBuf::with_text_capacity(0) })

@@ -49,7 +49,7 @@
 //!
 //! The kernel caps one message at `kernel.msgmax` bytes and one queue at
 //! `kernel.msgmnb` bytes (often 8 KiB and 16 KiB). [`limits()`] reads them with
-//! `msgctl(IPC_INFO)`. A message over msgmax fails before any syscall with
+//! `msgctl(IPC_INFO)`. A message over msgmax is refused before `msgsnd` with
 //! [`Error::LimitExceeded`] naming `kernel.msgmax`, its value, and how to raise it. A
 //! receive never truncates: a message larger than the buffer stays queued and the call
 //! fails with [`Error::ReceiveBufferTooSmall`] (interproc never passes `MSG_NOERROR`).

@@ -703,6 +703,15 @@ fn src_recv(src: &mut MsgqSource) -> Result<Vec<u8>, Error> {
 }
 
 #[test]
+fn parent_is_checks_the_parent() {
+    let ppid = std::os::unix::process::parent_id();
+    assert_eq!(PeerWatch::parent_is(ppid).unwrap().pid(), ppid);
+    assert!(!PeerWatch::parent().unwrap().has_exited().unwrap());
+    // This process is alive, but it is not our parent.
+    assert!(matches!(PeerWatch::parent_is(std::process::id()), Err(Error::Disconnected)));
+}
+
+#[test]
 fn a_watch_on_a_missing_process_is_disconnected() {
     // A child that has exited and been reaped: its pid names nobody (pids are handed
     // out in increasing order up to pid_max, so it is not reused within this test).

@@ -954,14 +954,25 @@ impl PeerWatch {
         Self::new(child.id())
     }
 
-    /// Watches this process's parent. If the parent dies before the watch is open (the
-    /// process was re-parented), [`Error::Disconnected`].
+    /// Watches this process's parent. If the parent dies while the watch is being
+    /// opened (the process is re-parented), [`Error::Disconnected`].
+    ///
+    /// If the parent had died even before this call, `getppid` already names the
+    /// process that adopted this one, and the watch would wait for that one instead:
+    /// when the parent's pid is known (the parent can pass it down), prefer
+    /// [`PeerWatch::parent_is`].
     pub fn parent() -> Result<PeerWatch> {
-        let ppid = std::os::unix::process::parent_id();
-        let w = Self::new(ppid)?;
-        // Re-parenting changes getppid(): if it still answers `ppid`, the pidfd was
-        // opened while the parent was alive, so it names the parent.
-        if std::os::unix::process::parent_id() != ppid {
+        Self::parent_is(std::os::unix::process::parent_id())
+    }
+
+    /// Watches this process's parent, which must be `pid`: [`Error::Disconnected`] if
+    /// the parent is not (or no longer) `pid`, because it died and this process was
+    /// re-parented.
+    pub fn parent_is(pid: u32) -> Result<PeerWatch> {
+        let w = Self::new(pid)?;
+        // Re-parenting changes getppid(): if it answers `pid` after the pidfd is open,
+        // the pidfd was opened while the parent was alive, so it names the parent.
+        if std::os::unix::process::parent_id() != pid {
             return Err(Error::Disconnected);
         }
         Ok(w)

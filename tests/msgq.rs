@@ -458,6 +458,44 @@ fn try_send_on_a_full_queue_is_full() {
     q.try_send(1, &big).unwrap();
 }
 
+/// Whether this process may raise a queue above kernel.msgmnb (even root may not,
+/// in a container that drops the capability).
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+    const CAP_SYS_RESOURCE: u32 = 24; // linux/capability.h
+    u64::from_str_radix(eff, 16).unwrap() & (1 << CAP_SYS_RESOURCE) != 0
+}
+
+#[test]
+fn set_capacity_changes_how_much_the_queue_holds() {
+    let q = MessageQueue::private().unwrap();
+    let msgmax = kernel_msgmax();
+    let msg = vec![1u8; msgmax];
+    q.set_capacity(msgmax).unwrap();
+    assert_eq!(q.stat().unwrap().capacity, msgmax as u64);
+    q.try_send(1, &msg).unwrap();
+    assert!(matches!(q.try_send(1, &msg), Err(Error::Full)), "one message fills it now");
+    let bigger = 4 * kernel_msgmnb();
+    match q.set_capacity(bigger) {
+        Ok(()) => {
+            // With CAP_SYS_RESOURCE, above kernel.msgmnb is allowed.
+            assert!(has_cap_sys_resource());
+            assert_eq!(q.stat().unwrap().capacity, bigger as u64);
+            let more = (bigger / msgmax) - 1;
+            for _ in 0..more {
+                q.try_send(1, &msg).unwrap();
+            }
+            assert!(matches!(q.try_send(1, &msg), Err(Error::Full)));
+        }
+        Err(Error::LimitExceeded { limit, .. }) => {
+            assert!(!has_cap_sys_resource());
+            assert_eq!(limit, "kernel.msgmnb");
+        }
+        Err(e) => panic!("set_capacity: {e}"),
+    }
+}
+
 #[test]
 fn a_message_over_msgmax_names_the_limit_and_sends_nothing() {
     let q = MessageQueue::private().unwrap();

@@ -535,6 +535,26 @@ impl MessageQueue {
         })
     }
 
+    /// Sets the queue's capacity in bytes (`msg_qbytes`, through `IPC_SET`). Anyone who
+    /// owns or created the queue may lower it; raising it above `kernel.msgmnb` needs
+    /// root (`CAP_SYS_RESOURCE`), else [`Error::LimitExceeded`] naming `kernel.msgmnb`.
+    /// A bigger queue lets a fast sender run further ahead of its receivers.
+    pub fn set_capacity(&self, bytes: usize) -> Result<()> {
+        let mut ds = sys::msgctl_stat(self.id).map_err(|e| self.op_error("msgctl(IPC_STAT)", e))?;
+        ds.msg_qbytes = bytes.try_into().unwrap_or(libc::msglen_t::MAX);
+        sys::msgctl_set(self.id, &ds).map_err(|e| match e {
+            Errno::EPERM if bytes > self.msgmnb.load(Ordering::Relaxed) => Error::LimitExceeded {
+                what: format!("a queue capacity of {bytes} bytes"),
+                limit: "kernel.msgmnb",
+                value: self.msgmnb.load(Ordering::Relaxed) as u64,
+                hint: "only root may raise a queue above it; raise it with \
+                       `sysctl -w kernel.msgmnb=N` (root)",
+            },
+            Errno::EINVAL => Error::Disconnected,
+            e => self.op_error("msgctl(IPC_SET)", e),
+        })
+    }
+
     /// Removes the queue now (`IPC_RMID`), whether or not this handle created it.
     /// Blocked senders and receivers wake with [`Error::Disconnected`]; messages still
     /// queued are discarded. [`Error::NotFound`] if it was already removed.

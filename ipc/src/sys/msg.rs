@@ -139,6 +139,15 @@ pub(crate) fn msgctl_stat(id: c_int) -> nix::Result<libc::msqid_ds> {
     Ok(unsafe { ds.assume_init() })
 }
 
+/// `msgctl(IPC_SET)`: sets the owner, mode and `msg_qbytes` from `ds` (the other
+/// fields are ignored).
+pub(crate) fn msgctl_set(id: c_int, ds: &libc::msqid_ds) -> nix::Result<()> {
+    let p = (ds as *const libc::msqid_ds).cast_mut();
+    // SAFETY: `p` points to a live, initialised `msqid_ds`; IPC_SET only reads it
+    // (msgctl(2)), so casting away `const` lets nothing write through it.
+    Errno::result(unsafe { libc::msgctl(id, libc::IPC_SET, p) }).map(drop)
+}
+
 /// Room for either struct `msgctl` may write: `IPC_INFO` writes a `struct msginfo`
 /// through the `msqid_ds *` argument (msgctl(2)).
 #[repr(C)]

@@ -476,6 +476,14 @@ fn set_capacity_changes_how_much_the_queue_holds() {
     assert_eq!(q.stat().unwrap().capacity, msgmax as u64);
     q.try_send(1, &msg).unwrap();
     assert!(matches!(q.try_send(1, &msg), Err(Error::Full)), "one message fills it now");
+    // A message larger than the whole queue could never be sent: refused, not a hang.
+    q.set_capacity(100).unwrap();
+    match q.send(1, &[0; 101]) {
+        Err(Error::LimitExceeded { limit: "kernel.msgmnb", value: 100, .. }) => {}
+        other => panic!("expected LimitExceeded for a message over the capacity, got {other:?}"),
+    }
+    q.set_capacity(msgmax).unwrap();
+    assert_eq!(q.stat().unwrap().messages, 1, "the queued message stays through resizes");
     let bigger = 4 * kernel_msgmnb();
     match q.set_capacity(bigger) {
         Ok(()) => {

@@ -341,6 +341,9 @@ pub struct MessageQueue {
     /// message, since root may have raised them.
     msgmax: AtomicUsize,
     msgmnb: AtomicUsize,
+    /// The queue's `msg_qbytes` as this handle last saw it (another process may have
+    /// changed it since): a message larger than it is checked against `IPC_STAT`.
+    capacity: AtomicUsize,
 }
 
 impl MessageQueue {
@@ -476,6 +479,7 @@ impl MessageQueue {
             owner: None,
             msgmax: AtomicUsize::new(l.msgmax),
             msgmnb: AtomicUsize::new(l.msgmnb),
+            capacity: AtomicUsize::new(l.msgmnb),
         }
     }
 
@@ -552,7 +556,9 @@ impl MessageQueue {
             },
             Errno::EINVAL => Error::Disconnected,
             e => self.op_error("msgctl(IPC_SET)", e),
-        })
+        })?;
+        self.capacity.store(bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Removes the queue now (`IPC_RMID`), whether or not this handle created it.
@@ -613,17 +619,23 @@ impl MessageQueue {
                 return Err(over_msgmax(len, l.msgmax));
             }
         }
-        if len > self.msgmnb.load(Ordering::Relaxed) {
+        if len > self.capacity.load(Ordering::Relaxed) {
             // msgsnd(2) waits for room forever if the message is larger than the queue.
-            let cap = self.stat()?.capacity;
+            let cap = match self.stat() {
+                Ok(st) => st.capacity,
+                Err(Error::NotFound { .. }) => return Err(Error::Disconnected),
+                Err(e) => return Err(e),
+            };
+            self.capacity.store(usize::try_from(cap).unwrap_or(usize::MAX), Ordering::Relaxed);
             if len as u64 > cap {
                 return Err(Error::LimitExceeded {
                     what: format!("message of {len} bytes"),
                     limit: "kernel.msgmnb",
                     value: cap,
-                    hint: "a queue holds at most msg_qbytes bytes, kernel.msgmnb when it was \
-                           created; raise it with `sysctl -w kernel.msgmnb=N` (root) and create \
-                           the queue again",
+                    hint: "a queue holds at most msg_qbytes bytes (kernel.msgmnb when it was \
+                           created): raise it with `MessageQueue::set_capacity`, or raise \
+                           kernel.msgmnb with `sysctl -w kernel.msgmnb=N` (root) and create the \
+                           queue again",
                 });
             }
         }

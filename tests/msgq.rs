@@ -322,6 +322,7 @@ fn interproc_keys_have_the_prefix_and_round_trip() {
     assert!(k.is_interproc());
     assert_eq!(k.to_string(), "0x49123456");
     assert_eq!(format!("{k:#x}"), "0x49123456");
+    assert_eq!(format!("{k:?}"), "Key(0x49123456)");
     assert_eq!("0x49123456".parse::<Key>().unwrap(), k);
     assert!(Key::interproc(Key::INTERPROC_MAX + 1).is_none());
     assert!(!Key::from_raw(0x1234).is_interproc());

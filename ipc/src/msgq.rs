@@ -128,7 +128,7 @@ const MSGMAX_HINT: &str = "raise it with `sysctl -w kernel.msgmax=N` (root)";
 /// A System V IPC key: the name of a queue.
 ///
 /// Shown and parsed as `ipcs` shows it: `0x` and 8 hex digits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key(libc::key_t);
 
 impl Key {
@@ -190,6 +190,12 @@ impl Key {
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#010x}", self.0 as u32)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({self})")
     }
 }
 

@@ -109,6 +109,20 @@ pub enum Error {
     /// Any fds that did arrive were closed.
     #[error("control data truncated (MSG_CTRUNC): the peer passed more fds than the receive buffer holds")]
     ControlTruncated,
+    /// A System V message type that msgsnd(2)/msgrcv(2) cannot use: a message's type
+    /// must be positive, and so must the `n` of a receive by type.
+    #[error("invalid message type {mtype}: System V message types must be greater than 0")]
+    InvalidMessageType {
+        /// The type that was given.
+        mtype: i64,
+    },
+    /// The next matching message is larger than the receive buffer. It was left in the
+    /// queue, not truncated (interproc never passes `MSG_NOERROR`).
+    #[error("the next matching message is larger than the receive buffer of {capacity} bytes; it was left in the queue: receive it with a larger buffer")]
+    ReceiveBufferTooSmall {
+        /// Bytes the receive buffer holds.
+        capacity: usize,
+    },
     /// The value could not be encoded.
     #[error("encoding the message failed: {0}")]
     Encode(#[source] postcard::Error),
@@ -164,6 +178,9 @@ impl From<Error> for io::Error {
         use io::ErrorKind as K;
         let kind = match &e {
             Error::Disconnected => K::BrokenPipe,
+            Error::InvalidMessageType { .. } | Error::ReceiveBufferTooSmall { .. } => {
+                K::InvalidInput
+            }
             Error::Timeout => K::TimedOut,
             Error::Full | Error::Empty => K::WouldBlock,
             Error::NotFound { .. } => K::NotFound,

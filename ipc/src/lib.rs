@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`pipe`] | anonymous pipes (`pipe2`, `O_CLOEXEC`) |
 //! | [`fifo`] | named pipes (`mkfifo`), with the kernel's open semantics and owner-removed names |
+//! | [`msgq`] | System V message queues: typed messages, receive by type, kernel limits, peer watch |
 //! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
 //! | [`names`] | the lifecycle of named resources: owner records, `interproc ls`/`clean` |
 //!
@@ -15,6 +16,7 @@
 pub mod channel;
 mod error;
 pub mod fifo;
+pub mod msgq;
 pub mod names;
 pub mod pipe;
 mod sys;

@@ -11,6 +11,8 @@
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
 
+pub(crate) mod msg;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 

@@ -16,12 +16,17 @@
 //! Each consumer reports what it received over a pipe, as a typed interproc channel; the
 //! parent checks that every (producer, seq) arrived exactly once and intact.
 
-use std::time::Instant;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSource};
+use interproc::ipc::fifo::{self, Fifo};
+use interproc::ipc::msgq::{Key, MessageQueue, MsgqSink, MsgqSource, PeerWatch, Select};
 use interproc::ipc::pipe::{self, PipeReader, PipeReceiver, PipeWriter};
-use interproc::ipc::Error;
+use interproc::ipc::{names, Error};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
@@ -32,12 +37,18 @@ use crate::procs::{self, Children};
 pub enum Transport {
     /// Anonymous pipes, one per (producer, consumer) pair.
     Pipe,
+    /// Named pipes (FIFOs), one per (producer, consumer) pair.
+    Fifo,
+    /// One System V message queue; consumer c receives message type c+1.
+    Msgq,
 }
 
 impl Transport {
     fn name(self) -> &'static str {
         match self {
             Transport::Pipe => "pipe",
+            Transport::Fifo => "fifo",
+            Transport::Msgq => "msgq",
         }
     }
 }
@@ -112,6 +123,7 @@ fn fill_payload(buf: &mut [u8], producer: u32, seq: u64) {
 /// child never drops them: it leaves through `process::exit`, which runs no destructors.
 struct Plan {
     ends: Ends,
+    consumers: usize,
     #[allow(dead_code)] // held for its Drop
     owners: Vec<Box<dyn std::any::Any>>,
 }
@@ -119,13 +131,30 @@ struct Plan {
 enum Ends {
     /// `pipes[p][c]`: producer p to consumer c.
     Pipes(Vec<Vec<Option<(PipeReader, PipeWriter)>>>),
+    /// `paths[p][c]`: the FIFO from producer p to consumer c.
+    Fifos(Vec<Vec<PathBuf>>),
+    /// The queue everyone opens.
+    Msgq(Key),
     /// Nothing left (the parent after the forks).
     Closed,
+}
+
+/// How long a child waits in a FIFO open for its peer before giving up.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Removes the demo's directory of FIFOs, after the FIFOs (drop order is push order).
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 impl Plan {
     fn new(args: &PcArgs) -> Result<Plan, Error> {
         let (np, nc) = (args.producers as usize, args.consumers as usize);
+        let mut owners: Vec<Box<dyn std::any::Any>> = Vec::new();
         let ends = match args.transport {
             Transport::Pipe => {
                 let mut pipes = Vec::with_capacity(np);
@@ -134,8 +163,42 @@ impl Plan {
                 }
                 Ends::Pipes(pipes)
             }
+            Transport::Fifo => {
+                let rt = names::runtime_dir().map_err(|e| Error::NotFound {
+                    what: format!("the runtime directory ({e})"),
+                })?;
+                let dir = rt.join(names::unique_name("pc"));
+                std::fs::create_dir(&dir).map_err(|e| Error::PermissionDenied {
+                    what: format!("{} ({e})", dir.display()),
+                })?;
+                let guard = DirGuard(dir.clone());
+                let mut paths = Vec::with_capacity(np);
+                for p in 0..np {
+                    let mut row = Vec::with_capacity(nc);
+                    for c in 0..nc {
+                        let fifo = Fifo::create(dir.join(format!("p{p}-c{c}")))?;
+                        row.push(fifo.path().to_path_buf());
+                        owners.push(Box::new(fifo));
+                    }
+                    paths.push(row);
+                }
+                owners.push(Box::new(guard));
+                Ends::Fifos(paths)
+            }
+            Transport::Msgq => {
+                let q = MessageQueue::create_unique()?;
+                let key = q.key();
+                owners.push(Box::new(q));
+                Ends::Msgq(key)
+            }
         };
-        Ok(Plan { ends, owners: Vec::new() })
+        Ok(Plan { ends, consumers: nc, owners })
+    }
+
+    /// Whether producers send the end markers themselves. On a shared queue the parent
+    /// sends them once every producer has exited (see [`run`]).
+    fn producers_send_markers(transport: Transport) -> bool {
+        transport != Transport::Msgq
     }
 
     /// In producer `p`: its senders, one per consumer. Closes every other end.
@@ -150,6 +213,24 @@ impl Plan {
                     Ok(BytesSender::new(Box::new(StreamSink::new(w)?) as _))
                 })
                 .collect(),
+            // Producers open in consumer order and consumers in producer order: the
+            // rendezvous (p, c) needs only (p, c-1) and (p-1, c) done, so these blocking
+            // opens cannot deadlock.
+            Ends::Fifos(paths) => paths[p]
+                .iter()
+                .map(|path| {
+                    let w = fifo::open_writer_timeout(path, OPEN_TIMEOUT)?;
+                    Ok(BytesSender::new(Box::new(StreamSink::new(w)?) as _))
+                })
+                .collect(),
+            Ends::Msgq(key) => {
+                let q = Arc::new(MessageQueue::open(key)?);
+                (0..self.consumers)
+                    .map(|c| {
+                        Ok(BytesSender::new(Box::new(MsgqSink::new(q.clone(), c as i64 + 1)?) as _))
+                    })
+                    .collect()
+            }
             Ends::Closed => unreachable!("ends taken twice"),
         }
     }
@@ -165,6 +246,18 @@ impl Plan {
                     Ok(BytesReceiver::new(Box::new(StreamSource::new(r)?) as _))
                 })
                 .collect(),
+            Ends::Fifos(paths) => paths
+                .iter()
+                .map(|row| {
+                    let r = fifo::open_reader_timeout(&row[c], OPEN_TIMEOUT)?;
+                    Ok(BytesReceiver::new(Box::new(StreamSource::new(r)?) as _))
+                })
+                .collect(),
+            Ends::Msgq(key) => {
+                let q = MessageQueue::open(key)?;
+                let src = MsgqSource::new(q, Select::Exact(c as i64 + 1))?;
+                Ok(vec![BytesReceiver::new(Box::new(src) as _)])
+            }
             Ends::Closed => unreachable!("ends taken twice"),
         }
     }
@@ -191,6 +284,9 @@ fn produce(plan: &mut Plan, args: &PcArgs, p: u32) -> i32 {
             return 1;
         }
     }
+    if !Plan::producers_send_markers(args.transport) {
+        return 0;
+    }
     for (c, s) in sinks.iter_mut().enumerate() {
         if let Err(e) = s.send(&[]) {
             eprintln!("producer {p}: end marker to consumer {c}: {e}");
@@ -216,7 +312,8 @@ fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
             return 2;
         }
     };
-    let mut markers_left = args.producers as usize;
+    let mut markers_left =
+        if Plan::producers_send_markers(args.transport) { args.producers as usize } else { 1 };
     let mut seen = Vec::with_capacity(4096);
     let (mut corrupted, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
     let mut handle = |m: &[u8], seen: &mut Vec<(u32, u64)>| -> bool {
@@ -310,6 +407,16 @@ fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
     }
 }
 
+/// A child process as the parent watches it.
+struct Kid {
+    role: &'static str,
+    i: usize,
+    pid: nix::unistd::Pid,
+    /// Until the child exits.
+    watch: Option<PeerWatch>,
+    code: Option<i32>,
+}
+
 /// The outcome of a run, as printed.
 #[derive(Serialize, Debug)]
 struct Summary {
@@ -368,14 +475,14 @@ pub fn run(args: PcArgs) -> i32 {
     plan.ends = Ends::Closed;
     children.watch_signals();
 
-    // Gather the reports while the children run (a consumer blocks if its report pipe
-    // fills), then reap everyone.
+    // One poll loop drains every report pipe as data arrives and watches every child
+    // through a pidfd. Reading the reports one after another would let a consumer block
+    // on a full report pipe, stop reading, and stall the producers the others wait for.
+    // A child that fails ends the run: the others are killed, so nothing waits forever
+    // on a peer that is gone (a System V queue has no EOF to tell them).
     let per = args.messages as usize;
     let mut counts = vec![0u8; np * per];
     let (mut corrupted, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
-    // Every report pipe is drained as data arrives: reading them one after another would
-    // let a consumer block on a full report pipe, stop reading its streams, and stall
-    // the producers that the consumer being read waits for.
     let mut rxs: Vec<Option<ReportReceiver>> = Vec::new();
     for (c, r) in reports.into_iter().enumerate() {
         match r.into_receiver::<Report>() {
@@ -386,16 +493,26 @@ pub fn run(args: PcArgs) -> i32 {
             }
         }
     }
-    while rxs.iter().any(Option::is_some) {
+    let mut kids: Vec<Kid> = Vec::new();
+    for (role, pids) in [("consumer", &consumers), ("producer", &producers)] {
+        for (i, &pid) in pids.iter().enumerate() {
+            // The child is not reaped yet, so its pid names it.
+            match PeerWatch::new(pid.as_raw() as u32) {
+                Ok(w) => kids.push(Kid { role, i, pid, watch: Some(w), code: None }),
+                Err(e) => errors.push(format!("{role} {i}: pidfd: {e}")),
+            }
+        }
+    }
+    let mut markers_sent = Plan::producers_send_markers(args.transport);
+    let mut aborted = false;
+    while rxs.iter().any(Option::is_some) || kids.iter().any(|k| k.watch.is_some()) {
         let live: Vec<usize> = (0..rxs.len()).filter(|&c| rxs[c].is_some()).collect();
+        let watched: Vec<usize> = (0..kids.len()).filter(|&k| kids[k].watch.is_some()).collect();
         let mut fds: Vec<PollFd> = live
             .iter()
-            .map(|&c| {
-                PollFd::new(
-                    rxs[c].as_ref().and_then(|r| r.fd()).expect("pipe fd"),
-                    PollFlags::POLLIN,
-                )
-            })
+            .map(|&c| rxs[c].as_ref().and_then(|r| r.fd()).expect("pipe fd"))
+            .chain(watched.iter().map(|&k| kids[k].watch.as_ref().expect("watch").as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
             .collect();
         if let Err(e) = nix::poll::poll(&mut fds, PollTimeout::NONE) {
             if e != nix::errno::Errno::EINTR {
@@ -403,14 +520,10 @@ pub fn run(args: PcArgs) -> i32 {
                 break;
             }
         }
-        let ready: Vec<usize> = live
-            .iter()
-            .zip(&fds)
-            .filter(|(_, f)| f.any().unwrap_or(true))
-            .map(|(&c, _)| c)
-            .collect();
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
         drop(fds);
-        for c in ready {
+        let (ready_rx, ready_kids) = ready.split_at(live.len());
+        for (&c, _) in live.iter().zip(ready_rx).filter(|(_, &r)| r) {
             while let Some(rx) = rxs[c].as_mut() {
                 match rx.try_recv() {
                     Ok(Report::Seen(list)) => {
@@ -437,17 +550,35 @@ pub fn run(args: PcArgs) -> i32 {
                 }
             }
         }
-    }
-    let mut failed = 0;
-    for (role, pids) in [("consumer", &consumers), ("producer", &producers)] {
-        for (i, &pid) in pids.iter().enumerate() {
-            let code = children.wait(pid);
-            if code != 0 {
-                failed += 1;
-                errors.push(format!("{role} {i} (pid {pid}) exited with status {code}"));
+        for (&k, _) in watched.iter().zip(ready_kids).filter(|(_, &r)| r) {
+            let kid = &mut kids[k];
+            kid.watch = None;
+            let code = children.wait(kid.pid);
+            kid.code = Some(code);
+            if code != 0 && !aborted {
+                aborted = true;
+                errors.push(format!(
+                    "{} {} (pid {}) exited with status {code}: stopping the run",
+                    kid.role, kid.i, kid.pid
+                ));
+                children.kill_all();
+            }
+        }
+        // On a shared queue, the end markers go in once every producer has exited: the
+        // queue keeps each type in order, so they land behind all the data.
+        let producers_done = kids.iter().filter(|k| k.role == "producer").all(|k| k.code.is_some());
+        if !markers_sent && producers_done && !aborted {
+            markers_sent = true;
+            if let Some(q) = plan.owners.iter().find_map(|o| o.downcast_ref::<MessageQueue>()) {
+                for c in 0..nc {
+                    if let Err(e) = q.send(c as i64 + 1, &[]) {
+                        errors.push(format!("end marker to consumer {c}: {e}"));
+                    }
+                }
             }
         }
     }
+    let failed = kids.iter().filter(|k| k.code != Some(0)).count();
     let seconds = start.elapsed().as_secs_f64();
 
     let received: u64 = counts.iter().map(|&n| n as u64).sum();

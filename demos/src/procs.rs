@@ -80,6 +80,13 @@ impl Children {
         });
     }
 
+    /// SIGKILLs every child not reaped yet.
+    pub fn kill_all(&self) {
+        for &pid in self.0.lock().unwrap().iter() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
     /// Waits for `pid` and reaps it; returns its exit code (128 + signal if killed).
     pub fn wait(&self, pid: Pid) -> i32 {
         // Wait without reaping, then reap under the lock, so the signal thread never

@@ -305,9 +305,7 @@ impl Fifo {
             Registration::register(Kind::Fifo, record_name).map_err(record_error)
         };
         match set_up() {
-            Ok(record) => {
-                Ok(Fifo { path, owner: Some(Owner { id, _anchor: anchor, record }) })
-            }
+            Ok(record) => Ok(Fifo { path, owner: Some(Owner { id, _anchor: anchor, record }) }),
             Err(e) => {
                 unlink_if_same_inode(&path, id);
                 Err(e)

@@ -25,7 +25,8 @@ pub enum Error {
     #[error("channel empty: no complete message is ready")]
     Empty,
     /// A message is larger than the channel's configured maximum frame size.
-    /// Nothing was sent.
+    /// On a send, nothing was sent. On a message transport's receive (Unix seqpacket),
+    /// the oversized message was discarded and the connection stays usable.
     #[error("message of {size} bytes exceeds the maximum frame size of {max} bytes; raise it with `with_max_frame`")]
     MessageTooLarge {
         /// Size of the encoded message.
@@ -66,6 +67,21 @@ pub enum Error {
     AlreadyExists {
         /// The object.
         what: String,
+    },
+    /// Nobody accepts connections at the address (`ECONNREFUSED`). For a Unix socket
+    /// file this means a stale file: its listener died or closed without removing it.
+    /// A new listener on that path reclaims it.
+    #[error("connection refused: nobody listens on {what} (a stale socket file, or the server is not up yet)")]
+    Refused {
+        /// The address.
+        what: String,
+    },
+    /// A Unix socket path is taken by something that is not a socket. It was left
+    /// untouched: interproc never deletes a file it did not create as a socket.
+    #[error("{path} exists and is not a socket; it was left untouched: choose another path or remove it yourself")]
+    NotASocket {
+        /// The path.
+        path: String,
     },
     /// The caller lacks permission on the object.
     #[error("permission denied on {what}")]
@@ -124,6 +140,7 @@ impl Error {
             Errno::ENOENT => Error::NotFound { what: what.to_string() },
             Errno::EEXIST => Error::AlreadyExists { what: what.to_string() },
             Errno::EACCES | Errno::EPERM => Error::PermissionDenied { what: what.to_string() },
+            Errno::ECONNREFUSED => Error::Refused { what: what.to_string() },
             Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN | Errno::EIDRM => {
                 Error::Disconnected
             }
@@ -158,6 +175,8 @@ impl From<Error> for io::Error {
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::PermissionDenied { .. } => K::PermissionDenied,
             Error::NoReader { .. } => K::NotConnected,
+            Error::Refused { .. } => K::ConnectionRefused,
+            Error::NotASocket { .. } => K::AlreadyExists,
             Error::Truncated { .. } => K::UnexpectedEof,
             Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
             Error::MessageTooLarge { .. }

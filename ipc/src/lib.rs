@@ -5,6 +5,8 @@
 //! | module | mechanism |
 //! |---|---|
 //! | [`pipe`] | anonymous pipes (`pipe2`, `O_CLOEXEC`) |
+//! | [`socket`] | Unix domain sockets: stream, seqpacket, datagram; abstract names; fd passing; peer credentials |
+//! | [`tcp`] | TCP streams (loopback or any address) with the same framing as Unix streams |
 //! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
 //! | [`names`] | the lifecycle of named resources: owner records, `interproc ls`/`clean` |
 //!
@@ -15,6 +17,8 @@ pub mod channel;
 mod error;
 pub mod names;
 pub mod pipe;
+pub mod socket;
 mod sys;
+pub mod tcp;
 
 pub use error::{Error, Result, SendError};

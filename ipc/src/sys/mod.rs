@@ -122,3 +122,6 @@ pub(crate) fn is_socket(fd: impl AsFd) -> nix::Result<bool> {
     let st = nix::sys::stat::fstat(fd.as_fd())?;
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
+
+mod socket;
+pub(crate) use socket::*;

@@ -25,8 +25,7 @@ pub enum Error {
     #[error("channel empty: no complete message is ready")]
     Empty,
     /// A message is larger than the channel's configured maximum frame size.
-    /// On a send, nothing was sent. On a message transport's receive (Unix seqpacket),
-    /// the oversized message was discarded and the connection stays usable.
+    /// Nothing was sent.
     #[error("message of {size} bytes exceeds the maximum frame size of {max} bytes; raise it with `with_max_frame`")]
     MessageTooLarge {
         /// Size of the encoded message.

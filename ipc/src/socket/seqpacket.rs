@@ -236,8 +236,9 @@ impl FrameSink for SeqpacketSink {
 /// Its buffer holds the largest allowed packet; it is allocated zeroed on first use,
 /// which the allocator serves from fresh zero pages (calloc/mmap), so only the pages
 /// that large messages touch take memory. A packet over the maximum is
-/// [`Error::MessageTooLarge`]: the kernel discards it (`MSG_TRUNC`) and the socket stays
-/// usable for the next one.
+/// [`Error::Malformed`], as on every transport, never a silently cut message; unlike a
+/// byte stream, the socket stays usable: the kernel discarded that packet (`MSG_TRUNC`)
+/// and the next one is received whole.
 #[derive(Debug)]
 pub struct SeqpacketSource {
     sock: UnixSeqpacket,
@@ -283,7 +284,14 @@ impl FrameSource for SeqpacketSource {
             }
         };
         if n > self.buf.len() {
-            return Err(Error::MessageTooLarge { size: n - 1, max: self.max });
+            return Err(Error::Malformed {
+                reason: format!(
+                    "seqpacket message of {} bytes is over the maximum of {}; it was discarded \
+                     (the next message can still be received)",
+                    n - 1,
+                    self.max
+                ),
+            });
         }
         if self.buf[0] != PACKET_TAG {
             return Err(Error::Malformed {

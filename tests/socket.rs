@@ -190,6 +190,12 @@ fn child_entry() {
                 let s = UnixStream::connect(&UnixAddr::path(arg).unwrap()).unwrap();
                 serve(s.into_channel::<Reply, Request>().unwrap());
             }
+            "socketpair_end" => {
+                let s = UnixStream::from_owned_fd(support::inherited_fds().remove(0));
+                // socketpair(2) records the creator: the parent made both ends.
+                assert_eq!(s.peer_cred().unwrap().pid, std::os::unix::process::parent_id());
+                serve(s.into_channel::<Reply, Request>().unwrap());
+            }
             "serve_requests_seqpacket" => {
                 let s = UnixSeqpacket::connect(&UnixAddr::abstract_name(arg).unwrap()).unwrap();
                 serve(s.into_channel::<Reply, Request>().unwrap());
@@ -241,7 +247,9 @@ fn a_socket_file_left_by_a_killed_listener_is_reclaimed() {
 
     // A live listener in another process: the path is taken.
     match UnixListener::bind(&addr) {
-        Err(Error::AlreadyExists { what }) => assert!(what.contains("live"), "{what}"),
+        Err(Error::AlreadyExists { what }) => {
+            assert!(what.contains(&format!("pid {}", child.pid())), "names the owner: {what}")
+        }
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
     let recs = records_for(&path);
@@ -273,6 +281,34 @@ fn a_socket_file_left_by_a_killed_listener_is_reclaimed() {
     assert_eq!(&buf, b"hi");
     drop(listener);
     assert!(!path.exists());
+}
+
+#[test]
+fn sockets_of_other_programs_are_probed_live_or_stale() {
+    // std's listener keeps no owner record and leaves its file behind when dropped.
+    let dir = TempDir::new();
+    let path = dir.join("foreign.sock");
+    let addr = UnixAddr::path(&path).unwrap();
+    let foreign = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    match UnixListener::bind(&addr) {
+        Err(Error::AlreadyExists { what }) => assert!(what.contains("listening"), "{what}"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // A datagram socket bound there is alive too, though it never listens.
+    drop(foreign);
+    let foreign = std::os::unix::net::UnixDatagram::bind(dir.join("foreign.dgram")).unwrap();
+    let daddr = UnixAddr::path(dir.join("foreign.dgram")).unwrap();
+    assert!(matches!(UnixDatagram::bind(&daddr), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(UnixListener::bind(&daddr), Err(Error::AlreadyExists { .. })));
+    drop(foreign);
+    // Both files are stale now: reclaimed.
+    assert!(path.exists());
+    let l = UnixListener::bind(&addr).unwrap();
+    let _c = UnixStream::connect(&addr).unwrap();
+    l.accept_timeout(WATCHDOG).unwrap();
+    let d = UnixDatagram::bind(&daddr).unwrap();
+    UnixDatagram::unbound().unwrap().send_to(b"x", &daddr).unwrap();
+    assert_eq!(d.recv(&mut [0u8; 4]).unwrap(), 1);
 }
 
 #[test]
@@ -470,6 +506,19 @@ fn seqpacket_keeps_message_boundaries_and_refuses_to_cut() {
 }
 
 #[test]
+fn seqpacket_max_packet_is_the_kernel_boundary() {
+    let (a, b) = UnixSeqpacket::pair().unwrap();
+    let max = a.max_packet().unwrap();
+    match a.send(&vec![3u8; max + 1]) {
+        Err(e @ Error::LimitExceeded { .. }) => assert!(e.to_string().contains("SO_SNDBUF"), "{e}"),
+        other => panic!("expected LimitExceeded one byte over max_packet, got {other:?}"),
+    }
+    a.send(&vec![3u8; max]).unwrap();
+    let mut buf = vec![0u8; max];
+    assert_eq!(b.recv(&mut buf).unwrap(), max);
+}
+
+#[test]
 fn seqpacket_channel_frames_are_packets() {
     let (a, b) = UnixSeqpacket::pair().unwrap();
     let raw = a.try_clone().unwrap();
@@ -552,6 +601,17 @@ fn typed_duplex_channel_over_a_unix_stream_across_a_child() {
     drop(listener);
     assert!(!Path::new(&path).exists());
     request_replies(conn.into_channel::<Request, Reply>().unwrap());
+    child.wait_success();
+}
+
+#[test]
+fn a_socketpair_end_handed_to_a_spawned_child() {
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let child = support::spawn("child_entry", "socketpair_end", "", &[theirs.as_fd()]);
+    drop(theirs);
+    // Our end's peer credentials name us, the pair's creator, not the child.
+    assert_eq!(mine.peer_cred().unwrap().pid, std::process::id());
+    request_replies(mine.into_channel::<Request, Reply>().unwrap());
     child.wait_success();
 }
 

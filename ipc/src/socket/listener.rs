@@ -71,7 +71,7 @@ pub(super) fn bind(
     let what = || format!("socket {}", path.display());
 
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let _dir_lock = sys::lock_dir(parent);
+    let _serialized = bind_lock();
     match sys::bind(&fd, &raw) {
         Ok(()) => {}
         Err(Errno::EADDRINUSE) => {
@@ -109,12 +109,42 @@ pub(super) fn bind(
     Ok((fd, Some(bound)))
 }
 
+/// Serializes this user's interproc socket binds: the check-unlink-bind sequence of
+/// [`reclaim_stale`] is not atomic, and two processes reclaiming the same stale path
+/// must not unlink each other's fresh socket. The lock file lives in the private
+/// [`runtime_dir`](crate::names::runtime_dir), so other users cannot hold it; it is held
+/// only for the few syscalls of a bind. `None` (proceed unlocked) if it cannot be opened.
+fn bind_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = crate::names::runtime_dir().ok()?.join("socket-bind.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .ok()?;
+    sys::lock_exclusive(file)
+}
+
 /// `path` is in use. If it is a socket nobody serves, remove it; otherwise say why not.
 fn reclaim_stale(path: &Path, ty: SockType) -> Result<()> {
     let what = || format!("socket {}", path.display());
     let meta = std::fs::symlink_metadata(path).map_err(|e| io_error("stat", what(), &e))?;
     if !meta.file_type().is_socket() {
         return Err(Error::NotASocket { path: path.display().to_string() });
+    }
+    // An interproc owner that is alive holds its record's lock: no need to probe it
+    // (a probe that connects shows the live server a client that comes and goes).
+    let name = absolute(path).to_string_lossy().into_owned();
+    if let Some(owner) = crate::names::list().ok().and_then(|l| {
+        l.into_iter()
+            .find(|e| e.alive && e.record.kind == Kind::SocketFile && e.record.name == name)
+    }) {
+        return Err(Error::AlreadyExists {
+            what: format!("{} (a live process, pid {}, owns it)", what(), owner.record.pid),
+        });
     }
     // Probe with a non-blocking socket of the same type: a live listener with a full
     // backlog answers EAGAIN instead of blocking us.

@@ -102,13 +102,11 @@ pub(crate) fn recv(fd: impl AsFd, buf: &mut [u8], flags: MsgFlags) -> nix::Resul
     retry(|| so::recv(raw, buf, flags))
 }
 
-/// Holds an exclusive `flock(2)` on the directory `dir` while alive. Binders of socket
-/// files in one directory serialize their check-unlink-bind sequence on it, so two
-/// processes reclaiming the same stale path cannot unlink each other's fresh socket.
-/// `None` if the directory cannot be opened for reading (the caller proceeds unlocked).
-pub(crate) fn lock_dir(dir: &std::path::Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+/// Takes an exclusive `flock(2)` on `file`, waiting for it; `None` if the lock cannot be
+/// taken (the caller proceeds unlocked).
+pub(crate) fn lock_exclusive(file: std::fs::File) -> Option<nix::fcntl::Flock<std::fs::File>> {
     use nix::fcntl::{Flock, FlockArg};
-    let mut f = std::fs::File::open(dir).ok()?;
+    let mut f = file;
     loop {
         match Flock::lock(f, FlockArg::LockExclusive) {
             Ok(lock) => return Some(lock),

@@ -190,6 +190,32 @@ fn child_entry() {
                 let s = UnixStream::connect(&UnixAddr::path(arg).unwrap()).unwrap();
                 serve(s.into_channel::<Reply, Request>().unwrap());
             }
+            "fork_then_drop_in_child" => {
+                let path = Path::new(arg);
+                let listener = UnixListener::bind(&UnixAddr::path(path).unwrap()).unwrap();
+                // SAFETY: this child process runs one test; the only other thread is
+                // libtest's main thread, blocked waiting for that test, holding no lock
+                // the forked child could need. The forked child only drops the listener
+                // and calls _exit.
+                match unsafe { nix::unistd::fork() }.unwrap() {
+                    nix::unistd::ForkResult::Child => {
+                        drop(listener);
+                        // SAFETY: _exit ends the forked child without running the
+                        // parent's atexit handlers or flushing its stdio.
+                        unsafe { libc::_exit(0) };
+                    }
+                    nix::unistd::ForkResult::Parent { child } => {
+                        let st = nix::sys::wait::waitpid(child, None).unwrap();
+                        assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+                    }
+                }
+                assert!(path.exists(), "a forked child's drop removed the parent's socket file");
+                let recs = records_for(path);
+                assert!(recs.len() == 1 && recs[0].alive, "the parent's record survives");
+                drop(listener);
+                assert!(!path.exists());
+                assert!(records_for(path).is_empty());
+            }
             "socketpair_end" => {
                 let s = UnixStream::from_owned_fd(support::inherited_fds().remove(0));
                 // socketpair(2) records the creator: the parent made both ends.
@@ -602,6 +628,15 @@ fn typed_duplex_channel_over_a_unix_stream_across_a_child() {
     assert!(!Path::new(&path).exists());
     request_replies(conn.into_channel::<Request, Reply>().unwrap());
     child.wait_success();
+}
+
+#[test]
+fn a_forked_child_dropping_the_listener_leaves_the_file_to_the_parent() {
+    // Forking needs a process running one test: do it in a child.
+    let dir = TempDir::new();
+    let path = dir.join("forked.sock");
+    support::spawn("child_entry", "fork_then_drop_in_child", path.to_str().unwrap(), &[])
+        .wait_success();
 }
 
 #[test]

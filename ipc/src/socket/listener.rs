@@ -25,17 +25,24 @@ pub(super) struct BoundFile {
     /// Only the process that bound the file removes it: a forked child that drops its
     /// copy of the socket must not pull the file from under its parent.
     owner_pid: u32,
-    _record: Registration,
+    record: Option<Registration>,
 }
 
 impl Drop for BoundFile {
     fn drop(&mut self) {
+        if std::process::id() != self.owner_pid {
+            // A forked child: the file and the record belong to the parent. Forgetting
+            // the registration keeps its record file; the child's copy of the record's
+            // lock fd closes when the child exits, and the parent still holds the lock.
+            std::mem::forget(self.record.take());
+            return;
+        }
         // Remove the file only if it is still ours: another process may have replaced a
         // path we were told to give up.
-        if std::process::id() == self.owner_pid && is_same_file(&self.path, &self.id) {
+        if is_same_file(&self.path, &self.id) {
             let _ = std::fs::remove_file(&self.path);
         }
-        // `_record` drops after this body: the record outlives the file.
+        // `record` drops after this body: the record outlives the file.
     }
 }
 
@@ -100,8 +107,12 @@ pub(super) fn bind(
         .map_err(|e| cleanup(io_error("chmod", what(), &e)))?;
     let record = Registration::register(Kind::SocketFile, &absolute(path).to_string_lossy())
         .map_err(|e| cleanup(io_error("owner record", what(), &e)))?;
-    let bound =
-        BoundFile { path: path.to_path_buf(), id, owner_pid: std::process::id(), _record: record };
+    let bound = BoundFile {
+        path: path.to_path_buf(),
+        id,
+        owner_pid: std::process::id(),
+        record: Some(record),
+    };
     if listen {
         // `bound` drops on error, removing the file and the record.
         sys::listen(&fd).map_err(|e| Error::os("listen", e))?;

@@ -108,7 +108,8 @@ pub(super) fn bind(
     let record = Registration::register(Kind::SocketFile, &absolute(path).to_string_lossy())
         .map_err(|e| cleanup(io_error("owner record", what(), &e)))?;
     let bound = BoundFile {
-        path: path.to_path_buf(),
+        // Absolute, so a later chdir does not point the drop elsewhere.
+        path: absolute(path),
         id,
         owner_pid: std::process::id(),
         record: Some(record),

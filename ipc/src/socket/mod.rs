@@ -224,7 +224,8 @@ impl TryFrom<&OsStr> for UnixAddr {
 /// or hands the socket to another process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerCred {
-    /// The peer's process id.
+    /// The peer's process id, as seen from this process's pid namespace (0 if the peer
+    /// lives in a namespace this one cannot see).
     pub pid: u32,
     /// The peer's effective user id.
     pub uid: u32,

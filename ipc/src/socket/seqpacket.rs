@@ -51,6 +51,25 @@ pub type SeqpacketBytesSender = BytesSender<SeqpacketSink>;
 pub type SeqpacketBytesReceiver = BytesReceiver<SeqpacketSource>;
 
 /// A connected Unix seqpacket socket: reliable, ordered, and message boundaries kept.
+///
+/// ```
+/// use interproc_ipc::socket::UnixSeqpacket;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (a, b) = UnixSeqpacket::pair()?;
+/// a.send(b"one")?;
+/// a.send(b"two, longer")?;
+/// let mut buf = [0u8; 64];
+/// assert_eq!(b.recv(&mut buf)?, 3); // one message per recv, never merged
+/// assert_eq!(b.recv(&mut buf)?, 11);
+///
+/// // As a typed channel: one packet per message.
+/// let (a, b) = UnixSeqpacket::pair()?;
+/// let (mut tx, _) = a.into_channel::<Vec<()>, ()>()?;
+/// let (_, mut rx) = b.into_channel::<(), Vec<()>>()?;
+/// tx.send(vec![(); 3])?;
+/// assert_eq!(rx.recv()?.len(), 3);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct UnixSeqpacket {
     fd: OwnedFd,

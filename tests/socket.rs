@@ -338,6 +338,38 @@ fn sockets_of_other_programs_are_probed_live_or_stale() {
 }
 
 #[test]
+fn concurrent_reclaims_of_one_stale_path_have_one_winner() {
+    let dir = TempDir::new();
+    let path = dir.join("contested.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // leaves a stale file
+    let addr = UnixAddr::path(&path).unwrap();
+    let barrier = std::sync::Barrier::new(8);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    UnixListener::bind(&addr)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut winners = Vec::new();
+    for r in results {
+        match r {
+            Ok(l) => winners.push(l),
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one reclaim wins");
+    // The path leads to the winner, not to a socket someone unlinked.
+    let _c = UnixStream::connect(&addr).unwrap();
+    winners[0].accept_timeout(WATCHDOG).unwrap();
+}
+
+#[test]
 fn a_live_listener_in_this_process_keeps_its_path() {
     let dir = TempDir::new();
     let addr = UnixAddr::path(dir.join("s")).unwrap();

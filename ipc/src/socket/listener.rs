@@ -123,21 +123,13 @@ pub(super) fn bind(
 
 /// Serializes this user's interproc socket binds: the check-unlink-bind sequence of
 /// [`reclaim_stale`] is not atomic, and two processes reclaiming the same stale path
-/// must not unlink each other's fresh socket. The lock file lives in the private
-/// [`runtime_dir`](crate::names::runtime_dir), so other users cannot hold it; it is held
-/// only for the few syscalls of a bind. `None` (proceed unlocked) if it cannot be opened.
+/// must not unlink each other's fresh socket. The lock is an `flock` on the
+/// [`runtime_dir`](crate::names::runtime_dir) itself: private (mode 0700), so other users
+/// cannot hold it, and no extra file is left behind. It is held only for the few
+/// syscalls of a bind. `None` (proceed unlocked) if the directory cannot be opened.
 fn bind_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = crate::names::runtime_dir().ok()?.join("socket-bind.lock");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .ok()?;
-    sys::lock_exclusive(file)
+    let dir = std::fs::File::open(crate::names::runtime_dir().ok()?).ok()?;
+    sys::lock_exclusive(dir)
 }
 
 /// `path` is in use. If it is a socket nobody serves, remove it; otherwise say why not.

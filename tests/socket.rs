@@ -609,27 +609,26 @@ fn seqpacket_channel_frames_are_packets() {
 }
 
 #[test]
-fn seqpacket_max_frame_raises_the_send_buffer_or_clamps_with_a_clear_error() {
+fn seqpacket_send_buffer_grows_on_demand_and_the_cap_is_explained() {
     let (a, b) = UnixSeqpacket::pair().unwrap();
+    let initial = a.max_packet().unwrap();
     let mut sink = SeqpacketSink::new(a).unwrap();
     let mut source = SeqpacketSource::new(b);
-    let default_max = sink.max_frame();
-    assert!(default_max > 0 && default_max < sink.get_ref().max_packet().unwrap());
+    // Small packets leave the default send buffer alone.
+    sink.send_frame(b"small", None).unwrap();
+    assert_eq!(source.recv_frame(None).unwrap(), b"small");
+    assert_eq!(sink.get_ref().max_packet().unwrap(), initial);
 
-    // 300 kB is over the default send buffer (wmem_default, 212992) but within
-    // 2 x wmem_max on a default system: the sink raises SO_SNDBUF.
-    let want = 300_000;
-    sink.set_max_frame(want);
-    if sink.max_frame() == want {
-        let msg = support::conformance::make_msg(1, want);
+    // A packet over the default buffer (wmem_default) grows it, if the cap allows.
+    let len = initial + 1000;
+    if len <= sink.max_frame() {
+        let msg = support::conformance::make_msg(1, len);
         sink.send_frame(&msg, None).unwrap();
         assert_eq!(source.recv_frame(None).unwrap(), &msg[..]);
-    } else {
-        // A system with wmem_max below 150 kB: the clamp must be explained on send.
-        assert!(sink.max_frame() < want);
+        assert!(sink.get_ref().max_packet().unwrap() > len);
     }
 
-    // Far over any send buffer: clamped, and a send over the clamp names the limit.
+    // A maximum over any send buffer is clamped, and a send over the clamp names the limit.
     sink.set_max_frame(1 << 40);
     let max = sink.max_frame();
     assert!(max < 1 << 40);

@@ -9,9 +9,10 @@
 //!
 //! The largest packet the kernel takes is bounded by the *sender's* send buffer
 //! (`SO_SNDBUF` minus 32 bytes of accounting, `unix_dgram_sendmsg` in
-//! `net/unix/af_unix.c`), and `SO_SNDBUF` itself by `2 × net.core.wmem_max`.
-//! [`SeqpacketSink`] raises `SO_SNDBUF` when asked for a larger maximum, and clamps its
-//! maximum to what the kernel granted: [`FrameSink::max_frame`] tells the result.
+//! `net/unix/af_unix.c`), and `SO_SNDBUF` itself by `2 × net.core.wmem_max` (socket(7)).
+//! [`SeqpacketSink`] clamps its maximum to that cap ([`FrameSink::max_frame`] tells the
+//! result) and raises `SO_SNDBUF` on demand, when a packet would not fit in it as it is:
+//! small-message channels keep the default buffer and its back-pressure.
 
 use std::io::IoSlice;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -177,17 +178,38 @@ impl UnixSeqpacket {
 #[derive(Debug)]
 pub struct SeqpacketSink {
     sock: UnixSeqpacket,
-    /// The effective maximum: `requested`, clamped to what the send buffer carries.
+    /// The effective maximum: `requested`, clamped to the largest payload the send
+    /// buffer can ever carry.
     max: usize,
     requested: usize,
 }
 
 impl SeqpacketSink {
     /// Wraps a connected seqpacket socket. The maximum frame starts at
-    /// [`DEFAULT_MAX_FRAME`], clamped to the socket's current send buffer.
+    /// [`DEFAULT_MAX_FRAME`], clamped to what the largest send buffer carries.
     pub fn new(sock: UnixSeqpacket) -> Result<Self> {
-        let limit = sock.max_packet()?.saturating_sub(1);
-        Ok(SeqpacketSink { sock, max: DEFAULT_MAX_FRAME.min(limit), requested: DEFAULT_MAX_FRAME })
+        let mut sink = SeqpacketSink { sock, max: 0, requested: 0 };
+        sink.set_max_frame(DEFAULT_MAX_FRAME);
+        Ok(sink)
+    }
+
+    /// The largest payload any send buffer this socket may get can carry: from
+    /// `2 × net.core.wmem_max`, or the current buffer if that sysctl cannot be read
+    /// (or the buffer was forced larger).
+    fn kernel_cap(&self) -> usize {
+        let current = self.sock.max_packet().unwrap_or(0);
+        let cap = sys::wmem_max().map_or(0, |w| (2 * w).saturating_sub(KERNEL_OVERHEAD));
+        cap.max(current).saturating_sub(1)
+    }
+
+    /// Makes the send buffer big enough for a payload of `len` bytes, if it is not.
+    fn fit(&self, len: usize) {
+        let needed = len.saturating_add(1 + KERNEL_OVERHEAD);
+        if self.sock.max_packet().unwrap_or(0) < len + 1 {
+            // The kernel doubles the value it is given and caps it (socket(7)); the send
+            // reports what still does not fit.
+            let _ = sys::set_send_buffer(&self.sock.fd, needed.div_ceil(2).min(i32::MAX as usize));
+        }
     }
 
     /// The socket.
@@ -214,6 +236,7 @@ impl FrameSink for SeqpacketSink {
                 Error::MessageTooLarge { size: payload.len(), max: self.max }
             });
         }
+        self.fit(payload.len());
         let iov = [IoSlice::new(&[PACKET_TAG]), IoSlice::new(payload)];
         loop {
             match sys::send_with_fds(&self.sock.fd, &iov, &[], MsgFlags::MSG_DONTWAIT) {
@@ -232,17 +255,11 @@ impl FrameSink for SeqpacketSink {
         self.max
     }
 
-    /// Raises `SO_SNDBUF` if `max` needs it; the kernel caps it at
-    /// `2 × net.core.wmem_max`, and the maximum is clamped to what it granted.
+    /// Sets the maximum, clamped to what the largest send buffer carries
+    /// (`2 × net.core.wmem_max - 33`). The buffer itself grows when a packet needs it.
     fn set_max_frame(&mut self, max: usize) {
         self.requested = max;
-        let needed = max.saturating_add(1 + KERNEL_OVERHEAD);
-        let limit = |s: &UnixSeqpacket| s.max_packet().unwrap_or(0).saturating_sub(1);
-        if limit(&self.sock) < max {
-            // The kernel doubles the value it is given (socket(7)).
-            let _ = sys::set_send_buffer(&self.sock.fd, needed.div_ceil(2).min(i32::MAX as usize));
-        }
-        self.max = max.min(limit(&self.sock));
+        self.max = max.min(self.kernel_cap());
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
@@ -333,5 +350,17 @@ impl FrameSource for SeqpacketSource {
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         Some(std::os::fd::AsFd::as_fd(&self.sock))
+    }
+}
+
+impl std::os::fd::AsFd for SeqpacketSink {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.sock)
+    }
+}
+
+impl std::os::fd::AsFd for SeqpacketSource {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.sock)
     }
 }

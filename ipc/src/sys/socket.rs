@@ -94,6 +94,12 @@ pub(crate) fn set_send_buffer(fd: impl AsFd, bytes: usize) -> nix::Result<()> {
     so::setsockopt(&fd.as_fd(), sockopt::SndBuf, &bytes)
 }
 
+/// `net.core.wmem_max`: the largest `SO_SNDBUF` an unprivileged process may ask for
+/// (the kernel then doubles it). `None` if `/proc/sys` cannot be read.
+pub(crate) fn wmem_max() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/net/core/wmem_max").ok()?.trim().parse().ok()
+}
+
 /// `recv(2)` with `flags`, EINTR retried. With `MSG_TRUNC` in `flags`, a datagram or
 /// packet socket returns the full length of the message even when it exceeds `buf`
 /// (recv(2), unix(7)): that is how a cut message is detected.

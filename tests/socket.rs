@@ -390,7 +390,37 @@ fn a_path_that_is_not_a_socket_is_never_deleted() {
         }
         other => panic!("expected NotASocket, got {other:?}"),
     }
+    match UnixStream::connect(&UnixAddr::path(&path).unwrap()) {
+        Err(Error::NotASocket { .. }) => {}
+        other => panic!("expected NotASocket on connect, got {other:?}"),
+    }
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+}
+
+#[test]
+fn a_malformed_client_is_dropped_and_the_server_carries_on() {
+    let addr = UnixAddr::abstract_name(unique_name("server")).unwrap();
+    let listener = UnixListener::bind(&addr).unwrap();
+    let mut rogue = UnixStream::connect(&addr).unwrap();
+    rogue.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let good = UnixStream::connect(&addr).unwrap();
+    let (mut tx, _) = good.into_channel::<Request, ()>().unwrap();
+    tx.send(Request::Greet("server".into())).unwrap();
+
+    let mut served = Vec::new();
+    let mut dropped = 0;
+    for _ in 0..2 {
+        let conn = listener.accept_timeout(WATCHDOG).unwrap();
+        let mut rx = conn.into_receiver::<Request>().unwrap();
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(req) => served.push(req),
+            // Drop this connection; the listener and the other clients carry on.
+            Err(Error::Malformed { .. }) => dropped += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(dropped, 1);
+    assert_eq!(served, vec![Request::Greet("server".into())]);
 }
 
 #[test]

@@ -182,8 +182,16 @@ pub(super) fn io_error(op: &'static str, what: String, e: &std::io::Error) -> Er
 pub(super) fn connect(addr: &UnixAddr, ty: SockType) -> Result<OwnedFd> {
     let raw = addr.to_raw()?;
     let fd = sys::unix_socket(ty, false).map_err(|e| Error::os("socket", e))?;
-    sys::connect(&fd, &raw)
-        .map_err(|e| Error::from_errno("connect", format!("socket {addr}"), e))?;
+    sys::connect(&fd, &raw).map_err(|e| match (e, addr.as_path()) {
+        // Linux refuses a connect to a file that is not a socket with ECONNREFUSED too:
+        // say which it is.
+        (Errno::ECONNREFUSED, Some(path))
+            if std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_socket()) =>
+        {
+            Error::NotASocket { path: path.display().to_string() }
+        }
+        (e, _) => Error::from_errno("connect", format!("socket {addr}"), e),
+    })?;
     Ok(fd)
 }
 

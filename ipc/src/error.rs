@@ -61,6 +61,17 @@ pub enum Error {
         /// The object, for example `FIFO /run/user/0/x`.
         what: String,
     },
+    /// The path names an object of another type, for example a regular file where a
+    /// FIFO was expected.
+    #[error("{what} is a {found}, not a {expected}")]
+    WrongType {
+        /// The object, for example `FIFO /run/user/0/x`.
+        what: String,
+        /// The type the operation needs, for example `FIFO`.
+        expected: &'static str,
+        /// The type found there, for example `regular file`.
+        found: &'static str,
+    },
     /// The named object already exists (an exclusive create failed).
     #[error("{what} already exists; open it instead, or remove it (`interproc clean` removes interproc objects whose owner died)")]
     AlreadyExists {
@@ -113,6 +124,20 @@ pub enum Error {
     /// Any fds that did arrive were closed.
     #[error("control data truncated (MSG_CTRUNC): the peer passed more fds than the receive buffer holds")]
     ControlTruncated,
+    /// A System V message type that msgsnd(2)/msgrcv(2) cannot use: a message's type
+    /// must be positive, and so must the `n` of a receive by type.
+    #[error("invalid message type {mtype}: System V message types must be greater than 0")]
+    InvalidMessageType {
+        /// The type that was given.
+        mtype: i64,
+    },
+    /// The next matching message is larger than the receive buffer. It was left in the
+    /// queue, not truncated (interproc never passes `MSG_NOERROR`).
+    #[error("the next matching message is larger than the receive buffer of {capacity} bytes; it was left in the queue: receive it with a larger buffer")]
+    ReceiveBufferTooSmall {
+        /// Bytes the receive buffer holds.
+        capacity: usize,
+    },
     /// The value could not be encoded.
     #[error("encoding the message failed: {0}")]
     Encode(#[source] postcard::Error),
@@ -169,6 +194,9 @@ impl From<Error> for io::Error {
         use io::ErrorKind as K;
         let kind = match &e {
             Error::Disconnected => K::BrokenPipe,
+            Error::InvalidMessageType { .. } | Error::ReceiveBufferTooSmall { .. } => {
+                K::InvalidInput
+            }
             Error::Timeout => K::TimedOut,
             Error::Full | Error::Empty => K::WouldBlock,
             Error::NotFound { .. } => K::NotFound,
@@ -181,7 +209,8 @@ impl From<Error> for io::Error {
             Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
             Error::MessageTooLarge { .. }
             | Error::LimitExceeded { .. }
-            | Error::PathTooLong { .. } => K::InvalidInput,
+            | Error::PathTooLong { .. }
+            | Error::WrongType { .. } => K::InvalidInput,
             Error::Malformed { .. }
             | Error::ControlTruncated
             | Error::Encode(_)

@@ -50,6 +50,16 @@ pub fn unique_name(tag: &str) -> String {
     format!("{PREFIX}-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Which one a create-or-open call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The object did not exist; this call created it, and the returned handle owns it
+    /// (removes it on drop).
+    Created,
+    /// The object existed; this call opened it, and someone else owns it.
+    Opened,
+}
+
 /// What kind of object a record names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -219,4 +229,136 @@ pub fn list() -> io::Result<Vec<Entry>> {
         (a.record.kind.as_str(), &a.record.name).cmp(&(b.record.kind.as_str(), &b.record.name))
     });
     Ok(out)
+}
+
+/// What [`remove_stale`] did with one owner record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Removal {
+    /// The owner still holds the record's lock: nothing was touched.
+    OwnerAlive,
+    /// The object was removed, then its record.
+    Removed,
+    /// The object was already gone; its record was removed.
+    AlreadyGone,
+    /// The object's path now holds something of another type (not the FIFO or socket the
+    /// record names). That was left alone; the record was removed.
+    Replaced,
+    /// This build has no remover for the record's kind (see [`can_remove`]): the object
+    /// and its record were left in place.
+    Skipped,
+}
+
+impl Removal {
+    /// A short word for output: `owner_alive`, `removed`, `already_gone`, `replaced`,
+    /// `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Removal::OwnerAlive => "owner_alive",
+            Removal::Removed => "removed",
+            Removal::AlreadyGone => "already_gone",
+            Removal::Replaced => "replaced",
+            Removal::Skipped => "skipped",
+        }
+    }
+}
+
+/// What removing the object itself found.
+type Remover = fn(&str) -> io::Result<Removal>;
+
+/// The remover for each kind of object: the one place where `clean` learns a kind.
+///
+/// A module that introduces a kind adds its arm here; a kind without a remover (`None`)
+/// is reported as [`Removal::Skipped`], and its object and record stay in place.
+fn remover(kind: Kind) -> Option<Remover> {
+    match kind {
+        Kind::Fifo => Some(|name| remove_path_of_type(name, libc::S_IFIFO)),
+        Kind::SocketFile => Some(|name| remove_path_of_type(name, libc::S_IFSOCK)),
+        // HOOK(msgq): the msgq module plugs its remover in here: a function that takes
+        // the record's name (the key in hex), looks the queue up without IPC_CREAT and
+        // removes it with IPC_RMID, returning `AlreadyGone` if msgget says ENOENT.
+        // Until then `clean` leaves queues, and their records, alone.
+        Kind::MsgQueue => None,
+    }
+}
+
+/// Whether this build can remove objects of `kind` (see [`remove_stale`]).
+pub fn can_remove(kind: Kind) -> bool {
+    remover(kind).is_some()
+}
+
+/// Unlinks `path` if it is still of type `file_type` (`S_IFIFO`, `S_IFSOCK`). A record
+/// names a path, and a path can be reused: never delete a regular file or a directory
+/// because a dead owner's record once named that path.
+fn remove_path_of_type(path: &str, file_type: libc::mode_t) -> io::Result<Removal> {
+    let path = Path::new(path);
+    match crate::sys::lstat(path) {
+        Err(nix::errno::Errno::ENOENT) => Ok(Removal::AlreadyGone),
+        Err(e) => Err(e.into()),
+        Ok(st) if st.st_mode & libc::S_IFMT != file_type => Ok(Removal::Replaced),
+        Ok(_) => match crate::sys::unlink(path) {
+            Ok(()) => Ok(Removal::Removed),
+            Err(nix::errno::Errno::ENOENT) => Ok(Removal::AlreadyGone),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// Removes the object named by a dead owner's record, then the record.
+///
+/// Liveness is checked again here, under the record's lock, not taken from `entry`:
+/// an exclusive `flock` on the record succeeds only if its owner is gone, and holding it
+/// keeps a second `clean` off the same record. A live owner's record gives
+/// [`Removal::OwnerAlive`] and nothing is touched. FIFOs and socket files are unlinked
+/// only if the path still holds a FIFO or a socket ([`Removal::Replaced`] otherwise).
+/// Kinds this build cannot remove give [`Removal::Skipped`].
+pub fn remove_stale(entry: &Entry) -> io::Result<Removal> {
+    if !can_remove(entry.record.kind) {
+        return Ok(Removal::Skipped);
+    }
+    let file = match File::open(&entry.path) {
+        Ok(f) => f,
+        // Someone else cleaned it, or the owner dropped it, in the meantime.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::AlreadyGone),
+        Err(e) => return Err(e),
+    };
+    // `interproc ls` takes a shared lock for an instant; do not mistake it for an owner.
+    let mut file = file;
+    let mut attempts = 0;
+    let lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break l,
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if attempts < 3 => {
+                attempts += 1;
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(Removal::OwnerAlive),
+            Err((_, e)) => return Err(e.into()),
+        }
+    };
+    // Act on the record we hold locked, not on `entry`: if another owner registered
+    // the same object since `list()` (and died too), its record replaced the old one.
+    let mut text = String::new();
+    (&*lock).read_to_string(&mut text)?;
+    let record = Record::decode(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable owner record {}", entry.path.display()),
+        )
+    })?;
+    let Some(remove) = remover(record.kind) else { return Ok(Removal::Skipped) };
+    let outcome = remove(&record.name)?;
+    // Remove the record only if its path still names the file we hold locked.
+    let held = crate::sys::fstat(&*lock)?;
+    match crate::sys::lstat(&entry.path) {
+        Ok(st) if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) => {
+            match crate::sys::unlink(&entry.path) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        _ => {}
+    }
+    Ok(outcome)
 }

@@ -385,14 +385,14 @@ fn a_path_that_is_not_a_socket_is_never_deleted() {
     let path = dir.join("precious.txt");
     std::fs::write(&path, "keep me").unwrap();
     match UnixListener::bind(&UnixAddr::path(&path).unwrap()) {
-        Err(e @ Error::NotASocket { .. }) => {
+        Err(e @ Error::WrongType { expected: "socket", found: "regular file", .. }) => {
             assert!(e.to_string().contains("precious.txt"), "{e}")
         }
-        other => panic!("expected NotASocket, got {other:?}"),
+        other => panic!("expected WrongType, got {other:?}"),
     }
     match UnixStream::connect(&UnixAddr::path(&path).unwrap()) {
-        Err(Error::NotASocket { .. }) => {}
-        other => panic!("expected NotASocket on connect, got {other:?}"),
+        Err(Error::WrongType { found: "regular file", .. }) => {}
+        other => panic!("expected WrongType on connect, got {other:?}"),
     }
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
 }

@@ -86,13 +86,6 @@ pub enum Error {
         /// The address.
         what: String,
     },
-    /// A Unix socket path is taken by something that is not a socket. It was left
-    /// untouched: interproc never deletes a file it did not create as a socket.
-    #[error("{path} exists and is not a socket; it was left untouched: choose another path or remove it yourself")]
-    NotASocket {
-        /// The path.
-        path: String,
-    },
     /// The caller lacks permission on the object.
     #[error("permission denied on {what}")]
     PermissionDenied {
@@ -204,7 +197,6 @@ impl From<Error> for io::Error {
             Error::PermissionDenied { .. } => K::PermissionDenied,
             Error::NoReader { .. } => K::NotConnected,
             Error::Refused { .. } => K::ConnectionRefused,
-            Error::NotASocket { .. } => K::AlreadyExists,
             Error::Truncated { .. } => K::UnexpectedEof,
             Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
             Error::MessageTooLarge { .. }

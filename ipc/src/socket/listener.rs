@@ -1,7 +1,6 @@
 //! Binding Unix socket addresses, reclaiming stale socket files, and listening.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -103,8 +102,9 @@ pub(super) fn bind(
         }
         e
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_FILE_MODE))
-        .map_err(|e| cleanup(io_error("chmod", what(), &e)))?;
+    // Not following a symlink that may have replaced the socket since the bind.
+    sys::chmod_nofollow(path, SOCKET_FILE_MODE)
+        .map_err(|e| cleanup(Error::from_errno("chmod", what(), e)))?;
     let record = Registration::register(Kind::SocketFile, &absolute(path).to_string_lossy())
         .map_err(|e| cleanup(io_error("owner record", what(), &e)))?;
     let bound = BoundFile {
@@ -135,9 +135,9 @@ fn bind_lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
 /// `path` is in use. If it is a socket nobody serves, remove it; otherwise say why not.
 fn reclaim_stale(path: &Path, ty: SockType) -> Result<()> {
     let what = || format!("socket {}", path.display());
-    let meta = std::fs::symlink_metadata(path).map_err(|e| io_error("stat", what(), &e))?;
-    if !meta.file_type().is_socket() {
-        return Err(Error::NotASocket { path: path.display().to_string() });
+    let st = sys::lstat(path).map_err(|e| Error::from_errno("lstat", what(), e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(not_a_socket(path, st.st_mode));
     }
     // An interproc owner that is alive holds its record's lock: no need to probe it
     // (a probe that connects shows the live server a client that comes and goes).
@@ -157,7 +157,7 @@ fn reclaim_stale(path: &Path, ty: SockType) -> Result<()> {
     match sys::connect(&probe, &raw) {
         // Nobody has it bound and listening: a stale file left by a dead process.
         Err(Errno::ECONNREFUSED) => {
-            std::fs::remove_file(path).map_err(|e| io_error("unlink", what(), &e))
+            sys::unlink(path).map_err(|e| Error::from_errno("unlink", what(), e))
         }
         Ok(()) | Err(Errno::EAGAIN) | Err(Errno::EINPROGRESS) => Err(Error::AlreadyExists {
             what: format!("{} (a live process is listening on it)", what()),
@@ -167,6 +167,15 @@ fn reclaim_stale(path: &Path, ty: SockType) -> Result<()> {
             what: format!("{} (a live socket of another type is bound there)", what()),
         }),
         Err(e) => Err(Error::from_errno("connect (stale-socket probe)", what(), e)),
+    }
+}
+
+/// `path` holds something other than a socket; interproc leaves it untouched.
+fn not_a_socket(path: &Path, st_mode: libc::mode_t) -> Error {
+    Error::WrongType {
+        what: path.display().to_string(),
+        expected: "socket",
+        found: sys::file_type_name(st_mode),
     }
 }
 
@@ -185,11 +194,10 @@ pub(super) fn connect(addr: &UnixAddr, ty: SockType) -> Result<OwnedFd> {
     sys::connect(&fd, &raw).map_err(|e| match (e, addr.as_path()) {
         // Linux refuses a connect to a file that is not a socket with ECONNREFUSED too:
         // say which it is.
-        (Errno::ECONNREFUSED, Some(path))
-            if std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_socket()) =>
-        {
-            Error::NotASocket { path: path.display().to_string() }
-        }
+        (Errno::ECONNREFUSED, Some(path)) => match sys::lstat(path) {
+            Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFSOCK => not_a_socket(path, st.st_mode),
+            _ => Error::Refused { what: format!("socket {addr}") },
+        },
         (e, _) => Error::from_errno("connect", format!("socket {addr}"), e),
     })?;
     Ok(fd)
@@ -243,7 +251,7 @@ macro_rules! listener {
             /// record; a stale socket file there (its listener died) is reclaimed.
             ///
             /// Errors: [`Error::AlreadyExists`] if a live process listens on the
-            /// address, [`Error::NotASocket`] if the path is some other file (left
+            /// address, [`Error::WrongType`] if the path is some other kind of file (left
             /// untouched), [`Error::NotFound`] if the directory does not exist.
             pub fn bind(addr: &UnixAddr) -> Result<Self> {
                 Ok($name { inner: Listening::bind(addr, $ty)? })

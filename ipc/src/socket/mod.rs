@@ -19,13 +19,14 @@
 //!   when it is dropped. A file left behind by a process that died (nobody accepts on
 //!   it: `connect` gets `ECONNREFUSED`) is *stale*: binding the same path reclaims it.
 //!   A live listener there gives [`Error::AlreadyExists`]; a path that is not a socket
-//!   gives [`Error::NotASocket`] and is never deleted.
+//!   gives [`Error::WrongType`] and is never deleted.
 //! - An **abstract** name lives in the network namespace, not on disk: nothing is left
 //!   behind when the last socket closes, but file permissions do not apply, so any
 //!   process in the namespace may connect. Check [`PeerCred`] if that matters.
 //!
 //! Connecting to a path that does not exist is [`Error::NotFound`]; to a stale socket
-//! file (or an abstract name nobody listens on) it is [`Error::Refused`].
+//! file (or an abstract name nobody listens on) it is [`Error::Refused`]; to a file that
+//! is not a socket, [`Error::WrongType`].
 //!
 //! # fd passing
 //!

@@ -154,6 +154,20 @@ fn a_port_in_use_is_already_exists() {
 }
 
 #[test]
+fn errors_name_the_address() {
+    let (l, _) = listener();
+    let port = l.local_addr().unwrap().port();
+    match TcpListener::bind(format!("127.0.0.1:{port}")) {
+        Err(e @ Error::AlreadyExists { .. }) => {
+            assert!(e.to_string().contains(&format!("TCP address 127.0.0.1:{port}")), "{e}")
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // No port: refused before any name lookup (this test touches only loopback).
+    assert!(matches!(TcpStream::connect("127.0.0.1"), Err(Error::NotFound { .. })));
+}
+
+#[test]
 fn nobody_listening_is_refused() {
     let addr = {
         let (l, _) = listener();

@@ -47,6 +47,19 @@ pub type TcpBytesSender = BytesSender<StreamSink<TcpStream>>;
 /// A raw-bytes receiver over TCP.
 pub type TcpBytesReceiver = BytesReceiver<StreamSource<TcpStream>>;
 
+/// Resolves `addr` up front, so errors can name the addresses tried.
+fn resolve(addr: impl ToSocketAddrs) -> Result<(Vec<SocketAddr>, String)> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::NotFound { what: format!("TCP address ({e})") })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::NotFound { what: "TCP address (it resolved to nothing)".into() });
+    }
+    let shown = addrs.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(", ");
+    Ok((addrs, shown))
+}
+
 fn io_error(op: &'static str, what: impl std::fmt::Display, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(code) => match Errno::from_raw(code) {
@@ -72,9 +85,10 @@ impl TcpListener {
     /// Binds and listens on `addr` (std sets `SO_REUSEADDR`). Port 0 picks a free port:
     /// read it back with [`TcpListener::local_addr`]. A port in use is
     /// [`Error::AlreadyExists`].
-    pub fn bind(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<TcpListener> {
-        let shown = format!("{addr:?}");
-        let inner = std::net::TcpListener::bind(addr).map_err(|e| io_error("bind", &shown, e))?;
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<TcpListener> {
+        let (addrs, shown) = resolve(addr)?;
+        let inner =
+            std::net::TcpListener::bind(&addrs[..]).map_err(|e| io_error("bind", &shown, e))?;
         // Always non-blocking: accept waits in poll(2), so a connection that another
         // process sharing this listener took first cannot block us past a deadline.
         inner.set_nonblocking(true).map_err(|e| io_error("fcntl(O_NONBLOCK)", &shown, e))?;
@@ -157,9 +171,10 @@ impl TcpStream {
 
     /// Connects to `addr`, trying each address it resolves to.
     /// Nobody listening is [`Error::Refused`].
-    pub fn connect(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<TcpStream> {
-        let shown = format!("{addr:?}");
-        let s = std::net::TcpStream::connect(addr).map_err(|e| io_error("connect", &shown, e))?;
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<TcpStream> {
+        let (addrs, shown) = resolve(addr)?;
+        let s =
+            std::net::TcpStream::connect(&addrs[..]).map_err(|e| io_error("connect", &shown, e))?;
         TcpStream::from_std(s)
     }
 

@@ -28,6 +28,20 @@
 //! file (or an abstract name nobody listens on) it is [`Error::Refused`]; to a file that
 //! is not a socket, [`Error::WrongType`].
 //!
+//! ## How a stale socket file is told from a live one
+//!
+//! When `bind` finds the path taken (`EADDRINUSE`): a file that is not a socket is
+//! refused. An interproc owner record for the path whose lock is still held means a live
+//! owner: `AlreadyExists`, without touching the socket. Otherwise a non-blocking socket
+//! of the same type probes it with `connect`: `ECONNREFUSED` means nobody has it bound,
+//! so the file is unlinked and bound again; success (or `EAGAIN`, a full backlog) means
+//! a live server, which sees the probe as a client that connects and leaves at once.
+//! Check, unlink and bind are not atomic, so interproc processes of one user serialize
+//! them with an `flock` on their private runtime directory; two of them reclaiming one
+//! path get one winner and one `AlreadyExists`. The file is removed on drop only by the
+//! process that bound it (a forked child leaves it alone) and only if it is still the
+//! same inode.
+//!
 //! # fd passing
 //!
 //! `send_with_fds` passes open file descriptors with `SCM_RIGHTS` (up to 253 per

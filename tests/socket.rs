@@ -310,6 +310,23 @@ fn a_socket_file_left_by_a_killed_listener_is_reclaimed() {
 }
 
 #[test]
+fn clean_removes_the_socket_file_of_a_killed_listener() {
+    let dir = TempDir::new();
+    let path = dir.join("crashed.sock");
+    let (mut ready_r, ready_w) = pipe::pipe().unwrap();
+    let child =
+        support::spawn("child_entry", "bind_and_wait", path.to_str().unwrap(), &[ready_w.as_fd()]);
+    drop(ready_w);
+    assert_eq!(ready_r.read(&mut [0u8; 1]).unwrap(), 1, "the child bound the socket");
+    assert_eq!(names::remove_stale(&records_for(&path)[0]).unwrap(), names::Removal::OwnerAlive);
+    assert!(path.exists());
+    assert!(support::was_killed(&child.kill_and_wait()));
+    assert_eq!(names::remove_stale(&records_for(&path)[0]).unwrap(), names::Removal::Removed);
+    assert!(!path.exists());
+    assert!(records_for(&path).is_empty());
+}
+
+#[test]
 fn sockets_of_other_programs_are_probed_live_or_stale() {
     // std's listener keeps no owner record and leaves its file behind when dropped.
     let dir = TempDir::new();

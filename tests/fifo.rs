@@ -348,3 +348,48 @@ fn clean_leaves_a_file_that_replaced_a_dead_owners_fifo() {
     assert_eq!(std::fs::read(&path).unwrap(), b"someone else's file");
     assert!(record_for(&path).is_none(), "the stale record is removed");
 }
+
+/// Regression: a `fork`ed child that drops its copy of the parent's `Fifo` must not
+/// unlink the FIFO or remove the owner record: both belong to the parent.
+#[test]
+fn a_forked_child_dropping_its_copy_leaves_the_fifo_and_record() {
+    let dir = TempDir::new();
+    let path = dir.join("forked");
+    let fifo = Fifo::create(&path).unwrap();
+    assert!(record_for(&path).is_some());
+    // SAFETY: the child only drops the copied owner and calls _exit; glibc's fork keeps
+    // the allocator usable in the child of a multi-threaded parent.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(fifo);
+            // SAFETY: _exit ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let deadline = std::time::Instant::now() + WATCHDOG;
+            loop {
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                        if std::time::Instant::now() > deadline {
+                            let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                            let _ = nix::sys::wait::waitpid(child, None);
+                            panic!("watchdog: forked child did not exit");
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Ok(st) => {
+                        assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+                        break;
+                    }
+                    Err(e) => panic!("waitpid: {e}"),
+                }
+            }
+        }
+    }
+    assert!(path.exists(), "the child's drop unlinked the parent's FIFO");
+    let rec = record_for(&path).expect("the child's drop removed the parent's owner record");
+    assert!(rec.alive);
+    drop(fifo);
+    assert!(!path.exists());
+    assert!(record_for(&path).is_none());
+}

@@ -84,12 +84,9 @@ impl Children {
     pub fn wait(&self, pid: Pid) -> i32 {
         // Wait without reaping, then reap under the lock, so the signal thread never
         // signals a pid that might have been reused.
-        loop {
-            match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(nix::errno::Errno::EINTR) =
+            waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+        {}
         let mut kids = self.0.lock().unwrap();
         let status = waitpid(pid, None);
         kids.retain(|&p| p != pid);

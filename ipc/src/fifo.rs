@@ -258,7 +258,7 @@ struct Owner {
     /// An `O_PATH` fd on the FIFO: keeps its inode number from being reused.
     _anchor: OwnedFd,
     /// Dropped after the FIFO is unlinked (field drop order follows `Drop::drop`).
-    _record: Registration,
+    record: Registration,
 }
 
 impl Fifo {
@@ -305,9 +305,7 @@ impl Fifo {
             Registration::register(Kind::Fifo, record_name).map_err(record_error)
         };
         match set_up() {
-            Ok(record) => {
-                Ok(Fifo { path, owner: Some(Owner { id, _anchor: anchor, _record: record }) })
-            }
+            Ok(record) => Ok(Fifo { path, owner: Some(Owner { id, _anchor: anchor, record }) }),
             Err(e) => {
                 unlink_if_same_inode(&path, id);
                 Err(e)
@@ -393,12 +391,12 @@ impl Fifo {
 
 impl Drop for Fifo {
     fn drop(&mut self) {
-        if let Some(owner) = &self.owner {
-            // Unlink only the FIFO we made: if someone removed it and put something else
+        if let Some(owner) = self.owner.as_ref().filter(|o| o.record.in_owner_process()) {
+            // A forked child's copy leaves the FIFO to the parent. Unlink only the FIFO we made: if someone removed it and put something else
             // at the path, that is not ours to delete.
             unlink_if_same_inode(&self.path, owner.id);
         }
-        // `owner._record` drops after this, removing the owner record.
+        // `owner.record` drops after this, removing the owner record.
     }
 }
 

@@ -18,8 +18,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::fcntl::{Flock, FlockArg};
-
 /// Every interproc name starts with this.
 pub const PREFIX: &str = "interproc";
 
@@ -163,7 +161,11 @@ fn record_file_name(kind: Kind, name: &str) -> String {
 #[derive(Debug)]
 pub struct Registration {
     path: PathBuf,
-    _lock: Flock<File>,
+    /// The process that registered: a `fork`ed child holds a copy of this value, and
+    /// must leave the record (and the object) to the owner.
+    pid: u32,
+    /// Locked for as long as this process (and any child forked with it) lives.
+    _lock: File,
 }
 
 impl Registration {
@@ -178,17 +180,33 @@ impl Registration {
         // unlocked while its owner lives.
         let tmp = dir.join(format!(".{}.tmp", unique_name("rec")));
         let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| io::Error::from(e))?;
+        let mut lock = file;
+        if !crate::sys::flock_try(&lock, true)? {
+            return Err(io::Error::other("a fresh owner record is locked by someone else"));
+        }
         lock.write_all(record.encode().as_bytes())?;
         fs::rename(&tmp, &path)?;
-        Ok(Registration { path, _lock: lock })
+        Ok(Registration { path, pid, _lock: lock })
+    }
+}
+
+impl Registration {
+    /// Whether this is the process that registered. An owner type checks this before it
+    /// removes its object on drop: a `fork`ed child drops copies of its parent's owners,
+    /// and the objects are the parent's, not the child's.
+    pub fn in_owner_process(&self) -> bool {
+        self.pid == std::process::id()
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // In a forked child, closing this copy of the record fd does not release the
+        // owner's lock (flock belongs to the open file description, which the parent still
+        // holds open); removing the record would. So only the owner removes it.
+        if self.in_owner_process() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -217,12 +235,9 @@ pub fn list() -> io::Result<Vec<Entry>> {
             continue;
         }
         let Some(record) = Record::decode(&text) else { continue };
-        // If we can take the lock, nobody holds it: the owner is gone. Release at once.
-        let alive = match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_unlocked_on_drop) => false,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => true,
-            Err((_, e)) => return Err(e.into()),
-        };
+        // If we can take the lock, nobody holds it: the owner is gone. Closing `file`
+        // at the end of this iteration releases it.
+        let alive = !crate::sys::flock_try(&file, false)?;
         out.push(Entry { record, alive, path });
     }
     out.sort_by(|a, b| {
@@ -274,11 +289,15 @@ fn remover(kind: Kind) -> Option<Remover> {
     match kind {
         Kind::Fifo => Some(|name| remove_path_of_type(name, libc::S_IFIFO)),
         Kind::SocketFile => Some(|name| remove_path_of_type(name, libc::S_IFSOCK)),
-        // HOOK(msgq): the msgq module plugs its remover in here: a function that takes
-        // the record's name (the key in hex), looks the queue up without IPC_CREAT and
-        // removes it with IPC_RMID, returning `AlreadyGone` if msgget says ENOENT.
-        // Until then `clean` leaves queues, and their records, alone.
-        Kind::MsgQueue => None,
+        Kind::MsgQueue => Some(|name| {
+            let key: crate::msgq::Key =
+                name.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            match crate::msgq::remove_by_key(key) {
+                Ok(()) => Ok(Removal::Removed),
+                Err(crate::Error::NotFound { .. }) => Ok(Removal::AlreadyGone),
+                Err(e) => Err(e.into()),
+            }
+        }),
     }
 }
 
@@ -323,24 +342,19 @@ pub fn remove_stale(entry: &Entry) -> io::Result<Removal> {
         Err(e) => return Err(e),
     };
     // `interproc ls` takes a shared lock for an instant; do not mistake it for an owner.
-    let mut file = file;
     let mut attempts = 0;
-    let lock = loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => break l,
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) if attempts < 3 => {
-                attempts += 1;
-                file = f;
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(Removal::OwnerAlive),
-            Err((_, e)) => return Err(e.into()),
+    while !crate::sys::flock_try(&file, true)? {
+        if attempts == 3 {
+            return Ok(Removal::OwnerAlive);
         }
-    };
+        attempts += 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let lock = file;
     // Act on the record we hold locked, not on `entry`: if another owner registered
     // the same object since `list()` (and died too), its record replaced the old one.
     let mut text = String::new();
-    (&*lock).read_to_string(&mut text)?;
+    (&lock).read_to_string(&mut text)?;
     let record = Record::decode(&text).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -350,7 +364,7 @@ pub fn remove_stale(entry: &Entry) -> io::Result<Removal> {
     let Some(remove) = remover(record.kind) else { return Ok(Removal::Skipped) };
     let outcome = remove(&record.name)?;
     // Remove the record only if its path still names the file we hold locked.
-    let held = crate::sys::fstat(&*lock)?;
+    let held = crate::sys::fstat(&lock)?;
     match crate::sys::lstat(&entry.path) {
         Ok(st) if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) => {
             match crate::sys::unlink(&entry.path) {

@@ -18,6 +18,9 @@
 //! - `full_then_disconnected`: a peer that does not read fills the channel: `try_send`
 //!   gives `Full` with the value handed back; after the peer is killed, sends give
 //!   `Disconnected`.
+//!
+//! The parent never blocks without a bound: every receive waits at most
+//! [`super::WATCHDOG`], so a hang is reported as `Timeout` and fails the test.
 //! - `killed_mid_stream`: the sender is SIGKILLed while streaming 64 KiB messages: every
 //!   message received is intact, and the end is `Disconnected` or `Truncated`, never a
 //!   hang and never a corrupt message.
@@ -129,13 +132,13 @@ fn typed(seq: u32) -> Typed {
 pub fn order_and_exactly_once<T: Transport>() {
     let (child, mut rx) = spawn_with(T::NAME, "order", T::to_parent());
     for want in 0..ORDER_N {
-        let m = rx.recv().unwrap_or_else(|e| panic!("message {want}: {e}"));
+        let m = rx.recv_timeout(super::WATCHDOG).unwrap_or_else(|e| panic!("message {want}: {e}"));
         assert_eq!(m.len(), order_len(want).min(T::MAX_MESSAGE));
         assert_eq!(check_msg(&m), want, "out of order");
     }
     child.wait_success();
     assert!(
-        matches!(rx.recv(), Err(Error::Disconnected)),
+        matches!(rx.recv_timeout(super::WATCHDOG), Err(Error::Disconnected)),
         "expected Disconnected after the last message"
     );
 }
@@ -145,28 +148,28 @@ pub fn typed_values<T: Transport>() {
     let (child, rx) = spawn_with(T::NAME, "typed", T::to_parent());
     let mut rx: Receiver<Typed> = Receiver::new(rx.into_inner());
     for i in 0..100 {
-        assert_eq!(rx.recv().unwrap(), typed(i));
+        assert_eq!(rx.recv_timeout(super::WATCHDOG).unwrap(), typed(i));
     }
     child.wait_success();
-    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.recv_timeout(super::WATCHDOG), Err(Error::Disconnected)));
 }
 
 /// The sender's maximum: over it, `MessageTooLarge` and nothing sent.
 pub fn sender_max_size<T: Transport>() {
     let (child, mut rx) = spawn_with(T::NAME, "sender_max", T::to_parent());
     // The child sent 1001 bytes (refused) and then exactly 1000.
-    let m = rx.recv().unwrap();
+    let m = rx.recv_timeout(super::WATCHDOG).unwrap();
     assert_eq!(m.len(), 1000);
     check_msg(&m);
     child.wait_success();
-    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.recv_timeout(super::WATCHDOG), Err(Error::Disconnected)));
 }
 
 /// The receiver's maximum: a larger frame is `Malformed`.
 pub fn receiver_max_size<T: Transport>() {
     let (child, rx) = spawn_with(T::NAME, "receiver_max", T::to_parent());
     let mut rx = rx.with_max_frame(100);
-    match rx.recv() {
+    match rx.recv_timeout(super::WATCHDOG) {
         Err(Error::Malformed { reason }) => assert!(!reason.is_empty()),
         other => {
             panic!("expected Malformed for a 200-byte frame over a 100-byte maximum, got {other:?}")
@@ -179,21 +182,21 @@ pub fn receiver_max_size<T: Transport>() {
 pub fn timeouts_then_kill<T: Transport>() {
     let (child, mut rx) = spawn_with(T::NAME, "silent", T::to_parent());
     // The child sends one message to show it is up, then waits to be killed.
-    check_msg(&rx.recv().unwrap());
+    check_msg(&rx.recv_timeout(super::WATCHDOG).unwrap());
     assert!(matches!(rx.try_recv(), Err(Error::Empty)));
     assert!(matches!(rx.recv_timeout(Duration::from_millis(50)), Err(Error::Timeout)));
     let st = child.kill_and_wait();
     assert!(super::was_killed(&st), "{st:?}");
-    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.recv_timeout(super::WATCHDOG), Err(Error::Disconnected)));
 }
 
 /// The peer exits normally.
 pub fn peer_exit_while_receiving<T: Transport>() {
     let (child, mut rx) = spawn_with(T::NAME, "three", T::to_parent());
     for want in 0..3 {
-        assert_eq!(check_msg(&rx.recv().unwrap()), want);
+        assert_eq!(check_msg(&rx.recv_timeout(super::WATCHDOG).unwrap()), want);
     }
-    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.recv_timeout(super::WATCHDOG), Err(Error::Disconnected)));
     child.wait_success();
 }
 
@@ -235,13 +238,13 @@ pub fn killed_mid_stream<T: Transport>() {
     let (child, mut rx) = spawn_with(T::NAME, "stream", T::to_parent());
     let mut got = 0u64;
     while got < 20 {
-        assert_eq!(check_msg(&rx.recv().unwrap()), got);
+        assert_eq!(check_msg(&rx.recv_timeout(super::WATCHDOG).unwrap()), got);
         got += 1;
     }
     let st = child.kill_and_wait();
     assert!(super::was_killed(&st), "{st:?}");
     loop {
-        match rx.recv() {
+        match rx.recv_timeout(super::WATCHDOG) {
             Ok(m) => {
                 assert_eq!(check_msg(&m), got);
                 got += 1;

@@ -21,19 +21,15 @@ const SOCKET_FILE_MODE: u32 = 0o600;
 pub(super) struct BoundFile {
     path: PathBuf,
     id: FileId,
-    /// Only the process that bound the file removes it: a forked child that drops its
-    /// copy of the socket must not pull the file from under its parent.
-    owner_pid: u32,
-    record: Option<Registration>,
+    record: Registration,
 }
 
 impl Drop for BoundFile {
     fn drop(&mut self) {
-        if std::process::id() != self.owner_pid {
-            // A forked child: the file and the record belong to the parent. Forgetting
-            // the registration keeps its record file; the child's copy of the record's
-            // lock fd closes when the child exits, and the parent still holds the lock.
-            std::mem::forget(self.record.take());
+        // Only the process that bound the file removes it: a forked child that drops its
+        // copy of the socket must not pull the file from under its parent (the record
+        // guards itself the same way).
+        if !self.record.in_owner_process() {
             return;
         }
         // Remove the file only if it is still ours: another process may have replaced a
@@ -111,8 +107,7 @@ pub(super) fn bind(
         // Absolute, so a later chdir does not point the drop elsewhere.
         path: absolute(path),
         id,
-        owner_pid: std::process::id(),
-        record: Some(record),
+        record,
     };
     if listen {
         // `bound` drops on error, removing the file and the record.

@@ -202,5 +202,25 @@ pub(crate) fn file_type_name(st_mode: libc::mode_t) -> &'static str {
         _ => "file of unknown type",
     }
 }
+
+/// `flock(fd, LOCK_EX or LOCK_SH | LOCK_NB)`: `Ok(true)` if taken, `Ok(false)` if
+/// another open file description holds a conflicting lock.
+///
+/// There is deliberately no unlock: the lock belongs to the open file description and
+/// goes when its last fd closes (flock(2)). An explicit `LOCK_UN` from a `fork`ed child
+/// would release its parent's lock through the shared description.
+pub(crate) fn flock_try(fd: impl AsFd, exclusive: bool) -> nix::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: `fd` is borrowed from a live `AsFd`, so it is open for the whole call;
+    // flock reads no memory of ours.
+    match retry(|| Errno::result(unsafe { libc::flock(fd, op) })) {
+        Ok(_) => Ok(true),
+        Err(Errno::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 mod socket;
 pub(crate) use socket::*;

@@ -78,6 +78,14 @@ pub enum Error {
         /// The object.
         what: String,
     },
+    /// Nobody accepts connections at the address (`ECONNREFUSED`). For a Unix socket
+    /// file this means a stale file: its listener died or closed without removing it.
+    /// A new listener on that path reclaims it.
+    #[error("connection refused: nobody listens on {what} (a stale socket file, or the server is not up yet)")]
+    Refused {
+        /// The address.
+        what: String,
+    },
     /// The caller lacks permission on the object.
     #[error("permission denied on {what}")]
     PermissionDenied {
@@ -150,6 +158,7 @@ impl Error {
             Errno::ENOENT => Error::NotFound { what: what.to_string() },
             Errno::EEXIST => Error::AlreadyExists { what: what.to_string() },
             Errno::EACCES | Errno::EPERM => Error::PermissionDenied { what: what.to_string() },
+            Errno::ECONNREFUSED => Error::Refused { what: what.to_string() },
             Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN | Errno::EIDRM => {
                 Error::Disconnected
             }
@@ -187,6 +196,7 @@ impl From<Error> for io::Error {
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::PermissionDenied { .. } => K::PermissionDenied,
             Error::NoReader { .. } => K::NotConnected,
+            Error::Refused { .. } => K::ConnectionRefused,
             Error::Truncated { .. } => K::UnexpectedEof,
             Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
             Error::MessageTooLarge { .. }

@@ -221,3 +221,6 @@ pub(crate) fn flock_try(fd: impl AsFd, exclusive: bool) -> nix::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+mod socket;
+pub(crate) use socket::*;

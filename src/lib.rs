@@ -1,12 +1,9 @@
-//! # interproc
+#![doc = include_str!("../README.md")]
 //!
-//! Linux IPC and concurrency primitives that work across real OS processes.
+//! # This facade
 //!
-//! This facade re-exports the workspace crates:
-//!
-//! - [`ipc`] ([`interproc-ipc`](interproc_ipc)): pipes, FIFOs, Unix domain sockets, TCP,
-//!   System V message queues, and typed channels over all of them.
-//!
-//! See the README for a tour with copy-paste examples.
+//! It re-exports the workspace crates: [`ipc`] ([`interproc-ipc`](interproc_ipc)):
+//! pipes, FIFOs, Unix domain sockets, TCP, System V message queues, and typed channels
+//! over all of them. The README above is this page: its examples run as doctests.
 
 pub use interproc_ipc as ipc;

@@ -1,6 +1,9 @@
 //! `interproc`: demos of every interproc mechanism across real OS processes.
 
+mod clean;
 mod ls;
+mod pc;
+mod procs;
 
 use clap::{Parser, Subcommand};
 
@@ -14,14 +17,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run a demo.
+    #[command(subcommand)]
+    Demo(Demo),
     /// List the named objects interproc created on this machine, with their owners.
     Ls(ls::LsArgs),
+    /// Remove the named objects whose owner process died, and their owner records.
+    Clean(clean::CleanArgs),
+}
+
+#[derive(Subcommand)]
+enum Demo {
+    /// Producers and consumers in separate processes, with an exactly-once check.
+    Pc(pc::PcArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Ls(a) => ls::ls(a),
+        Cmd::Clean(a) => clean::clean(a),
+        Cmd::Demo(Demo::Pc(a)) => pc::run(a),
     };
     std::process::exit(code);
 }

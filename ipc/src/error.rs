@@ -61,10 +61,29 @@ pub enum Error {
         /// The object, for example `FIFO /run/user/0/x`.
         what: String,
     },
+    /// The path names an object of another type, for example a regular file where a
+    /// FIFO was expected.
+    #[error("{what} is a {found}, not a {expected}")]
+    WrongType {
+        /// The object, for example `FIFO /run/user/0/x`.
+        what: String,
+        /// The type the operation needs, for example `FIFO`.
+        expected: &'static str,
+        /// The type found there, for example `regular file`.
+        found: &'static str,
+    },
     /// The named object already exists (an exclusive create failed).
     #[error("{what} already exists; open it instead, or remove it (`interproc clean` removes interproc objects whose owner died)")]
     AlreadyExists {
         /// The object.
+        what: String,
+    },
+    /// Nobody accepts connections at the address (`ECONNREFUSED`). For a Unix socket
+    /// file this means a stale file: its listener died or closed without removing it.
+    /// A new listener on that path reclaims it.
+    #[error("connection refused: nobody listens on {what} (a stale socket file, or the server is not up yet)")]
+    Refused {
+        /// The address.
         what: String,
     },
     /// The caller lacks permission on the object.
@@ -98,6 +117,20 @@ pub enum Error {
     /// Any fds that did arrive were closed.
     #[error("control data truncated (MSG_CTRUNC): the peer passed more fds than the receive buffer holds")]
     ControlTruncated,
+    /// A System V message type that msgsnd(2)/msgrcv(2) cannot use: a message's type
+    /// must be positive, and so must the `n` of a receive by type.
+    #[error("invalid message type {mtype}: System V message types must be greater than 0")]
+    InvalidMessageType {
+        /// The type that was given.
+        mtype: i64,
+    },
+    /// The next matching message is larger than the receive buffer. It was left in the
+    /// queue, not truncated (interproc never passes `MSG_NOERROR`).
+    #[error("the next matching message is larger than the receive buffer of {capacity} bytes; it was left in the queue: receive it with a larger buffer")]
+    ReceiveBufferTooSmall {
+        /// Bytes the receive buffer holds.
+        capacity: usize,
+    },
     /// The value could not be encoded.
     #[error("encoding the message failed: {0}")]
     Encode(#[source] postcard::Error),
@@ -119,11 +152,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Maps an errno from `op` on the object `what` to the matching variant.
+    #[allow(dead_code)] // the named transports (FIFO, sockets, queues) use it
     pub(crate) fn from_errno(op: &'static str, what: impl fmt::Display, errno: Errno) -> Self {
         match errno {
             Errno::ENOENT => Error::NotFound { what: what.to_string() },
             Errno::EEXIST => Error::AlreadyExists { what: what.to_string() },
             Errno::EACCES | Errno::EPERM => Error::PermissionDenied { what: what.to_string() },
+            Errno::ECONNREFUSED => Error::Refused { what: what.to_string() },
             Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN | Errno::EIDRM => {
                 Error::Disconnected
             }
@@ -152,17 +187,22 @@ impl From<Error> for io::Error {
         use io::ErrorKind as K;
         let kind = match &e {
             Error::Disconnected => K::BrokenPipe,
+            Error::InvalidMessageType { .. } | Error::ReceiveBufferTooSmall { .. } => {
+                K::InvalidInput
+            }
             Error::Timeout => K::TimedOut,
             Error::Full | Error::Empty => K::WouldBlock,
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::PermissionDenied { .. } => K::PermissionDenied,
             Error::NoReader { .. } => K::NotConnected,
+            Error::Refused { .. } => K::ConnectionRefused,
             Error::Truncated { .. } => K::UnexpectedEof,
             Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
             Error::MessageTooLarge { .. }
             | Error::LimitExceeded { .. }
-            | Error::PathTooLong { .. } => K::InvalidInput,
+            | Error::PathTooLong { .. }
+            | Error::WrongType { .. } => K::InvalidInput,
             Error::Malformed { .. }
             | Error::ControlTruncated
             | Error::Encode(_)

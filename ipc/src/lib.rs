@@ -5,6 +5,10 @@
 //! | module | mechanism |
 //! |---|---|
 //! | [`pipe`] | anonymous pipes (`pipe2`, `O_CLOEXEC`) |
+//! | [`fifo`] | named pipes (`mkfifo`), with the kernel's open semantics and owner-removed names |
+//! | [`msgq`] | System V message queues: typed messages, receive by type, kernel limits, peer watch |
+//! | [`socket`] | Unix domain sockets: stream, seqpacket, datagram; abstract names; fd passing; peer credentials |
+//! | [`tcp`] | TCP streams (loopback or any address) with the same framing as Unix streams |
 //! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
 //! | [`names`] | the lifecycle of named resources: owner records, `interproc ls`/`clean` |
 //!
@@ -13,8 +17,12 @@
 
 pub mod channel;
 mod error;
+pub mod fifo;
+pub mod msgq;
 pub mod names;
 pub mod pipe;
+pub mod socket;
 mod sys;
+pub mod tcp;
 
 pub use error::{Error, Result, SendError};

@@ -18,8 +18,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::fcntl::{Flock, FlockArg};
-
 /// Every interproc name starts with this.
 pub const PREFIX: &str = "interproc";
 
@@ -48,6 +46,16 @@ fn records_dir() -> io::Result<PathBuf> {
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{PREFIX}-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Which one a create-or-open call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The object did not exist; this call created it, and the returned handle owns it
+    /// (removes it on drop).
+    Created,
+    /// The object existed; this call opened it, and someone else owns it.
+    Opened,
 }
 
 /// What kind of object a record names.
@@ -153,7 +161,11 @@ fn record_file_name(kind: Kind, name: &str) -> String {
 #[derive(Debug)]
 pub struct Registration {
     path: PathBuf,
-    _lock: Flock<File>,
+    /// The process that registered: a `fork`ed child holds a copy of this value, and
+    /// must leave the record (and the object) to the owner.
+    pid: u32,
+    /// Locked for as long as this process (and any child forked with it) lives.
+    _lock: File,
 }
 
 impl Registration {
@@ -168,17 +180,33 @@ impl Registration {
         // unlocked while its owner lives.
         let tmp = dir.join(format!(".{}.tmp", unique_name("rec")));
         let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| io::Error::from(e))?;
+        let mut lock = file;
+        if !crate::sys::flock_try(&lock, true)? {
+            return Err(io::Error::other("a fresh owner record is locked by someone else"));
+        }
         lock.write_all(record.encode().as_bytes())?;
         fs::rename(&tmp, &path)?;
-        Ok(Registration { path, _lock: lock })
+        Ok(Registration { path, pid, _lock: lock })
+    }
+}
+
+impl Registration {
+    /// Whether this is the process that registered. An owner type checks this before it
+    /// removes its object on drop: a `fork`ed child drops copies of its parent's owners,
+    /// and the objects are the parent's, not the child's.
+    pub fn in_owner_process(&self) -> bool {
+        self.pid == std::process::id()
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // In a forked child, closing this copy of the record fd does not release the
+        // owner's lock (flock belongs to the open file description, which the parent still
+        // holds open); removing the record would. So only the owner removes it.
+        if self.in_owner_process() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -207,16 +235,144 @@ pub fn list() -> io::Result<Vec<Entry>> {
             continue;
         }
         let Some(record) = Record::decode(&text) else { continue };
-        // If we can take the lock, nobody holds it: the owner is gone. Release at once.
-        let alive = match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_unlocked_on_drop) => false,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => true,
-            Err((_, e)) => return Err(e.into()),
-        };
+        // If we can take the lock, nobody holds it: the owner is gone. Closing `file`
+        // at the end of this iteration releases it.
+        let alive = !crate::sys::flock_try(&file, false)?;
         out.push(Entry { record, alive, path });
     }
     out.sort_by(|a, b| {
         (a.record.kind.as_str(), &a.record.name).cmp(&(b.record.kind.as_str(), &b.record.name))
     });
     Ok(out)
+}
+
+/// What [`remove_stale`] did with one owner record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Removal {
+    /// The owner still holds the record's lock: nothing was touched.
+    OwnerAlive,
+    /// The object was removed, then its record.
+    Removed,
+    /// The object was already gone; its record was removed.
+    AlreadyGone,
+    /// The object's path now holds something of another type (not the FIFO or socket the
+    /// record names). That was left alone; the record was removed.
+    Replaced,
+    /// This build has no remover for the record's kind (see [`can_remove`]): the object
+    /// and its record were left in place.
+    Skipped,
+}
+
+impl Removal {
+    /// A short word for output: `owner_alive`, `removed`, `already_gone`, `replaced`,
+    /// `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Removal::OwnerAlive => "owner_alive",
+            Removal::Removed => "removed",
+            Removal::AlreadyGone => "already_gone",
+            Removal::Replaced => "replaced",
+            Removal::Skipped => "skipped",
+        }
+    }
+}
+
+/// What removing the object itself found.
+type Remover = fn(&str) -> io::Result<Removal>;
+
+/// The remover for each kind of object: the one place where `clean` learns a kind.
+///
+/// A module that introduces a kind adds its arm here; a kind without a remover (`None`)
+/// is reported as [`Removal::Skipped`], and its object and record stay in place.
+fn remover(kind: Kind) -> Option<Remover> {
+    match kind {
+        Kind::Fifo => Some(|name| remove_path_of_type(name, libc::S_IFIFO)),
+        Kind::SocketFile => Some(|name| remove_path_of_type(name, libc::S_IFSOCK)),
+        Kind::MsgQueue => Some(|name| {
+            let key: crate::msgq::Key =
+                name.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            match crate::msgq::remove_by_key(key) {
+                Ok(()) => Ok(Removal::Removed),
+                Err(crate::Error::NotFound { .. }) => Ok(Removal::AlreadyGone),
+                Err(e) => Err(e.into()),
+            }
+        }),
+    }
+}
+
+/// Whether this build can remove objects of `kind` (see [`remove_stale`]).
+pub fn can_remove(kind: Kind) -> bool {
+    remover(kind).is_some()
+}
+
+/// Unlinks `path` if it is still of type `file_type` (`S_IFIFO`, `S_IFSOCK`). A record
+/// names a path, and a path can be reused: never delete a regular file or a directory
+/// because a dead owner's record once named that path.
+fn remove_path_of_type(path: &str, file_type: libc::mode_t) -> io::Result<Removal> {
+    let path = Path::new(path);
+    match crate::sys::lstat(path) {
+        Err(nix::errno::Errno::ENOENT) => Ok(Removal::AlreadyGone),
+        Err(e) => Err(e.into()),
+        Ok(st) if st.st_mode & libc::S_IFMT != file_type => Ok(Removal::Replaced),
+        Ok(_) => match crate::sys::unlink(path) {
+            Ok(()) => Ok(Removal::Removed),
+            Err(nix::errno::Errno::ENOENT) => Ok(Removal::AlreadyGone),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// Removes the object named by a dead owner's record, then the record.
+///
+/// Liveness is checked again here, under the record's lock, not taken from `entry`:
+/// an exclusive `flock` on the record succeeds only if its owner is gone, and holding it
+/// keeps a second `clean` off the same record. A live owner's record gives
+/// [`Removal::OwnerAlive`] and nothing is touched. FIFOs and socket files are unlinked
+/// only if the path still holds a FIFO or a socket ([`Removal::Replaced`] otherwise).
+/// Kinds this build cannot remove give [`Removal::Skipped`].
+pub fn remove_stale(entry: &Entry) -> io::Result<Removal> {
+    if !can_remove(entry.record.kind) {
+        return Ok(Removal::Skipped);
+    }
+    let file = match File::open(&entry.path) {
+        Ok(f) => f,
+        // Someone else cleaned it, or the owner dropped it, in the meantime.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::AlreadyGone),
+        Err(e) => return Err(e),
+    };
+    // `interproc ls` takes a shared lock for an instant; do not mistake it for an owner.
+    let mut attempts = 0;
+    while !crate::sys::flock_try(&file, true)? {
+        if attempts == 3 {
+            return Ok(Removal::OwnerAlive);
+        }
+        attempts += 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let lock = file;
+    // Act on the record we hold locked, not on `entry`: if another owner registered
+    // the same object since `list()` (and died too), its record replaced the old one.
+    let mut text = String::new();
+    (&lock).read_to_string(&mut text)?;
+    let record = Record::decode(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable owner record {}", entry.path.display()),
+        )
+    })?;
+    let Some(remove) = remover(record.kind) else { return Ok(Removal::Skipped) };
+    let outcome = remove(&record.name)?;
+    // Remove the record only if its path still names the file we hold locked.
+    let held = crate::sys::fstat(&lock)?;
+    match crate::sys::lstat(&entry.path) {
+        Ok(st) if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) => {
+            match crate::sys::unlink(&entry.path) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        _ => {}
+    }
+    Ok(outcome)
 }

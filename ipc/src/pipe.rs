@@ -42,16 +42,23 @@ pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
     Ok((PipeReader(r), PipeWriter(w)))
 }
 
+/// A typed sender over a pipe.
+pub type PipeSender<T> = Sender<T, StreamSink<PipeWriter>>;
+/// A typed receiver over a pipe.
+pub type PipeReceiver<T> = Receiver<T, StreamSource<PipeReader>>;
+/// A raw-bytes sender over a pipe.
+pub type PipeBytesSender = BytesSender<StreamSink<PipeWriter>>;
+/// A raw-bytes receiver over a pipe.
+pub type PipeBytesReceiver = BytesReceiver<StreamSource<PipeReader>>;
+
 /// A typed channel over a new pipe: (sender, receiver).
-pub fn channel<T: Serialize + DeserializeOwned>(
-) -> Result<(Sender<T, StreamSink<PipeWriter>>, Receiver<T, StreamSource<PipeReader>>)> {
+pub fn channel<T: Serialize + DeserializeOwned>() -> Result<(PipeSender<T>, PipeReceiver<T>)> {
     let (r, w) = pipe()?;
     Ok((w.into_sender()?, r.into_receiver()?))
 }
 
 /// A raw-bytes channel over a new pipe: (sender, receiver).
-pub fn bytes_channel(
-) -> Result<(BytesSender<StreamSink<PipeWriter>>, BytesReceiver<StreamSource<PipeReader>>)> {
+pub fn bytes_channel() -> Result<(PipeBytesSender, PipeBytesReceiver)> {
     let (r, w) = pipe()?;
     Ok((BytesSender::new(StreamSink::new(w)?), BytesReceiver::new(StreamSource::new(r)?)))
 }

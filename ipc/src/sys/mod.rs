@@ -11,6 +11,8 @@
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
 
+pub(crate) mod msg;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
@@ -122,3 +124,103 @@ pub(crate) fn is_socket(fd: impl AsFd) -> nix::Result<bool> {
     let st = nix::sys::stat::fstat(fd.as_fd())?;
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
+
+// ---- filesystem objects (FIFOs, socket files) ----
+
+/// `mkfifo(2)` with `mode`. The kernel applies the umask: call [`chmod_nofollow`]
+/// afterwards for the exact mode.
+pub(crate) fn mkfifo(path: &std::path::Path, mode: u32) -> nix::Result<()> {
+    let mode = nix::sys::stat::Mode::from_bits_truncate(mode as libc::mode_t);
+    retry(|| nix::unistd::mkfifo(path, mode))
+}
+
+/// `fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW)`: sets the exact permission bits,
+/// whatever the umask was, and refuses to follow a symlink that may have replaced the
+/// object since it was created.
+pub(crate) fn chmod_nofollow(path: &std::path::Path, mode: u32) -> nix::Result<()> {
+    use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
+    let mode = Mode::from_bits_truncate(mode as libc::mode_t);
+    retry(|| fchmodat(nix::fcntl::AT_FDCWD, path, mode, FchmodatFlags::NoFollowSymlink))
+}
+
+/// `open(2)` with `O_CLOEXEC` added, EINTR retried. A blocking open of a FIFO sleeps
+/// until the peer opens (fifo(7)); a signal interrupts it with EINTR and it starts over.
+pub(crate) fn open(path: &std::path::Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let mode = nix::sys::stat::Mode::empty();
+    retry(|| nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, mode))
+}
+
+/// `fstat(2)`.
+pub(crate) fn fstat(fd: impl AsFd) -> nix::Result<nix::sys::stat::FileStat> {
+    nix::sys::stat::fstat(fd.as_fd())
+}
+
+/// `lstat(2)`: the directory entry itself, not a symlink's target.
+pub(crate) fn lstat(path: &std::path::Path) -> nix::Result<nix::sys::stat::FileStat> {
+    retry(|| nix::sys::stat::lstat(path))
+}
+
+/// `stat(2)`: follows symlinks.
+pub(crate) fn stat(path: &std::path::Path) -> nix::Result<nix::sys::stat::FileStat> {
+    retry(|| nix::sys::stat::stat(path))
+}
+
+/// `unlink(2)`.
+pub(crate) fn unlink(path: &std::path::Path) -> nix::Result<()> {
+    retry(|| nix::unistd::unlink(path))
+}
+
+/// Whether the FIFO (or pipe) read end `fd` has a writer, without consuming data.
+///
+/// `read(2)` cannot ask this: an empty FIFO reads as EOF when it has no writer and as
+/// `EAGAIN` when it has one, but a non-empty FIFO would lose the bytes read. `tee(2)`
+/// with `SPLICE_F_NONBLOCK` answers the same way and only *duplicates* the data into
+/// `scratch` (the write end of a private pipe with room): 0 means empty with no writer,
+/// `EAGAIN` means empty with a writer, more than 0 means data is waiting (a writer
+/// opened, even if it has gone since).
+pub(crate) fn fifo_has_writer(fd: impl AsFd, scratch: impl AsFd) -> nix::Result<bool> {
+    use nix::fcntl::SpliceFFlags;
+    match retry(|| nix::fcntl::tee(fd.as_fd(), scratch.as_fd(), 1, SpliceFFlags::SPLICE_F_NONBLOCK))
+    {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file type bits of `st_mode` as a word for error messages.
+pub(crate) fn file_type_name(st_mode: libc::mode_t) -> &'static str {
+    match st_mode & libc::S_IFMT {
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFREG => "regular file",
+        libc::S_IFDIR => "directory",
+        libc::S_IFLNK => "symbolic link",
+        libc::S_IFCHR => "character device",
+        libc::S_IFBLK => "block device",
+        _ => "file of unknown type",
+    }
+}
+
+/// `flock(fd, LOCK_EX or LOCK_SH | LOCK_NB)`: `Ok(true)` if taken, `Ok(false)` if
+/// another open file description holds a conflicting lock.
+///
+/// There is deliberately no unlock: the lock belongs to the open file description and
+/// goes when its last fd closes (flock(2)). An explicit `LOCK_UN` from a `fork`ed child
+/// would release its parent's lock through the shared description.
+pub(crate) fn flock_try(fd: impl AsFd, exclusive: bool) -> nix::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+    let fd = fd.as_fd().as_raw_fd();
+    // SAFETY: `fd` is borrowed from a live `AsFd`, so it is open for the whole call;
+    // flock reads no memory of ours.
+    match retry(|| Errno::result(unsafe { libc::flock(fd, op) })) {
+        Ok(_) => Ok(true),
+        Err(Errno::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+mod socket;
+pub(crate) use socket::*;

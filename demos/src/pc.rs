@@ -1,0 +1,638 @@
+//! `interproc demo pc`: producers and consumers in separate processes.
+//!
+//! Each producer sends `--messages` messages. Message `seq` of producer `p` goes to
+//! consumer `seq % consumers`. A message is `[producer u32][seq u64][checksum u64]` then
+//! `--size` payload bytes; the checksum covers the payload. After its last message a
+//! producer sends an empty frame, the end-of-stream marker, to every consumer, so a
+//! consumer can tell a producer that finished from one that died (a stream that ends
+//! without the marker is an error).
+//!
+//! Fan-out on byte streams: a stream has no message boundaries that two readers could
+//! share, and writes over `PIPE_BUF` from two writers interleave. So pipe, FIFO, Unix
+//! and TCP use one stream per (producer, consumer) pair, and each consumer polls its
+//! streams. A System V queue is shared by everyone: consumer `c` receives only message
+//! type `c + 1`, a selective receive that no stream offers.
+//!
+//! Each consumer reports what it received over a pipe, as a typed interproc channel; the
+//! parent checks that every (producer, seq) arrived exactly once and intact.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSource};
+use interproc::ipc::fifo::{self, Fifo};
+use interproc::ipc::msgq::{Key, MessageQueue, MsgqSink, MsgqSource, PeerWatch, Select};
+use interproc::ipc::pipe::{self, PipeReader, PipeReceiver, PipeWriter};
+use interproc::ipc::{names, Error};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use serde::{Deserialize, Serialize};
+
+use crate::procs::{self, Children};
+
+/// The transports `demo pc` runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Anonymous pipes, one per (producer, consumer) pair.
+    Pipe,
+    /// Named pipes (FIFOs), one per (producer, consumer) pair.
+    Fifo,
+    /// One System V message queue; consumer c receives message type c+1.
+    Msgq,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Pipe => "pipe",
+            Transport::Fifo => "fifo",
+            Transport::Msgq => "msgq",
+        }
+    }
+}
+
+/// Options of `interproc demo pc`.
+#[derive(Args, Debug)]
+#[command(after_long_help = "Byte streams (pipe, fifo, unix, tcp) fan out with one stream per \
+(producer, consumer) pair: a stream cannot be shared by two readers without splitting \
+messages. msgq shares one System V queue: consumer c receives message type c+1.")]
+pub struct PcArgs {
+    /// The IPC mechanism.
+    #[arg(long, value_enum, default_value_t = Transport::Pipe)]
+    transport: Transport,
+    /// Producer processes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    producers: u32,
+    /// Consumer processes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    consumers: u32,
+    /// Messages per producer.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// Payload bytes per message (plus a 20-byte header).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Print a single JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+const HEADER: usize = 20;
+
+type ReportReceiver = PipeReceiver<Report>;
+
+/// What one consumer saw, sent to the parent in chunks.
+#[derive(Serialize, Deserialize, Debug)]
+enum Report {
+    /// (producer, seq) pairs received intact.
+    Seen(Vec<(u32, u64)>),
+    /// Totals, sent last.
+    Done { corrupted: u64, bytes: u64, errors: Vec<String> },
+}
+
+fn checksum(payload: &[u8]) -> u64 {
+    // FNV-1a over 8-byte words: cheap, and any changed byte changes it.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut chunks = payload.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h ^ u64::from_le_bytes(c.try_into().unwrap())).wrapping_mul(0x100_0000_01b3);
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+fn fill_payload(buf: &mut [u8], producer: u32, seq: u64) {
+    let mut x = (seq << 8 | producer as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in buf {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+/// The channels, made by the parent before any fork.
+///
+/// `ends` are fds: each child takes the ends it uses and closes all the others, so every
+/// stream sees EOF when its writer exits. `owners` are the named objects (FIFOs, socket
+/// files, queues): only the parent ever drops them, which removes the objects. A forked
+/// child never drops them: it leaves through `process::exit`, which runs no destructors.
+struct Plan {
+    ends: Ends,
+    consumers: usize,
+    #[allow(dead_code)] // held for its Drop
+    owners: Vec<Box<dyn std::any::Any>>,
+}
+
+enum Ends {
+    /// `pipes[p][c]`: producer p to consumer c.
+    Pipes(Vec<Vec<Option<(PipeReader, PipeWriter)>>>),
+    /// `paths[p][c]`: the FIFO from producer p to consumer c.
+    Fifos(Vec<Vec<PathBuf>>),
+    /// The queue everyone opens.
+    Msgq(Key),
+    /// Nothing left (the parent after the forks).
+    Closed,
+}
+
+/// How long a child waits in a FIFO open for its peer before giving up.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Removes the demo's directory of FIFOs, after the FIFOs (drop order is push order).
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+impl Plan {
+    fn new(args: &PcArgs) -> Result<Plan, Error> {
+        let (np, nc) = (args.producers as usize, args.consumers as usize);
+        let mut owners: Vec<Box<dyn std::any::Any>> = Vec::new();
+        let ends = match args.transport {
+            Transport::Pipe => {
+                let mut pipes = Vec::with_capacity(np);
+                for _ in 0..np {
+                    pipes.push((0..nc).map(|_| pipe::pipe().map(Some)).collect::<Result<_, _>>()?);
+                }
+                Ends::Pipes(pipes)
+            }
+            Transport::Fifo => {
+                let rt = names::runtime_dir().map_err(|e| Error::NotFound {
+                    what: format!("the runtime directory ({e})"),
+                })?;
+                let dir = rt.join(names::unique_name("pc"));
+                std::fs::create_dir(&dir).map_err(|e| Error::PermissionDenied {
+                    what: format!("{} ({e})", dir.display()),
+                })?;
+                let guard = DirGuard(dir.clone());
+                let mut paths = Vec::with_capacity(np);
+                for p in 0..np {
+                    let mut row = Vec::with_capacity(nc);
+                    for c in 0..nc {
+                        let fifo = Fifo::create(dir.join(format!("p{p}-c{c}")))?;
+                        row.push(fifo.path().to_path_buf());
+                        owners.push(Box::new(fifo));
+                    }
+                    paths.push(row);
+                }
+                owners.push(Box::new(guard));
+                Ends::Fifos(paths)
+            }
+            Transport::Msgq => {
+                let q = MessageQueue::create_unique()?;
+                let key = q.key();
+                owners.push(Box::new(q));
+                Ends::Msgq(key)
+            }
+        };
+        Ok(Plan { ends, consumers: nc, owners })
+    }
+
+    /// Whether producers send the end markers themselves. On a shared queue the parent
+    /// sends them once every producer has exited (see [`run`]).
+    fn producers_send_markers(transport: Transport) -> bool {
+        transport != Transport::Msgq
+    }
+
+    /// In producer `p`: its senders, one per consumer. Closes every other end.
+    fn producer_ends(&mut self, p: usize) -> Result<Vec<BytesSender>, Error> {
+        let ends = std::mem::replace(&mut self.ends, Ends::Closed);
+        match ends {
+            Ends::Pipes(mut pipes) => pipes
+                .swap_remove(p)
+                .into_iter()
+                .map(|e| {
+                    let (_r, w) = e.expect("pipe end");
+                    Ok(BytesSender::new(Box::new(StreamSink::new(w)?) as _))
+                })
+                .collect(),
+            // Producers open in consumer order and consumers in producer order: the
+            // rendezvous (p, c) needs only (p, c-1) and (p-1, c) done, so these blocking
+            // opens cannot deadlock.
+            Ends::Fifos(paths) => paths[p]
+                .iter()
+                .map(|path| {
+                    let w = fifo::open_writer_timeout(path, OPEN_TIMEOUT)?;
+                    Ok(BytesSender::new(Box::new(StreamSink::new(w)?) as _))
+                })
+                .collect(),
+            Ends::Msgq(key) => {
+                let q = Arc::new(MessageQueue::open(key)?);
+                (0..self.consumers)
+                    .map(|c| {
+                        Ok(BytesSender::new(Box::new(MsgqSink::new(q.clone(), c as i64 + 1)?) as _))
+                    })
+                    .collect()
+            }
+            Ends::Closed => unreachable!("ends taken twice"),
+        }
+    }
+
+    /// In consumer `c`: its receivers. Closes every other end.
+    fn consumer_ends(&mut self, c: usize) -> Result<Vec<BytesReceiver>, Error> {
+        let ends = std::mem::replace(&mut self.ends, Ends::Closed);
+        match ends {
+            Ends::Pipes(pipes) => pipes
+                .into_iter()
+                .map(|mut row| {
+                    let (r, _w) = row.swap_remove(c).expect("pipe end");
+                    Ok(BytesReceiver::new(Box::new(StreamSource::new(r)?) as _))
+                })
+                .collect(),
+            Ends::Fifos(paths) => paths
+                .iter()
+                .map(|row| {
+                    let r = fifo::open_reader_timeout(&row[c], OPEN_TIMEOUT)?;
+                    Ok(BytesReceiver::new(Box::new(StreamSource::new(r)?) as _))
+                })
+                .collect(),
+            Ends::Msgq(key) => {
+                let q = MessageQueue::open(key)?;
+                let src = MsgqSource::new(q, Select::Exact(c as i64 + 1))?;
+                Ok(vec![BytesReceiver::new(Box::new(src) as _)])
+            }
+            Ends::Closed => unreachable!("ends taken twice"),
+        }
+    }
+}
+
+fn produce(plan: &mut Plan, args: &PcArgs, p: u32) -> i32 {
+    let mut sinks = match plan.producer_ends(p as usize) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("producer {p}: setting up: {e}");
+            return 2;
+        }
+    };
+    let mut msg = vec![0u8; HEADER + args.size];
+    for seq in 0..args.messages {
+        let (head, payload) = msg.split_at_mut(HEADER);
+        fill_payload(payload, p, seq);
+        head[0..4].copy_from_slice(&p.to_le_bytes());
+        head[4..12].copy_from_slice(&seq.to_le_bytes());
+        head[12..20].copy_from_slice(&checksum(payload).to_le_bytes());
+        let c = (seq % sinks.len() as u64) as usize;
+        if let Err(e) = sinks[c].send(&msg) {
+            eprintln!("producer {p}: message {seq} to consumer {c}: {e}");
+            return 1;
+        }
+    }
+    if !Plan::producers_send_markers(args.transport) {
+        return 0;
+    }
+    for (c, s) in sinks.iter_mut().enumerate() {
+        if let Err(e) = s.send(&[]) {
+            eprintln!("producer {p}: end marker to consumer {c}: {e}");
+            return 1;
+        }
+    }
+    0
+}
+
+/// Receives until every producer's end marker arrived (or its stream failed).
+fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
+    let mut report = match report.into_sender::<Report>() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("consumer {c}: report channel: {e}");
+            return 2;
+        }
+    };
+    let mut sources: Vec<Option<BytesReceiver>> = match plan.consumer_ends(c as usize) {
+        Ok(s) => s.into_iter().map(Some).collect(),
+        Err(e) => {
+            eprintln!("consumer {c}: setting up: {e}");
+            return 2;
+        }
+    };
+    let mut markers_left =
+        if Plan::producers_send_markers(args.transport) { args.producers as usize } else { 1 };
+    let mut seen = Vec::with_capacity(4096);
+    let (mut corrupted, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+    let mut handle = |m: &[u8], seen: &mut Vec<(u32, u64)>| -> bool {
+        if m.is_empty() {
+            return true;
+        }
+        bytes += m.len() as u64;
+        if m.len() != HEADER + args.size {
+            corrupted += 1;
+            return false;
+        }
+        let p = u32::from_le_bytes(m[0..4].try_into().unwrap());
+        let seq = u64::from_le_bytes(m[4..12].try_into().unwrap());
+        let sum = u64::from_le_bytes(m[12..20].try_into().unwrap());
+        if checksum(&m[HEADER..]) != sum {
+            corrupted += 1;
+        } else {
+            seen.push((p, seq));
+        }
+        false
+    };
+    while markers_left > 0 && sources.iter().any(Option::is_some) {
+        // With one source (a shared queue), block on it; with several, poll them.
+        let ready: Vec<usize> = if sources.len() == 1 {
+            vec![0]
+        } else {
+            let live: Vec<usize> = (0..sources.len()).filter(|&i| sources[i].is_some()).collect();
+            let mut fds: Vec<PollFd> = live
+                .iter()
+                .map(|&i| {
+                    let fd = sources[i].as_ref().and_then(|s| s.fd()).expect("stream fd");
+                    PollFd::new(fd, PollFlags::POLLIN)
+                })
+                .collect();
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    errors.push(format!("poll: {e}"));
+                    break;
+                }
+            }
+            let revents: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
+            drop(fds);
+            live.into_iter().zip(revents).filter(|&(_, r)| r).map(|(i, _)| i).collect()
+        };
+        let blocking = sources.len() == 1;
+        for i in ready {
+            // Drain: the buffer may hold several frames behind one readiness event.
+            while let Some(src) = sources[i].as_mut() {
+                let deadline = if blocking { None } else { Some(Instant::now()) };
+                match src.recv_ref(deadline) {
+                    Ok(m) => {
+                        if handle(m, &mut seen) {
+                            markers_left -= 1;
+                            if !blocking {
+                                sources[i] = None;
+                            }
+                        }
+                        if seen.len() >= 4096 {
+                            if let Err(e) = report.send(Report::Seen(std::mem::take(&mut seen))) {
+                                eprintln!("consumer {c}: report: {e}");
+                                return 2;
+                            }
+                        }
+                        if blocking && markers_left == 0 {
+                            break;
+                        }
+                    }
+                    Err(Error::Timeout) => break,
+                    Err(e) => {
+                        errors.push(format!("source {i}: {e} before its end marker"));
+                        markers_left -= 1;
+                        sources[i] = None;
+                    }
+                }
+            }
+        }
+    }
+    let ok = errors.is_empty();
+    let sent = report
+        .send(Report::Seen(seen))
+        .and_then(|()| report.send(Report::Done { corrupted, bytes, errors }));
+    if let Err(e) = sent {
+        eprintln!("consumer {c}: report: {e}");
+        return 2;
+    }
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+/// A child process as the parent watches it.
+struct Kid {
+    role: &'static str,
+    i: usize,
+    pid: nix::unistd::Pid,
+    /// Until the child exits.
+    watch: Option<PeerWatch>,
+    code: Option<i32>,
+}
+
+/// The outcome of a run, as printed.
+#[derive(Serialize, Debug)]
+struct Summary {
+    transport: &'static str,
+    producers: u32,
+    consumers: u32,
+    messages_sent: u64,
+    messages_received: u64,
+    lost: u64,
+    duplicated: u64,
+    corrupted: u64,
+    bytes: u64,
+    seconds: f64,
+    msgs_per_sec: f64,
+}
+
+/// Runs the demo; returns the exit status.
+pub fn run(args: PcArgs) -> i32 {
+    let children = Children::new();
+    let (np, nc) = (args.producers as usize, args.consumers as usize);
+    let mut plan = match Plan::new(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("interproc demo pc: setting up {}: {e}", args.transport.name());
+            return 2;
+        }
+    };
+
+    let start = Instant::now();
+    let mut reports: Vec<PipeReader> = Vec::new();
+    let mut consumers = Vec::new();
+    let mut producers = Vec::new();
+    for c in 0..nc {
+        let (r, w) = match pipe::pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("interproc demo pc: report pipe: {e}");
+                return 2;
+            }
+        };
+        let mut r = Some(r);
+        consumers.push(children.spawn(|| {
+            reports.clear();
+            r.take();
+            consume(&mut plan, &args, c as u32, w)
+        }));
+        reports.extend(r);
+    }
+    for p in 0..np {
+        producers.push(children.spawn(|| {
+            reports.clear();
+            produce(&mut plan, &args, p as u32)
+        }));
+    }
+    // From here on only the children hold channel ends.
+    plan.ends = Ends::Closed;
+    children.watch_signals();
+
+    // One poll loop drains every report pipe as data arrives and watches every child
+    // through a pidfd. Reading the reports one after another would let a consumer block
+    // on a full report pipe, stop reading, and stall the producers the others wait for.
+    // A child that fails ends the run: the others are killed, so nothing waits forever
+    // on a peer that is gone (a System V queue has no EOF to tell them).
+    let per = args.messages as usize;
+    let mut counts = vec![0u8; np * per];
+    let (mut corrupted, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+    let mut rxs: Vec<Option<ReportReceiver>> = Vec::new();
+    for (c, r) in reports.into_iter().enumerate() {
+        match r.into_receiver::<Report>() {
+            Ok(rx) => rxs.push(Some(rx)),
+            Err(e) => {
+                errors.push(format!("consumer {c}: report channel: {e}"));
+                rxs.push(None);
+            }
+        }
+    }
+    let mut kids: Vec<Kid> = Vec::new();
+    for (role, pids) in [("consumer", &consumers), ("producer", &producers)] {
+        for (i, &pid) in pids.iter().enumerate() {
+            // The child is not reaped yet, so its pid names it.
+            match PeerWatch::new(pid.as_raw() as u32) {
+                Ok(w) => kids.push(Kid { role, i, pid, watch: Some(w), code: None }),
+                Err(e) => errors.push(format!("{role} {i}: pidfd: {e}")),
+            }
+        }
+    }
+    let mut markers_sent = Plan::producers_send_markers(args.transport);
+    let mut aborted = false;
+    while rxs.iter().any(Option::is_some) || kids.iter().any(|k| k.watch.is_some()) {
+        let live: Vec<usize> = (0..rxs.len()).filter(|&c| rxs[c].is_some()).collect();
+        let watched: Vec<usize> = (0..kids.len()).filter(|&k| kids[k].watch.is_some()).collect();
+        let mut fds: Vec<PollFd> = live
+            .iter()
+            .map(|&c| rxs[c].as_ref().and_then(|r| r.fd()).expect("pipe fd"))
+            .chain(watched.iter().map(|&k| kids[k].watch.as_ref().expect("watch").as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        if let Err(e) = nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            if e != nix::errno::Errno::EINTR {
+                errors.push(format!("poll: {e}"));
+                break;
+            }
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
+        drop(fds);
+        let (ready_rx, ready_kids) = ready.split_at(live.len());
+        for (&c, _) in live.iter().zip(ready_rx).filter(|(_, &r)| r) {
+            while let Some(rx) = rxs[c].as_mut() {
+                match rx.try_recv() {
+                    Ok(Report::Seen(list)) => {
+                        for (p, seq) in list {
+                            if (p as usize) < np && (seq as usize) < per {
+                                let n = &mut counts[p as usize * per + seq as usize];
+                                *n = n.saturating_add(1);
+                            } else {
+                                corrupted += 1;
+                            }
+                        }
+                    }
+                    Ok(Report::Done { corrupted: k, bytes: b, errors: e }) => {
+                        corrupted += k;
+                        bytes += b;
+                        errors.extend(e.into_iter().map(|e| format!("consumer {c}: {e}")));
+                        rxs[c] = None;
+                    }
+                    Err(Error::Empty) => break,
+                    Err(e) => {
+                        errors.push(format!("consumer {c}: report ended early: {e}"));
+                        rxs[c] = None;
+                    }
+                }
+            }
+        }
+        for (&k, _) in watched.iter().zip(ready_kids).filter(|(_, &r)| r) {
+            let kid = &mut kids[k];
+            kid.watch = None;
+            let code = children.wait(kid.pid);
+            kid.code = Some(code);
+            if code != 0 && !aborted {
+                aborted = true;
+                errors.push(format!(
+                    "{} {} (pid {}) exited with status {code}: stopping the run",
+                    kid.role, kid.i, kid.pid
+                ));
+                children.kill_all();
+            }
+        }
+        // On a shared queue, the end markers go in once every producer has exited: the
+        // queue keeps each type in order, so they land behind all the data.
+        let producers_done = kids.iter().filter(|k| k.role == "producer").all(|k| k.code.is_some());
+        if !markers_sent && producers_done && !aborted {
+            markers_sent = true;
+            if let Some(q) = plan.owners.iter().find_map(|o| o.downcast_ref::<MessageQueue>()) {
+                for c in 0..nc {
+                    if let Err(e) = q.send(c as i64 + 1, &[]) {
+                        errors.push(format!("end marker to consumer {c}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    let failed = kids.iter().filter(|k| k.code != Some(0)).count();
+    let seconds = start.elapsed().as_secs_f64();
+
+    let received: u64 = counts.iter().map(|&n| n as u64).sum();
+    let lost = counts.iter().filter(|&&n| n == 0).count() as u64;
+    let duplicated: u64 = counts.iter().map(|&n| (n as u64).saturating_sub(1)).sum();
+    let summary = Summary {
+        transport: args.transport.name(),
+        producers: args.producers,
+        consumers: args.consumers,
+        messages_sent: args.producers as u64 * args.messages,
+        messages_received: received,
+        lost,
+        duplicated,
+        corrupted,
+        bytes,
+        seconds,
+        msgs_per_sec: received as f64 / seconds,
+    };
+    let ok = lost == 0 && duplicated == 0 && corrupted == 0 && failed == 0 && errors.is_empty();
+
+    println!(
+        "demo pc over {}: {} producer and {} consumer processes, {} messages of {} bytes each",
+        summary.transport,
+        summary.producers,
+        summary.consumers,
+        summary.messages_sent,
+        HEADER + args.size
+    );
+    println!(
+        "received {} ({} lost, {} duplicated, {} corrupted) in {:.3} s: {:.0} msgs/s, {:.1} MB/s",
+        received,
+        lost,
+        duplicated,
+        corrupted,
+        seconds,
+        summary.msgs_per_sec,
+        bytes as f64 / seconds / 1e6
+    );
+    for e in &errors {
+        println!("error: {e}");
+    }
+    if procs::interrupted() {
+        println!("interrupted: children killed, every named object removed");
+    }
+    println!("{}", if ok { "exactly once: OK" } else { "exactly once: FAILED" });
+    if args.json {
+        println!("{}", serde_json::to_string(&summary).expect("summary serialises"));
+    }
+    drop(plan);
+    if procs::interrupted() {
+        130
+    } else if ok {
+        0
+    } else {
+        1
+    }
+}

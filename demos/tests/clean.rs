@@ -1,0 +1,158 @@
+//! `interproc ls` and `interproc clean` end to end: FIFOs owned by child processes, one
+//! killed and one alive, in a private runtime directory (so that the objects of tests
+//! running in parallel are neither seen nor removed).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use interproc::ipc::{fifo::Fifo, names};
+use serde_json::Value;
+
+const ROLE_ENV: &str = "INTERPROC_CLEAN_TEST_ROLE";
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// In a child: owns a FIFO at the path given in the role variable until killed.
+#[test]
+fn child_entry() {
+    let Ok(path) = std::env::var(ROLE_ENV) else { return };
+    let r = std::panic::catch_unwind(|| {
+        let _owner = Fifo::create(&path).unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    std::process::exit(if r.is_ok() { 0 } else { 101 });
+}
+
+/// A child process, killed and reaped when dropped.
+struct Owner(std::process::Child);
+
+impl Owner {
+    fn spawn(runtime: &Path, fifo: &Path) -> Owner {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE_ENV, fifo)
+            .env("INTERPROC_RUNTIME_DIR", runtime)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Owner(child)
+    }
+
+    fn pid(&self) -> u64 {
+        self.0.id().into()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `interproc <args>` against the private runtime directory; returns its exit
+/// status and its last line of output, parsed as JSON.
+fn interproc(runtime: &Path, args: &[&str]) -> (bool, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_interproc"))
+        .args(args)
+        .env("INTERPROC_RUNTIME_DIR", runtime)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap_or_else(|| panic!("no output from {args:?}"));
+    let json = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    (out.status.success(), json)
+}
+
+fn ls_entry(runtime: &Path, fifo: &Path) -> Option<Value> {
+    let (ok, ls) = interproc(runtime, &["ls", "--json"]);
+    assert!(ok, "{ls}");
+    ls["objects"].as_array().unwrap().iter().find(|o| o["name"] == fifo.to_str().unwrap()).cloned()
+}
+
+/// Waits until `ls` shows the child's FIFO with a live owner; fails at the watchdog.
+fn wait_listed_alive(runtime: &Path, fifo: &Path, owner: &mut Owner) {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        if let Some(o) = ls_entry(runtime, fifo) {
+            if o["owner_alive"] == true {
+                assert_eq!(o["kind"], "fifo");
+                assert_eq!(o["owner_pid"], owner.pid());
+                return;
+            }
+        }
+        if let Some(st) = owner.0.try_wait().unwrap() {
+            panic!("the owner child exited early: {st:?}");
+        }
+        assert!(Instant::now() < deadline, "watchdog: the child never registered its FIFO");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn names_of(list: &Value) -> Vec<String> {
+    list.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn clean_removes_only_objects_whose_owner_died() {
+    let tmp = TempDir(std::env::temp_dir().join(names::unique_name("clean-test")));
+    std::fs::create_dir(&tmp.0).unwrap();
+    let runtime = tmp.0.join("runtime");
+    let (dead_path, live_path) = (tmp.0.join("dead"), tmp.0.join("live"));
+
+    let mut dead = Owner::spawn(&runtime, &dead_path);
+    let mut live = Owner::spawn(&runtime, &live_path);
+    wait_listed_alive(&runtime, &dead_path, &mut dead);
+    wait_listed_alive(&runtime, &live_path, &mut live);
+    let dead_pid = dead.pid();
+    dead.kill();
+    assert_eq!(ls_entry(&runtime, &dead_path).unwrap()["owner_alive"], false);
+
+    // A dry run says what it would remove and removes nothing.
+    let (ok, dry) = interproc(&runtime, &["clean", "--dry-run", "--json"]);
+    assert!(ok, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(names_of(&dry["removed"]), [dead_path.to_str().unwrap()]);
+    assert_eq!(dry["kept_alive"], 1);
+    assert!(dead_path.exists());
+
+    let (ok, cleaned) = interproc(&runtime, &["clean", "--json"]);
+    assert!(ok, "{cleaned}");
+    let removed = cleaned["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{cleaned}");
+    assert_eq!(removed[0]["kind"], "fifo");
+    assert_eq!(removed[0]["name"], dead_path.to_str().unwrap());
+    assert_eq!(removed[0]["owner_pid"], dead_pid);
+    assert_eq!(removed[0]["object"], "removed");
+    assert_eq!(cleaned["kept_alive"], 1);
+    assert!(std::fs::symlink_metadata(&dead_path).is_err(), "the dead owner's FIFO is gone");
+    assert!(ls_entry(&runtime, &dead_path).is_none(), "its record is gone");
+    assert!(live_path.exists(), "a live owner's FIFO stays");
+    assert_eq!(ls_entry(&runtime, &live_path).unwrap()["owner_alive"], true);
+
+    // Once that owner dies too, the next clean removes its FIFO.
+    live.kill();
+    let (ok, cleaned) = interproc(&runtime, &["clean", "--json"]);
+    assert!(ok, "{cleaned}");
+    assert_eq!(names_of(&cleaned["removed"]), [live_path.to_str().unwrap()]);
+    assert_eq!(cleaned["kept_alive"], 0);
+    assert!(std::fs::symlink_metadata(&live_path).is_err());
+    let (_, ls) = interproc(&runtime, &["ls", "--json"]);
+    assert_eq!(ls["objects"], serde_json::json!([]));
+}

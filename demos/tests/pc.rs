@@ -1,0 +1,233 @@
+//! `interproc demo pc` end to end, as a user runs it: every transport delivers every
+//! message exactly once across real processes, a failed child ends the run with a
+//! non-zero status instead of a hang, and an interrupted run leaves no named object.
+//! Each run uses a private runtime directory, checked empty afterwards.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+struct Runtime(std::path::PathBuf);
+
+impl Runtime {
+    fn new() -> Runtime {
+        let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("pc-test"));
+        std::fs::create_dir(&p).unwrap();
+        Runtime(p)
+    }
+
+    /// Every file left in the runtime directory (owner records, FIFOs, ...).
+    fn leftovers(&self) -> Vec<String> {
+        fn walk(dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                    if std::fs::read_dir(&p).unwrap().next().is_some() || !p.ends_with("owners") {
+                        out.push(p.display().to_string());
+                    }
+                } else {
+                    out.push(p.display().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.0, &mut out);
+        out.retain(|p| !p.ends_with("/owners"));
+        out
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn command(rt: &Runtime, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_interproc"));
+    c.args(args).env("INTERPROC_RUNTIME_DIR", &rt.0).stdin(Stdio::null());
+    c
+}
+
+/// Waits for `child` under the watchdog, collecting its output.
+fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + WATCHDOG;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watchdog: interproc did not finish within {WATCHDOG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn run(rt: &Runtime, args: &[&str]) -> Output {
+    finish(command(rt, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+}
+
+fn last_json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"))
+}
+
+fn exactly_once(transport: &str, producers: u64, consumers: u64, messages: u64, size: u64) {
+    let rt = Runtime::new();
+    let (p, c, m, s) =
+        (producers.to_string(), consumers.to_string(), messages.to_string(), size.to_string());
+    let out = run(
+        &rt,
+        &[
+            "demo",
+            "pc",
+            "--transport",
+            transport,
+            "--producers",
+            &p,
+            "--consumers",
+            &c,
+            "--messages",
+            &m,
+            "--size",
+            &s,
+            "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{transport}: {:?}\n{stderr}", out.status);
+    let j = last_json(&out);
+    let sent = producers * messages;
+    assert_eq!(j["transport"], transport);
+    assert_eq!(j["producers"], producers);
+    assert_eq!(j["consumers"], consumers);
+    assert_eq!(j["messages_sent"], sent);
+    assert_eq!(j["messages_received"], sent);
+    for k in ["lost", "duplicated", "corrupted"] {
+        assert_eq!(j[k], 0, "{transport}: {k}");
+    }
+    assert_eq!(j["bytes"], sent * (size + 20));
+    assert!(j["seconds"].as_f64().unwrap() > 0.0);
+    assert!(j["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(rt.leftovers(), Vec::<String>::new(), "{transport} left objects behind");
+}
+
+#[test]
+fn pipe_delivers_exactly_once() {
+    exactly_once("pipe", 2, 2, 5000, 64);
+}
+
+#[test]
+fn fifo_delivers_exactly_once() {
+    exactly_once("fifo", 2, 3, 5000, 64);
+}
+
+#[test]
+fn msgq_delivers_exactly_once() {
+    exactly_once("msgq", 3, 2, 5000, 64);
+}
+
+#[test]
+fn large_messages_cross_the_pipe_buffer() {
+    exactly_once("pipe", 2, 1, 200, 200_000);
+}
+
+fn msgq_exists(key_hex: &str) -> bool {
+    let key = i64::from_str_radix(key_hex.trim_start_matches("0x"), 16).unwrap() as i32;
+    std::fs::read_to_string("/proc/sysvipc/msg")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().next().and_then(|k| k.parse::<i32>().ok()) == Some(key))
+}
+
+/// Owner records of this runtime directory, as `interproc ls --json` reports them.
+fn objects(rt: &Runtime) -> Vec<Value> {
+    let out = run(rt, &["ls", "--json"]);
+    assert!(out.status.success());
+    last_json(&out)["objects"].as_array().unwrap().clone()
+}
+
+/// Starts a long run and waits until its objects exist.
+fn start_long_run(rt: &Runtime, transport: &str) -> (Child, Vec<Value>) {
+    let child =
+        command(rt, &["demo", "pc", "--transport", transport, "--messages", "100000000", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let objs = objects(rt);
+        if !objs.is_empty() {
+            return (child, objs);
+        }
+        assert!(Instant::now() < deadline, "the demo never created its objects");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn children_of(pid: u32) -> Vec<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    text.split_whitespace().map(|s| s.parse().unwrap()).collect()
+}
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+fn check_gone(rt: &Runtime, objs: &[Value]) {
+    for o in objs {
+        let name = o["name"].as_str().unwrap();
+        match o["kind"].as_str().unwrap() {
+            "msgq" => assert!(!msgq_exists(name), "queue {name} left behind"),
+            _ => assert!(!Path::new(name).exists(), "{name} left behind"),
+        }
+    }
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+fn interrupted(transport: &str, sig: nix::sys::signal::Signal) {
+    let rt = Runtime::new();
+    let (child, objs) = start_long_run(&rt, transport);
+    signal(child.id() as i32, sig);
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    check_gone(&rt, &objs);
+}
+
+#[test]
+fn sigterm_removes_the_fifos() {
+    interrupted("fifo", nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_removes_the_queue() {
+    interrupted("msgq", nix::sys::signal::Signal::SIGINT);
+}
+
+/// A producer killed in the middle: the run fails (no hang), reports the loss, and the
+/// queue, which gives consumers no EOF, is still removed.
+#[test]
+fn a_killed_producer_fails_the_run_without_a_hang() {
+    let rt = Runtime::new();
+    let (child, objs) = start_long_run(&rt, "msgq");
+    let kids = children_of(child.id());
+    assert_eq!(kids.len(), 4, "2 consumers + 2 producers");
+    // Children are forked consumers first: the last one is a producer.
+    signal(*kids.last().unwrap(), nix::sys::signal::Signal::SIGKILL);
+    let out = finish(child);
+    let status: ExitStatus = out.status;
+    assert_eq!(status.code(), Some(1));
+    let j = last_json(&out);
+    assert!(j["lost"].as_u64().unwrap() > 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("producer 1") && stdout.contains("137"), "{stdout}");
+    check_gone(&rt, &objs);
+}

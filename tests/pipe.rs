@@ -1,0 +1,121 @@
+//! Pipes: the transport conformance suite across real processes, plus pipe specifics.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+
+use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSource};
+use interproc::ipc::pipe::{self, PipeReader, PipeWriter};
+use support::conformance::{Setup, Transport};
+
+struct Pipe;
+
+impl Transport for Pipe {
+    const NAME: &'static str = "pipe";
+
+    fn to_parent() -> Setup<BytesReceiver> {
+        let (r, w) = pipe::pipe().unwrap();
+        Setup {
+            fds: vec![w.into()],
+            arg: String::new(),
+            finish: Box::new(move |_| BytesReceiver::new(Box::new(StreamSource::new(r).unwrap()))),
+        }
+    }
+
+    fn to_child() -> Setup<BytesSender> {
+        let (r, w) = pipe::pipe().unwrap();
+        Setup {
+            fds: vec![r.into()],
+            arg: String::new(),
+            finish: Box::new(move |_| BytesSender::new(Box::new(StreamSink::new(w).unwrap()))),
+        }
+    }
+
+    fn child_sender(mut fds: Vec<OwnedFd>, _: &str) -> BytesSender {
+        let w = PipeWriter::from(fds.remove(0));
+        BytesSender::new(Box::new(StreamSink::new(w).unwrap()))
+    }
+
+    fn child_receiver(mut fds: Vec<OwnedFd>, _: &str) -> BytesReceiver {
+        let r = PipeReader::from(fds.remove(0));
+        BytesReceiver::new(Box::new(StreamSource::new(r).unwrap()))
+    }
+}
+
+conformance!(conformance, Pipe);
+
+#[test]
+fn child_entry() {
+    support::child_entry(|role, arg| {
+        assert!(support::conformance::child_dispatch::<Pipe>(role, arg), "unknown role {role}");
+    });
+}
+
+#[test]
+fn ends_are_cloexec() {
+    let (r, w) = pipe::pipe().unwrap();
+    for fd in [
+        nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_GETFD).unwrap(),
+        nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_GETFD).unwrap(),
+    ] {
+        assert_ne!(fd & libc::FD_CLOEXEC, 0);
+    }
+}
+
+#[test]
+fn nonblocking_read_would_block() {
+    let (mut r, mut w) = pipe::pipe().unwrap();
+    assert!(!r.is_nonblocking().unwrap());
+    r.set_nonblocking(true).unwrap();
+    assert!(r.is_nonblocking().unwrap());
+    let mut buf = [0u8; 8];
+    assert_eq!(r.read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    w.write_all(b"abc").unwrap();
+    assert_eq!(r.read(&mut buf).unwrap(), 3);
+    drop(w);
+    assert_eq!(r.read(&mut buf).unwrap(), 0, "EOF once the writer is gone");
+}
+
+#[test]
+fn malformed_frame_is_an_error_on_that_receiver() {
+    let (r, mut w) = pipe::pipe().unwrap();
+    let mut rx = r.into_receiver::<u32>().unwrap();
+    w.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    match rx.recv() {
+        Err(interproc::ipc::Error::Malformed { reason }) => {
+            assert!(reason.contains("magic"), "{reason}")
+        }
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    // The stream cannot be resynchronised: it stays broken.
+    assert!(matches!(rx.recv(), Err(interproc::ipc::Error::Malformed { .. })));
+}
+
+#[test]
+fn truncated_frame_is_reported() {
+    let (r, mut w) = pipe::pipe().unwrap();
+    let mut rx = r.into_receiver::<Vec<u8>>().unwrap();
+    // A header announcing 100 bytes, then only 10, then EOF.
+    let mut frame = vec![b'I', b'P', 1, 0];
+    frame.extend_from_slice(&100u32.to_le_bytes());
+    frame.extend_from_slice(&[0; 10]);
+    w.write_all(&frame).unwrap();
+    drop(w);
+    match rx.recv() {
+        Err(interproc::ipc::Error::Truncated { expected: 108, got: 18 }) => {}
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+}
+
+#[test]
+fn decode_error_is_reported_and_the_stream_goes_on() {
+    let (tx, rx) = pipe::bytes_channel().unwrap();
+    let mut tx = tx;
+    let mut rx: interproc::ipc::channel::Receiver<String, _> =
+        interproc::ipc::channel::Receiver::new(rx.into_inner());
+    tx.send(&[0xff, 0xff, 0xff]).unwrap(); // not a postcard string
+    tx.send(&[2, b'o', b'k']).unwrap();
+    assert!(matches!(rx.recv(), Err(interproc::ipc::Error::Decode(_))));
+    assert_eq!(rx.recv().unwrap(), "ok");
+}

@@ -46,7 +46,8 @@ impl<T> BoundedBuffer<T> {
 /// exactly once, and each producer's items arrive in order.
 #[test]
 fn bounded_buffer_delivers_every_item_once() {
-    const PER_PRODUCER: u32 = 5_000;
+    // Fewer under Miri, which runs the same tests far slower.
+    const PER_PRODUCER: u32 = if cfg!(miri) { 20 } else { 5_000 };
     let buffer = Arc::new(BoundedBuffer::new(2));
     let producers: Vec<_> = (0..3u32)
         .map(|p| {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use interproc_sync::{LockError, Mutex};
 
 const LONG: Duration = Duration::from_secs(60);
+/// Iterations per thread: fewer under Miri, which runs the same tests far slower.
+const ITERS: u64 = if cfg!(miri) { 20 } else { 10_000 };
 
 #[test]
 fn contended_increments_are_exact() {
@@ -20,7 +22,7 @@ fn contended_increments_are_exact() {
             .map(|_| {
                 let m = m.clone();
                 thread::spawn(move || {
-                    for _ in 0..10_000 {
+                    for _ in 0..ITERS {
                         let mut g = m.lock().unwrap();
                         // Read and write in two steps, so a broken lock loses updates.
                         let v = *g;
@@ -32,7 +34,7 @@ fn contended_increments_are_exact() {
         for w in workers {
             w.join().unwrap();
         }
-        assert_eq!(*m.lock().unwrap(), 40_000);
+        assert_eq!(*m.lock().unwrap(), 4 * ITERS);
     }
 }
 
@@ -44,7 +46,7 @@ fn timed_and_blocking_lockers_under_contention_count_exactly() {
             let m = m.clone();
             thread::spawn(move || {
                 let mut done = 0u64;
-                for _ in 0..5_000 {
+                for _ in 0..ITERS / 2 {
                     if i % 2 == 0 {
                         *m.lock().unwrap() += 1;
                         done += 1;
@@ -59,7 +61,7 @@ fn timed_and_blocking_lockers_under_contention_count_exactly() {
         .collect();
     let done: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(*m.lock().unwrap(), done);
-    assert!(done >= 10_000, "the blocking lockers always succeed");
+    assert!(done >= ITERS, "the blocking lockers always succeed");
 }
 
 /// Runs `f` while another thread holds `m`, then lets it go.

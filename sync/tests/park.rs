@@ -79,6 +79,7 @@ impl Drop for SharedPage {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri has no MAP_SHARED mappings")]
 fn shared_futex_between_threads() {
     let page = SharedPage::new();
     // SAFETY: the page is zeroed, page-aligned and lives until `page` drops; a zeroed
@@ -113,6 +114,7 @@ fn wait_with_watchdog(pid: nix::unistd::Pid) -> i32 {
 /// process-shared flavours with their versioned header and owner-death recovery are not
 /// built yet.)
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn shared_futex_mutex_between_processes() {
     type Shared = Mutex<u64, SharedFutex>;
     const PROCS: u64 = 4;

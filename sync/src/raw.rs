@@ -48,17 +48,24 @@ impl<P: Park> RawMutex<P> {
 
     #[cold]
     fn lock_contended(&self, deadline: Option<Instant>) -> bool {
-        // Spin only while the holder has no parked waiters: once the word is 2, queue up
-        // behind them rather than compete for the next unlock.
-        for _ in 0..hint::SPIN_LIMIT {
-            match self.state.load(Ordering::Relaxed) {
-                UNLOCKED if self.try_lock() => return true,
-                CONTENDED => break,
-                _ => hint::spin_loop(),
+        // The shape of std's futex mutex (library/std/src/sys/sync/mutex/futex.rs), plus
+        // the deadline.
+        let mut state = self.spin();
+        if state == UNLOCKED {
+            match self.state.compare_exchange(
+                UNLOCKED,
+                LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => state = now,
             }
         }
         loop {
-            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
+            // Mark the lock contended before parking. If it was free, we own it now, as
+            // contended: other threads may still be parked.
+            if state != CONTENDED && self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
                 return true;
             }
             if P::wait(&self.state, CONTENDED, deadline) == ParkResult::TimedOut {
@@ -71,6 +78,22 @@ impl<P: Park> RawMutex<P> {
                     .compare_exchange(UNLOCKED, CONTENDED, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok();
             }
+            state = self.spin();
+        }
+    }
+
+    /// Spins briefly while the lock is held with no parked waiters (state 1), since the
+    /// holder may be about to release it; returns the state last seen. Once the word is 2
+    /// others are parked, so queue up behind them rather than spin.
+    fn spin(&self) -> u32 {
+        let mut left = hint::SPIN_LIMIT;
+        loop {
+            let state = self.state.load(Ordering::Relaxed);
+            if state != LOCKED || left == 0 {
+                return state;
+            }
+            hint::spin_loop();
+            left -= 1;
         }
     }
 

@@ -1,6 +1,7 @@
 //! The lock state machine shared by [`Mutex`](crate::Mutex) and [`Monitor`](crate::Monitor):
-//! the three-state futex mutex of Ulrich Drepper, "Futexes Are Tricky" (2011), §6
-//! ("mutex3"), with a brief spin before parking.
+//! the three-state futex mutex of Ulrich Drepper, "Futexes Are Tricky" ("Mutex, Take 3"),
+//! with a brief spin before parking, and unlocking by exchange (as std's futex mutex does)
+//! rather than Drepper's decrement.
 //!
 //! The word holds:
 //! - `0`: unlocked;

@@ -5,13 +5,13 @@
 //! benches arrive with `interproc bench`): raw syscalls vs `MessageQueue::send`/`recv`
 //! vs the raw-bytes channel vs the typed channel, for one message sent and received.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use interproc::ipc::msgq::{self, MessageQueue, Select};
-
-const SIZES: [usize; 2] = [64, 1024];
 
 /// `struct msgbuf` with room for the largest size benchmarked.
 #[repr(C)]
@@ -22,7 +22,7 @@ struct RawMsg {
 
 fn roundtrip(c: &mut Criterion) {
     let mut g = c.benchmark_group("msgq_same_process");
-    for size in SIZES {
+    for size in common::SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         let msg = vec![0xa5u8; size];
 
@@ -54,22 +54,15 @@ fn roundtrip(c: &mut Criterion) {
         drop(q);
 
         let q = Arc::new(MessageQueue::private().unwrap());
-        let mut tx = msgq::bytes_sender(q.clone(), 1).unwrap();
-        let mut rx = msgq::bytes_receiver(q, Select::Any).unwrap();
-        g.bench_with_input(BenchmarkId::new("bytes_channel", size), &size, |b, _| {
-            b.iter(|| {
-                tx.send(black_box(&msg)).unwrap();
-                black_box(rx.recv_ref(None).unwrap());
-            })
-        });
-
-        let (mut tx, mut rx) = msgq::channel::<Vec<u8>>().unwrap();
-        g.bench_with_input(BenchmarkId::new("typed_channel", size), &size, |b, _| {
-            b.iter(|| {
-                tx.send(black_box(msg.clone())).unwrap();
-                black_box(rx.recv().unwrap());
-            })
-        });
+        common::bytes_row(
+            &mut g,
+            size,
+            (
+                msgq::bytes_sender(q.clone(), 1).unwrap(),
+                msgq::bytes_receiver(q, Select::Any).unwrap(),
+            ),
+        );
+        common::typed_row(&mut g, size, msgq::channel().unwrap());
     }
     g.finish();
 }

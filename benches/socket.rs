@@ -5,59 +5,38 @@
 //! raw-bytes channel vs the typed channel, for one message sent and received back, over
 //! a stream pair (length-prefixed frames) and a seqpacket pair (one packet per frame).
 
+mod common;
+
 use std::hint::black_box;
-use std::io::{Read, Write};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use interproc::ipc::socket::{UnixSeqpacket, UnixStream};
 
-const SIZES: [usize; 2] = [64, 1024];
-
 fn stream(c: &mut Criterion) {
     let mut g = c.benchmark_group("unix_stream_same_process");
-    for size in SIZES {
+    for size in common::SIZES {
         g.throughput(Throughput::Bytes(size as u64));
-        let msg = vec![0xa5u8; size];
-
-        let (mut a, mut b) = UnixStream::pair().unwrap();
-        let mut buf = vec![0u8; size];
-        g.bench_with_input(BenchmarkId::new("raw_syscalls", size), &size, |bch, _| {
-            bch.iter(|| {
-                a.write_all(black_box(&msg)).unwrap();
-                b.read_exact(&mut buf).unwrap();
-                black_box(&buf);
-            })
-        });
-
         let (a, b) = UnixStream::pair().unwrap();
-        let (mut tx, _keep_a) = a.into_bytes_channel().unwrap();
-        let (_keep_b, mut rx) = b.into_bytes_channel().unwrap();
-        g.bench_with_input(BenchmarkId::new("bytes_channel", size), &size, |bch, _| {
-            bch.iter(|| {
-                tx.send(black_box(&msg)).unwrap();
-                black_box(rx.recv_ref(None).unwrap());
-            })
-        });
-
+        common::raw_row(&mut g, size, a, b);
         let (a, b) = UnixStream::pair().unwrap();
-        let (mut tx, _keep_a) = a.into_channel::<Vec<u8>, ()>().unwrap();
-        let (_keep_b, mut rx) = b.into_channel::<(), Vec<u8>>().unwrap();
-        g.bench_with_input(BenchmarkId::new("typed_channel", size), &size, |bch, _| {
-            bch.iter(|| {
-                tx.send(black_box(msg.clone())).unwrap();
-                black_box(rx.recv().unwrap());
-            })
-        });
+        common::bytes_row(
+            &mut g,
+            size,
+            (a.into_bytes_channel().unwrap().0, b.into_bytes_channel().unwrap().1),
+        );
+        let (a, b) = UnixStream::pair().unwrap();
+        common::typed_row(&mut g, size, (a.into_sender().unwrap(), b.into_receiver().unwrap()));
     }
     g.finish();
 }
 
 fn seqpacket(c: &mut Criterion) {
     let mut g = c.benchmark_group("unix_seqpacket_same_process");
-    for size in SIZES {
+    for size in common::SIZES {
         g.throughput(Throughput::Bytes(size as u64));
-        let msg = vec![0xa5u8; size];
+        let msg = common::message(size);
 
+        // A packet socket has no Read/Write: one send(2) and one recv(2).
         let (a, b) = UnixSeqpacket::pair().unwrap();
         let mut buf = vec![0u8; size];
         g.bench_with_input(BenchmarkId::new("raw_syscalls", size), &size, |bch, _| {
@@ -68,24 +47,13 @@ fn seqpacket(c: &mut Criterion) {
         });
 
         let (a, b) = UnixSeqpacket::pair().unwrap();
-        let (mut tx, _keep_a) = a.into_bytes_channel().unwrap();
-        let (_keep_b, mut rx) = b.into_bytes_channel().unwrap();
-        g.bench_with_input(BenchmarkId::new("bytes_channel", size), &size, |bch, _| {
-            bch.iter(|| {
-                tx.send(black_box(&msg)).unwrap();
-                black_box(rx.recv_ref(None).unwrap());
-            })
-        });
-
+        common::bytes_row(
+            &mut g,
+            size,
+            (a.into_bytes_channel().unwrap().0, b.into_bytes_channel().unwrap().1),
+        );
         let (a, b) = UnixSeqpacket::pair().unwrap();
-        let (mut tx, _keep_a) = a.into_channel::<Vec<u8>, ()>().unwrap();
-        let (_keep_b, mut rx) = b.into_channel::<(), Vec<u8>>().unwrap();
-        g.bench_with_input(BenchmarkId::new("typed_channel", size), &size, |bch, _| {
-            bch.iter(|| {
-                tx.send(black_box(msg.clone())).unwrap();
-                black_box(rx.recv().unwrap());
-            })
-        });
+        common::typed_row(&mut g, size, (a.into_sender().unwrap(), b.into_receiver().unwrap()));
     }
     g.finish();
 }

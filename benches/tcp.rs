@@ -4,13 +4,10 @@
 //! `interproc bench`); what is measured here is the wrapper: raw syscalls vs the
 //! raw-bytes channel vs the typed channel, for one message sent and received back.
 
-use std::hint::black_box;
-use std::io::{Read, Write};
+mod common;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use interproc::ipc::tcp::{TcpListener, TcpStream};
-
-const SIZES: [usize; 2] = [64, 1024];
 
 fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
     let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -20,39 +17,18 @@ fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
 fn roundtrip(c: &mut Criterion) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut g = c.benchmark_group("tcp_same_process");
-    for size in SIZES {
+    for size in common::SIZES {
         g.throughput(Throughput::Bytes(size as u64));
-        let msg = vec![0xa5u8; size];
-
-        let (mut a, mut b) = pair(&listener);
-        let mut buf = vec![0u8; size];
-        g.bench_with_input(BenchmarkId::new("raw_syscalls", size), &size, |bch, _| {
-            bch.iter(|| {
-                a.write_all(black_box(&msg)).unwrap();
-                b.read_exact(&mut buf).unwrap();
-                black_box(&buf);
-            })
-        });
-
         let (a, b) = pair(&listener);
-        let (mut tx, _keep_a) = a.into_bytes_channel().unwrap();
-        let (_keep_b, mut rx) = b.into_bytes_channel().unwrap();
-        g.bench_with_input(BenchmarkId::new("bytes_channel", size), &size, |bch, _| {
-            bch.iter(|| {
-                tx.send(black_box(&msg)).unwrap();
-                black_box(rx.recv_ref(None).unwrap());
-            })
-        });
-
+        common::raw_row(&mut g, size, a, b);
         let (a, b) = pair(&listener);
-        let (mut tx, _keep_a) = a.into_channel::<Vec<u8>, ()>().unwrap();
-        let (_keep_b, mut rx) = b.into_channel::<(), Vec<u8>>().unwrap();
-        g.bench_with_input(BenchmarkId::new("typed_channel", size), &size, |bch, _| {
-            bch.iter(|| {
-                tx.send(black_box(msg.clone())).unwrap();
-                black_box(rx.recv().unwrap());
-            })
-        });
+        common::bytes_row(
+            &mut g,
+            size,
+            (a.into_bytes_channel().unwrap().0, b.into_bytes_channel().unwrap().1),
+        );
+        let (a, b) = pair(&listener);
+        common::typed_row(&mut g, size, (a.into_sender().unwrap(), b.into_receiver().unwrap()));
     }
     g.finish();
 }

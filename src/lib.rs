@@ -1,15 +1,12 @@
-//! # interproc
+#![doc = include_str!("../README.md")]
 //!
-//! Linux IPC and concurrency primitives that work across real OS processes.
+//! # This facade
 //!
-//! This facade re-exports the workspace crates:
-//!
-//! - [`ipc`] ([`interproc-ipc`](interproc_ipc)): pipes, FIFOs, Unix domain sockets, TCP,
-//!   System V message queues, and typed channels over all of them.
-//! - [`sync`] ([`interproc-sync`](interproc_sync)): futex-based `Mutex`, `Semaphore` and
-//!   `Monitor`, model-checked with loom.
-//!
-//! See the README for a tour with copy-paste examples.
+//! It re-exports the workspace crates: [`ipc`] ([`interproc-ipc`](interproc_ipc)):
+//! pipes, FIFOs, Unix domain sockets, TCP, System V message queues, and typed channels
+//! over all of them; [`sync`] ([`interproc-sync`](interproc_sync)): futex-based `Mutex`,
+//! `Semaphore` and `Monitor`, model-checked with loom. The README above is this page: its
+//! examples run as doctests.
 
 pub use interproc_ipc as ipc;
 pub use interproc_sync as sync;

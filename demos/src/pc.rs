@@ -26,9 +26,15 @@ use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSour
 use interproc::ipc::fifo::{self, Fifo};
 use interproc::ipc::msgq::{Key, MessageQueue, MsgqSink, MsgqSource, PeerWatch, Select};
 use interproc::ipc::pipe::{self, PipeReader, PipeReceiver, PipeWriter};
+use interproc::ipc::socket::{
+    SeqpacketListener, SeqpacketSink, SeqpacketSource, UnixAddr, UnixListener, UnixSeqpacket,
+    UnixStream,
+};
+use interproc::ipc::tcp::{TcpListener, TcpStream};
 use interproc::ipc::{names, Error};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 use crate::procs::{self, Children};
 
@@ -39,6 +45,12 @@ pub enum Transport {
     Pipe,
     /// Named pipes (FIFOs), one per (producer, consumer) pair.
     Fifo,
+    /// Unix stream sockets: one listener per consumer, one connection per producer.
+    Unix,
+    /// Unix seqpacket sockets (one packet per message), connected like `unix`.
+    Seqpacket,
+    /// TCP over loopback, connected like `unix`, with the same framing.
+    Tcp,
     /// One System V message queue; consumer c receives message type c+1.
     Msgq,
 }
@@ -48,6 +60,9 @@ impl Transport {
         match self {
             Transport::Pipe => "pipe",
             Transport::Fifo => "fifo",
+            Transport::Unix => "unix",
+            Transport::Seqpacket => "seqpacket",
+            Transport::Tcp => "tcp",
             Transport::Msgq => "msgq",
         }
     }
@@ -123,6 +138,7 @@ fn fill_payload(buf: &mut [u8], producer: u32, seq: u64) {
 /// child never drops them: it leaves through `process::exit`, which runs no destructors.
 struct Plan {
     ends: Ends,
+    producers: usize,
     consumers: usize,
     #[allow(dead_code)] // held for its Drop
     owners: Vec<Box<dyn std::any::Any>>,
@@ -133,10 +149,60 @@ enum Ends {
     Pipes(Vec<Vec<Option<(PipeReader, PipeWriter)>>>),
     /// `paths[p][c]`: the FIFO from producer p to consumer c.
     Fifos(Vec<Vec<PathBuf>>),
+    /// Consumer c's listener: producers connect, consumer c accepts.
+    Listeners(Vec<Listener>),
     /// The queue everyone opens.
     Msgq(Key),
     /// Nothing left (the parent after the forks).
     Closed,
+}
+
+/// A consumer's listening socket. Only the parent drops it (which removes a socket
+/// file); children borrow their copy.
+enum Listener {
+    Unix(UnixListener, UnixAddr),
+    Seqpacket(SeqpacketListener, UnixAddr),
+    Tcp(TcpListener, SocketAddr),
+}
+
+fn stream_sender(fd: impl AsFd + Send + 'static) -> Result<BytesSender, Error> {
+    Ok(BytesSender::new(Box::new(StreamSink::new(fd)?) as _))
+}
+
+fn stream_receiver(fd: impl AsFd + Send + 'static) -> Result<BytesReceiver, Error> {
+    Ok(BytesReceiver::new(Box::new(StreamSource::new(fd)?) as _))
+}
+
+impl Listener {
+    fn connect(&self) -> Result<BytesSender, Error> {
+        match self {
+            Listener::Unix(_, a) => stream_sender(UnixStream::connect(a)?),
+            Listener::Seqpacket(_, a) => {
+                Ok(BytesSender::new(Box::new(SeqpacketSink::new(UnixSeqpacket::connect(a)?)?) as _))
+            }
+            Listener::Tcp(_, a) => stream_sender(TcpStream::connect_timeout(a, OPEN_TIMEOUT)?),
+        }
+    }
+
+    fn accept(&self) -> Result<BytesReceiver, Error> {
+        match self {
+            Listener::Unix(l, _) => stream_receiver(l.accept_timeout(OPEN_TIMEOUT)?),
+            Listener::Seqpacket(l, _) => Ok(BytesReceiver::new(Box::new(SeqpacketSource::new(
+                l.accept_timeout(OPEN_TIMEOUT)?,
+            )) as _)),
+            Listener::Tcp(l, _) => stream_receiver(l.accept_timeout(OPEN_TIMEOUT)?),
+        }
+    }
+}
+
+/// A fresh directory in the runtime directory for the demo's named objects.
+fn demo_dir() -> Result<(PathBuf, DirGuard), Error> {
+    let rt = names::runtime_dir()
+        .map_err(|e| Error::NotFound { what: format!("the runtime directory ({e})") })?;
+    let dir = rt.join(names::unique_name("pc"));
+    std::fs::create_dir(&dir)
+        .map_err(|e| Error::PermissionDenied { what: format!("{} ({e})", dir.display()) })?;
+    Ok((dir.clone(), DirGuard(dir)))
 }
 
 /// How long a child waits in a FIFO open for its peer before giving up.
@@ -164,14 +230,7 @@ impl Plan {
                 Ends::Pipes(pipes)
             }
             Transport::Fifo => {
-                let rt = names::runtime_dir().map_err(|e| Error::NotFound {
-                    what: format!("the runtime directory ({e})"),
-                })?;
-                let dir = rt.join(names::unique_name("pc"));
-                std::fs::create_dir(&dir).map_err(|e| Error::PermissionDenied {
-                    what: format!("{} ({e})", dir.display()),
-                })?;
-                let guard = DirGuard(dir.clone());
+                let (dir, guard) = demo_dir()?;
                 let mut paths = Vec::with_capacity(np);
                 for p in 0..np {
                     let mut row = Vec::with_capacity(nc);
@@ -185,6 +244,30 @@ impl Plan {
                 owners.push(Box::new(guard));
                 Ends::Fifos(paths)
             }
+            Transport::Unix | Transport::Seqpacket => {
+                let (dir, guard) = demo_dir()?;
+                let mut ls = Vec::with_capacity(nc);
+                for c in 0..nc {
+                    let addr = UnixAddr::path(dir.join(format!("c{c}.sock")))?;
+                    ls.push(if args.transport == Transport::Unix {
+                        Listener::Unix(UnixListener::bind(&addr)?, addr)
+                    } else {
+                        Listener::Seqpacket(SeqpacketListener::bind(&addr)?, addr)
+                    });
+                }
+                // The listeners (and their socket files) go before the directory.
+                owners.push(Box::new(guard));
+                Ends::Listeners(ls)
+            }
+            Transport::Tcp => {
+                let mut ls = Vec::with_capacity(nc);
+                for _ in 0..nc {
+                    let l = TcpListener::bind("127.0.0.1:0")?;
+                    let addr = l.local_addr()?;
+                    ls.push(Listener::Tcp(l, addr));
+                }
+                Ends::Listeners(ls)
+            }
             Transport::Msgq => {
                 let q = MessageQueue::create_unique()?;
                 let key = q.key();
@@ -192,7 +275,7 @@ impl Plan {
                 Ends::Msgq(key)
             }
         };
-        Ok(Plan { ends, consumers: nc, owners })
+        Ok(Plan { ends, producers: np, consumers: nc, owners })
     }
 
     /// Whether producers send the end markers themselves. On a shared queue the parent
@@ -223,6 +306,13 @@ impl Plan {
                     Ok(BytesSender::new(Box::new(StreamSink::new(w)?) as _))
                 })
                 .collect(),
+            Ends::Listeners(ls) => {
+                let senders = ls.iter().map(Listener::connect).collect();
+                // This child's copies of the listeners are the parent's objects: leave
+                // them to the parent without closing anything shared.
+                std::mem::forget(ls);
+                senders
+            }
             Ends::Msgq(key) => {
                 let q = Arc::new(MessageQueue::open(key)?);
                 (0..self.consumers)
@@ -253,6 +343,11 @@ impl Plan {
                     Ok(BytesReceiver::new(Box::new(StreamSource::new(r)?) as _))
                 })
                 .collect(),
+            Ends::Listeners(ls) => {
+                let receivers = (0..self.producers).map(|_| ls[c].accept()).collect();
+                std::mem::forget(ls);
+                receivers
+            }
             Ends::Msgq(key) => {
                 let q = MessageQueue::open(key)?;
                 let src = MsgqSource::new(q, Select::Exact(c as i64 + 1))?;
@@ -472,7 +567,11 @@ pub fn run(args: PcArgs) -> i32 {
         }));
     }
     // From here on only the children hold channel ends.
-    plan.ends = Ends::Closed;
+    // The parent keeps the listeners (and their socket files) until the end: a producer
+    // may connect after a consumer's first accept. They go first, before the directory.
+    if let Ends::Listeners(ls) = std::mem::replace(&mut plan.ends, Ends::Closed) {
+        plan.owners.insert(0, Box::new(ls));
+    }
     children.watch_signals();
 
     // One poll loop drains every report pipe as data arrives and watches every child

@@ -134,6 +134,21 @@ fn msgq_delivers_exactly_once() {
 }
 
 #[test]
+fn unix_delivers_exactly_once() {
+    exactly_once("unix", 2, 2, 5000, 64);
+}
+
+#[test]
+fn seqpacket_delivers_exactly_once() {
+    exactly_once("seqpacket", 2, 2, 5000, 64);
+}
+
+#[test]
+fn tcp_delivers_exactly_once() {
+    exactly_once("tcp", 2, 2, 5000, 64);
+}
+
+#[test]
 fn large_messages_cross_the_pipe_buffer() {
     exactly_once("pipe", 2, 1, 200, 200_000);
 }
@@ -162,13 +177,18 @@ fn start_long_run(rt: &Runtime, transport: &str) -> (Child, Vec<Value>) {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+    let mut child = child;
     let deadline = Instant::now() + WATCHDOG;
     loop {
         let objs = objects(rt);
         if !objs.is_empty() {
             return (child, objs);
         }
-        assert!(Instant::now() < deadline, "the demo never created its objects");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo never created its objects");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -205,6 +225,11 @@ fn interrupted(transport: &str, sig: nix::sys::signal::Signal) {
 #[test]
 fn sigterm_removes_the_fifos() {
     interrupted("fifo", nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sigterm_removes_the_socket_files() {
+    interrupted("unix", nix::sys::signal::Signal::SIGTERM);
 }
 
 #[test]

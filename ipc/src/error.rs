@@ -152,7 +152,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Maps an errno from `op` on the object `what` to the matching variant.
-    #[allow(dead_code)] // the named transports (FIFO, sockets, queues) use it
     pub(crate) fn from_errno(op: &'static str, what: impl fmt::Display, errno: Errno) -> Self {
         match errno {
             Errno::ENOENT => Error::NotFound { what: what.to_string() },

@@ -62,15 +62,13 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::channel::{BytesReceiver, BytesSender, Receiver, Sender, StreamSink, StreamSource};
 use crate::error::{Error, Result};
@@ -450,112 +448,14 @@ pub struct FifoReader(OwnedFd);
 #[derive(Debug)]
 pub struct FifoWriter(OwnedFd);
 
-macro_rules! fifo_end {
-    ($ty:ident) => {
-        impl $ty {
-            /// Switches `O_NONBLOCK` on or off. A non-blocking end returns
-            /// [`io::ErrorKind::WouldBlock`] instead of waiting.
-            pub fn set_nonblocking(&self, on: bool) -> Result<()> {
-                sys::set_nonblocking(&self.0, on).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))
-            }
-
-            /// Whether `O_NONBLOCK` is set.
-            pub fn is_nonblocking(&self) -> Result<bool> {
-                sys::is_nonblocking(&self.0).map_err(|e| Error::os("fcntl(F_GETFL)", e))
-            }
-        }
-
-        impl AsFd for $ty {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.0.as_fd()
-            }
-        }
-
-        impl AsRawFd for $ty {
-            fn as_raw_fd(&self) -> RawFd {
-                self.0.as_raw_fd()
-            }
-        }
-
-        impl From<OwnedFd> for $ty {
-            /// Adopts an fd, for example one a parent passed to a spawned child.
-            fn from(fd: OwnedFd) -> Self {
-                $ty(fd)
-            }
-        }
-
-        impl From<$ty> for OwnedFd {
-            fn from(end: $ty) -> OwnedFd {
-                end.0
-            }
-        }
-
-        impl IntoRawFd for $ty {
-            fn into_raw_fd(self) -> RawFd {
-                self.0.into_raw_fd()
-            }
-        }
-
-        impl FromRawFd for $ty {
-            /// # Safety
-            /// `fd` must be an open FIFO end that nothing else owns.
-            unsafe fn from_raw_fd(fd: RawFd) -> Self {
-                // SAFETY: the caller guarantees `fd` is open and owned by nobody else.
-                $ty(unsafe { OwnedFd::from_raw_fd(fd) })
-            }
-        }
-    };
-}
-
-fifo_end!(FifoReader);
-fifo_end!(FifoWriter);
-
-impl FifoReader {
-    /// Wraps this end in a typed receiver (switches it to non-blocking mode; the
-    /// receiver's calls still block or time out as asked).
-    pub fn into_receiver<T: DeserializeOwned>(self) -> Result<FifoReceiver<T>> {
-        Ok(Receiver::new(StreamSource::new(self)?))
-    }
-
-    /// Wraps this end in a raw-bytes receiver (switches it to non-blocking mode).
-    pub fn into_bytes_receiver(self) -> Result<FifoBytesReceiver> {
-        Ok(BytesReceiver::new(StreamSource::new(self)?))
-    }
-}
-
-impl FifoWriter {
-    /// Wraps this end in a typed sender (switches it to non-blocking mode; the sender's
-    /// calls still block or time out as asked).
-    pub fn into_sender<T: Serialize>(self) -> Result<FifoSender<T>> {
-        Ok(Sender::new(StreamSink::new(self)?))
-    }
-
-    /// Wraps this end in a raw-bytes sender (switches it to non-blocking mode).
-    pub fn into_bytes_sender(self) -> Result<FifoBytesSender> {
-        Ok(BytesSender::new(StreamSink::new(self)?))
-    }
-}
-
-impl Read for FifoReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::read(&self.0, buf).map_err(io::Error::from)
-    }
-}
-
-impl Write for FifoWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::write(&self.0, buf).map_err(io::Error::from)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+crate::stream_end::stream_end!(reader FifoReader, "FIFO", FifoReceiver, FifoBytesReceiver);
+crate::stream_end::stream_end!(writer FifoWriter, "FIFO", FifoSender, FifoBytesSender);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::names;
+    use std::io::{Read, Write};
 
     fn temp_path(tag: &str) -> PathBuf {
         std::env::temp_dir().join(names::unique_name(tag))

@@ -22,6 +22,7 @@ pub mod msgq;
 pub mod names;
 pub mod pipe;
 pub mod socket;
+mod stream_end;
 mod sys;
 pub mod tcp;
 

@@ -17,8 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 
 use nix::fcntl::OFlag;
 use serde::de::DeserializeOwned;
@@ -60,95 +59,8 @@ pub fn channel<T: Serialize + DeserializeOwned>() -> Result<(PipeSender<T>, Pipe
 /// A raw-bytes channel over a new pipe: (sender, receiver).
 pub fn bytes_channel() -> Result<(PipeBytesSender, PipeBytesReceiver)> {
     let (r, w) = pipe()?;
-    Ok((BytesSender::new(StreamSink::new(w)?), BytesReceiver::new(StreamSource::new(r)?)))
+    Ok((w.into_bytes_sender()?, r.into_bytes_receiver()?))
 }
 
-macro_rules! pipe_end {
-    ($ty:ident) => {
-        impl $ty {
-            /// Switches `O_NONBLOCK` on or off. A non-blocking end returns
-            /// [`io::ErrorKind::WouldBlock`] instead of waiting.
-            pub fn set_nonblocking(&self, on: bool) -> Result<()> {
-                sys::set_nonblocking(&self.0, on).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))
-            }
-
-            /// Whether `O_NONBLOCK` is set.
-            pub fn is_nonblocking(&self) -> Result<bool> {
-                sys::is_nonblocking(&self.0).map_err(|e| Error::os("fcntl(F_GETFL)", e))
-            }
-        }
-
-        impl AsFd for $ty {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.0.as_fd()
-            }
-        }
-
-        impl AsRawFd for $ty {
-            fn as_raw_fd(&self) -> RawFd {
-                self.0.as_raw_fd()
-            }
-        }
-
-        impl From<OwnedFd> for $ty {
-            /// Adopts an fd, for example one a parent passed to a spawned child.
-            fn from(fd: OwnedFd) -> Self {
-                $ty(fd)
-            }
-        }
-
-        impl From<$ty> for OwnedFd {
-            fn from(p: $ty) -> OwnedFd {
-                p.0
-            }
-        }
-
-        impl IntoRawFd for $ty {
-            fn into_raw_fd(self) -> RawFd {
-                self.0.into_raw_fd()
-            }
-        }
-
-        impl FromRawFd for $ty {
-            /// # Safety
-            /// `fd` must be an open pipe end that nothing else owns.
-            unsafe fn from_raw_fd(fd: RawFd) -> Self {
-                // SAFETY: the caller guarantees `fd` is open and owned by nobody else.
-                $ty(unsafe { OwnedFd::from_raw_fd(fd) })
-            }
-        }
-    };
-}
-
-pipe_end!(PipeReader);
-pipe_end!(PipeWriter);
-
-impl PipeReader {
-    /// Wraps this end in a typed receiver (switches it to non-blocking mode).
-    pub fn into_receiver<T: DeserializeOwned>(self) -> Result<Receiver<T, StreamSource<Self>>> {
-        Ok(Receiver::new(StreamSource::new(self)?))
-    }
-}
-
-impl PipeWriter {
-    /// Wraps this end in a typed sender (switches it to non-blocking mode).
-    pub fn into_sender<T: Serialize>(self) -> Result<Sender<T, StreamSink<Self>>> {
-        Ok(Sender::new(StreamSink::new(self)?))
-    }
-}
-
-impl Read for PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::read(&self.0, buf).map_err(io::Error::from)
-    }
-}
-
-impl Write for PipeWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::write(&self.0, buf).map_err(io::Error::from)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+crate::stream_end::stream_end!(reader PipeReader, "pipe", PipeReceiver, PipeBytesReceiver);
+crate::stream_end::stream_end!(writer PipeWriter, "pipe", PipeSender, PipeBytesSender);

@@ -147,6 +147,34 @@ fn wait_timeout_never_loses_a_notify() {
     });
 }
 
+/// `wait_timeout` racing a notify returns `Ok` or `Timeout`, and either way the waiter is
+/// back inside: its write after the wait never races the notifier's write (loom's
+/// `UnsafeCell` reports any unordered access).
+#[test]
+fn wait_timeout_returns_inside_the_monitor() {
+    loom::model(|| {
+        let m = Arc::new(Monitor::new(0u32, 1));
+        let waiter = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let mut g = m.enter();
+                let r = g.wait_timeout(C0, Duration::from_millis(10));
+                let v = *g;
+                *g = v + 10;
+                r.is_ok()
+            })
+        };
+        {
+            let mut g = m.enter();
+            let v = *g;
+            *g = v + 1;
+        }
+        m.notify_one(C0);
+        waiter.join().unwrap();
+        assert_eq!(*m.enter(), 11);
+    });
+}
+
 /// The reference bounded buffer (capacity 1, two conditions): two items pass from a
 /// producer to a consumer in order, through full and empty waits.
 #[test]

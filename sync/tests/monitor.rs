@@ -2,6 +2,7 @@
 //! consumers, notify_all, timeouts.
 //!
 //! No test asserts how long anything takes: timeouts are checked by their result only.
+#![cfg(not(interproc_loom))] // real threads and futexes; the models are in loom_*.rs
 #![allow(clippy::disallowed_methods)] // std::thread: these tests run real threads
 
 use std::collections::VecDeque;

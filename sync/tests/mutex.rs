@@ -1,6 +1,7 @@
 //! `Mutex` between real threads: contention, timeouts, poisoning.
 //!
 //! No test asserts how long anything takes: timeouts are checked by their result only.
+#![cfg(not(interproc_loom))] // real threads and futexes; the models are in loom_*.rs
 #![allow(clippy::disallowed_methods)] // std::thread: these tests run real threads
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -3,6 +3,7 @@
 //! watchdog).
 //!
 //! No test asserts how long anything takes: timeouts are checked by their result only.
+#![cfg(not(interproc_loom))] // real threads and futexes; the models are in loom_*.rs
 #![allow(clippy::disallowed_methods)] // std::thread: these tests run real threads
 
 use std::num::NonZeroUsize;

@@ -1,6 +1,7 @@
 //! `Semaphore` between real threads: the permit bound, `acquire_many`, timeouts.
 //!
 //! No test asserts how long anything takes: timeouts are checked by their result only.
+#![cfg(not(interproc_loom))] // real threads and futexes; the models are in loom_*.rs
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // real threads and counters
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};

@@ -114,7 +114,9 @@ pub enum Error {
         got: usize,
     },
     /// Ancillary data (passed fds) did not fit and was truncated by the kernel (MSG_CTRUNC).
-    /// Any fds that did arrive were closed.
+    /// Any fds that did arrive were closed. The bytes of that message were consumed too:
+    /// on a stream socket they are lost, so treat the connection as broken; ask for as
+    /// many fds as the peer can send (`recv_with_fds`'s `max_fds`).
     #[error("control data truncated (MSG_CTRUNC): the peer passed more fds than the receive buffer holds")]
     ControlTruncated,
     /// A System V message type that msgsnd(2)/msgrcv(2) cannot use: a message's type

@@ -144,7 +144,7 @@ pub enum Error {
     },
     /// select(2) cannot watch a fd at or above `FD_SETSIZE`: its `fd_set` is a fixed
     /// bitmap. Nothing was registered.
-    #[error("select cannot watch fd {fd}: an fd_set holds only fds 0..{fd_setsize} (FD_SETSIZE); use the poll or epoll backend")]
+    #[error("select cannot watch fd {fd}: an fd_set holds only fds below FD_SETSIZE = {fd_setsize}; use the poll or epoll backend")]
     FdTooLarge {
         /// The fd that was given.
         fd: i32,

@@ -5,6 +5,7 @@ mod ls;
 mod multiplex;
 mod pc;
 mod procs;
+mod server;
 mod triggers;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,9 @@ enum Demo {
     /// Level- vs edge-triggered: wake-ups on the same partly read input, and the stall of
     /// an edge-triggered reader that does not drain.
     Triggers(triggers::TriggersArgs),
+    /// One event-loop server (or W pre-forked workers) serving many client processes
+    /// over Unix sockets, FIFOs and pipes at once.
+    Server(server::ServerArgs),
 }
 
 fn main() {
@@ -47,6 +51,7 @@ fn main() {
         Cmd::Demo(Demo::Pc(a)) => pc::run(a),
         Cmd::Demo(Demo::Multiplex(a)) => multiplex::run(a),
         Cmd::Demo(Demo::Triggers(a)) => triggers::run(a),
+        Cmd::Demo(Demo::Server(a)) => server::run(a),
     };
     std::process::exit(code);
 }

@@ -16,7 +16,9 @@ struct Runtime(std::path::PathBuf);
 impl Runtime {
     fn new() -> Runtime {
         let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("pc-test"));
-        std::fs::create_dir(&p).unwrap();
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&p)
+            .unwrap();
         Runtime(p)
     }
 

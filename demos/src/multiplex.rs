@@ -169,9 +169,12 @@ pub fn run(args: MultiplexArgs) -> i32 {
         for b in Backend::ALL {
             let row = match poller_for(b, &idle, &ready) {
                 Ok(mut p) => match measure(&mut p, Token(idle.len()), budget) {
-                    Ok(ns) => {
-                        Row { backend: b.name(), fds: n, ns_per_wakeup: Some(ns), reason: None }
-                    }
+                    Ok(ns) => Row {
+                        backend: b.name(),
+                        fds: n,
+                        ns_per_wakeup: Some(ns.round()),
+                        reason: None,
+                    },
                     Err(e) => {
                         eprintln!("interproc demo multiplex: {b} with {n} fds: {e}");
                         return 1;

@@ -17,7 +17,10 @@ struct Runtime(std::path::PathBuf);
 impl Runtime {
     fn new() -> Runtime {
         let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("server-test"));
-        std::fs::create_dir(&p).unwrap();
+        // The runtime directory must be private (0700), as names::runtime_dir requires.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&p)
+            .unwrap();
         Runtime(p)
     }
 
@@ -183,11 +186,15 @@ fn edge_triggered_needs_epoll() {
 #[test]
 fn sigterm_mid_run_leaves_nothing_behind() {
     let rt = Runtime::new();
-    let child = spawn(&rt, &["demo", "server", "--clients", "6", "--requests", "100000000"]);
+    let mut child = spawn(&rt, &["demo", "server", "--clients", "6", "--requests", "100000000"]);
     // Wait until the run has made its named objects, then interrupt it.
     let deadline = Instant::now() + WATCHDOG;
     while rt.leftovers().iter().all(|p| !p.ends_with(".sock")) {
         assert!(Instant::now() < deadline, "the server never bound its socket");
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("the demo ended early: {}", String::from_utf8_lossy(&out.stderr));
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     nix::sys::signal::kill(

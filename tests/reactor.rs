@@ -186,19 +186,23 @@ pub fn modify_and_deregister(b: Backend) {
     assert_idle(&mut p);
 }
 
-/// One ready fd among 300 idle ones is reported alone, with its token.
+/// One ready fd among 200 idle ones is reported alone, with its token.
+///
+/// eventfds (one fd each) keep this test's fd numbers low: the select variant runs in
+/// parallel with the other tests and needs every fd below FD_SETSIZE.
 pub fn one_ready_among_many(b: Backend) {
-    let pipes: Vec<_> = (0..300).map(|_| nonblocking_pipe()).collect();
+    let idle: Vec<Waker> = (0..200).map(|_| Waker::new().unwrap()).collect();
     let mut p = Poller::new(b).unwrap();
-    for (i, (r, _)) in pipes.iter().enumerate() {
-        p.register(r, Token(i), Interest::READABLE, Mode::LEVEL).unwrap();
+    for (i, w) in idle.iter().enumerate() {
+        p.register(w, Token(i), Interest::READABLE, Mode::LEVEL).unwrap();
     }
     assert_idle(&mut p);
-    let mut w = pipes[217].1.try_clone_fd();
-    w.write_all(b"x").unwrap();
+    idle[117].wake().unwrap();
     let ev = events(&mut p, 16);
-    assert_eq!(tokens(&ev), [Token(217)]);
+    assert_eq!(tokens(&ev), [Token(117)]);
     assert!(ev[0].is_readable());
+    assert!(idle[117].reset().unwrap());
+    assert_idle(&mut p);
 }
 
 /// A wait reports at most `capacity` events; the others stay ready for the next wait.

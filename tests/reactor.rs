@@ -567,6 +567,59 @@ fn child_entry() {
             let mut w = fifo::open_writer_timeout(arg, LONG).unwrap();
             w.write_all(b"through the fifo").unwrap();
         }
+        "msgq_send" => {
+            use interproc::ipc::msgq::{Key, MessageQueue};
+            let q = MessageQueue::open(Key::from_raw(arg.parse().unwrap())).unwrap();
+            for i in 1..=20i64 {
+                q.send(i, &vec![i as u8; i as usize * 10]).unwrap();
+            }
+        }
         r => panic!("unknown role {r}"),
     });
+}
+
+/// A System V queue, made pollable by the bridge: messages a child process sends wake
+/// the poller and come out with their types, in order; removing the queue ends the
+/// bridge with `Disconnected` after the messages already forwarded.
+#[test]
+fn msgq_bridge_makes_a_queue_pollable() {
+    use interproc::ipc::msgq::{MessageQueue, Select};
+    use interproc::ipc::reactor::MsgqBridge;
+    let queue = Arc::new(MessageQueue::create_unique().unwrap());
+    let mut bridge = MsgqBridge::new(queue.clone(), Select::Any).unwrap();
+    let mut p = Poller::new(Backend::Epoll).unwrap();
+    p.register(bridge.fd(), Token(5), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+    let key = queue.key();
+    let child = support::spawn("child_entry", "msgq_send", &key.as_raw().to_string(), &[]);
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        assert_eq!(tokens(&events(&mut p, 4)), [Token(5)]);
+        loop {
+            match bridge.try_recv() {
+                Ok(m) => got.push(m),
+                Err(Error::Empty) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    child.wait_success();
+    let want: Vec<(i64, Vec<u8>)> =
+        (1..=20i64).map(|i| (i, vec![i as u8; i as usize * 10])).collect();
+    assert_eq!(got, want);
+    // One more message is forwarded, then the queue is removed (the bridge's thread
+    // holds an `Arc` of it, so dropping ours would not remove it).
+    queue.send(3, b"last").unwrap();
+    events(&mut p, 4);
+    interproc::ipc::msgq::remove_by_key(key).unwrap();
+    assert_eq!(bridge.try_recv().unwrap(), (3, b"last".to_vec()));
+    loop {
+        events(&mut p, 4);
+        match bridge.try_recv() {
+            Err(Error::Disconnected) => break,
+            Err(Error::Empty) => continue,
+            r => panic!("expected Disconnected, got {r:?}"),
+        }
+    }
 }

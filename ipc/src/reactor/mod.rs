@@ -68,10 +68,10 @@
 //!
 //! # System V message queues
 //!
-//! A System V queue has no fd, so no backend can watch it. Either give it a thread that
-//! blocks in `recv` and forwards each message into a pipe or a channel whose fd the
-//! poller watches (with a [`Waker`] to say "look at the queue"), or use a transport with
-//! an fd (pipe, FIFO, Unix socket) where an event loop is wanted.
+//! A System V queue has no fd, so no backend can watch it. [`MsgqBridge`] gives it one:
+//! a thread receives from the queue and forwards each message into a pipe whose read end
+//! the poller watches, keeping back-pressure. Where a thread per queue is too much, use
+//! a transport with an fd (pipe, FIFO, Unix socket) for event-loop traffic.
 //!
 //! # Lifetimes of registered fds
 //!
@@ -79,6 +79,7 @@
 //! duplicate closes; poll then reports it as an error (`POLLNVAL`), and select fails
 //! with `EBADF`.
 
+mod bridge;
 mod epoll;
 mod poll;
 mod select;
@@ -89,6 +90,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+pub use bridge::MsgqBridge;
 pub use sources::{Signal, Signals, Timer, Waker};
 
 /// The caller's name for a registered fd, handed back in each [`Event`].

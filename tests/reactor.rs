@@ -384,6 +384,47 @@ pub fn fifo_from_child(b: Backend) {
     assert_eq!(s, "through the fifo");
 }
 
+/// The other socket kinds register like any fd: a TCP listener is readable with a
+/// pending connection, a TCP stream whose peer closed reports a hang-up (readable EOF
+/// on select), and a Unix seqpacket or datagram socket is readable while a packet waits.
+pub fn tcp_seqpacket_and_datagram(b: Backend) {
+    use interproc::ipc::socket::{UnixDatagram, UnixSeqpacket};
+    use interproc::ipc::tcp::{TcpListener, TcpStream};
+    let mut p = Poller::new(b).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    p.register(&listener, Token(0), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(0)]);
+    let server = listener.try_accept().unwrap().expect("a pending connection");
+    p.deregister(&listener).unwrap();
+    p.register(&server, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    drop(client);
+    let ev = events(&mut p, 4);
+    assert_eq!(tokens(&ev), [Token(1)]);
+    assert!(ev[0].is_hangup() || ev[0].is_readable(), "{b}: {ev:?}");
+    p.deregister(&server).unwrap();
+
+    let (a, z) = UnixSeqpacket::pair().unwrap();
+    p.register(&z, Token(2), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    a.send(b"packet").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(2)]);
+    let mut buf = [0u8; 16];
+    assert_eq!(z.recv(&mut buf).unwrap(), 6);
+    assert_idle(&mut p);
+    p.deregister(&z).unwrap();
+
+    let (d1, d2) = UnixDatagram::pair().unwrap();
+    p.register(&d2, Token(3), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    d1.send(b"dgram").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(3)]);
+    assert_eq!(d2.recv(&mut buf).unwrap(), 5);
+    assert_idle(&mut p);
+}
+
 fn addr_arg(dir: &support::TempDir) -> String {
     dir.join("s.sock").to_str().unwrap().to_string()
 }
@@ -464,6 +505,10 @@ macro_rules! reactor_conformance {
             #[test]
             fn fifo_from_child() {
                 super::fifo_from_child(B)
+            }
+            #[test]
+            fn tcp_seqpacket_and_datagram() {
+                super::tcp_seqpacket_and_datagram(B)
             }
         }
     };

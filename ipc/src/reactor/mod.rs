@@ -73,6 +73,11 @@
 //! the poller watches, keeping back-pressure. Where a thread per queue is too much, use
 //! a transport with an fd (pipe, FIFO, Unix socket) for event-loop traffic.
 //!
+//! # tokio
+//!
+//! With the cargo feature `tokio`, the module `reactor::tokio` wraps channel receivers
+//! in tokio's `AsyncFd`, so `recv().await` works on every transport with an fd.
+//!
 //! # Lifetimes of registered fds
 //!
 //! Deregister a fd before closing it. epoll forgets a closed fd only when its last
@@ -84,6 +89,8 @@ mod epoll;
 mod poll;
 mod select;
 mod sources;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};

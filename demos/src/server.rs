@@ -15,7 +15,7 @@
 //! workers; Unix clients go to whichever worker accepts them: every worker registers the
 //! one listening socket with `EPOLLEXCLUSIVE` (epoll backend), so a new connection wakes
 //! one worker, not all (Nginx's accept model). Each worker's loop also watches a
-//! signalfd: SIGTERM or SIGINT makes it stop, report and exit cleanly. The parent sends
+//! signalfd: SIGTERM, SIGINT or SIGHUP makes it stop, report and exit cleanly. The parent sends
 //! SIGTERM once every client has exited.
 //!
 //! A frame that is not a valid request makes the worker count an error and drop that
@@ -360,7 +360,7 @@ fn serve(
     rep: &mut WorkerReport,
 ) -> Result<(), Error> {
     // This process has one thread: blocking the signals here blocks them process-wide.
-    let signals = Signals::new(&[Signal::SIGTERM, Signal::SIGINT])?;
+    let signals = Signals::new(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP])?;
     let mode = match trigger {
         TriggerArg::Lt => Mode::LEVEL,
         TriggerArg::Et => Mode::EDGE,
@@ -534,20 +534,23 @@ pub fn run(args: ServerArgs) -> i32 {
         let mut wr = Some(wr);
         let ends = &mut s.ends;
         let listener = s.listener.as_ref();
-        let pid = children.spawn(|| {
-            worker_reports.clear();
-            let mut mine = Vec::new();
-            for (i, e) in std::mem::take(ends).into_iter().enumerate() {
-                match e {
-                    Ends::Fifo { server: Some(p), .. } if i % w == k => mine.push(p),
-                    Ends::Pipe { server: Some((r, pw)), .. } if i % w == k => {
-                        mine.push((r.into(), pw.into()))
+        // SAFETY: no thread runs yet: the signal thread starts after the last fork.
+        let pid = unsafe {
+            children.spawn(|| {
+                worker_reports.clear();
+                let mut mine = Vec::new();
+                for (i, e) in std::mem::take(ends).into_iter().enumerate() {
+                    match e {
+                        Ends::Fifo { server: Some(p), .. } if i % w == k => mine.push(p),
+                        Ends::Pipe { server: Some((r, pw)), .. } if i % w == k => {
+                            mine.push((r.into(), pw.into()))
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
-            }
-            worker(listener, mine, backend, args.trigger, wr.take().expect("report end"))
-        });
+                worker(listener, mine, backend, args.trigger, wr.take().expect("report end"))
+            })
+        };
         drop(wr);
         workers.push(pid);
         worker_reports.push(r);
@@ -574,15 +577,18 @@ pub fn run(args: ServerArgs) -> i32 {
         let ends = &mut s.ends;
         let addr = s.addr.as_ref();
         let args = &args;
-        let pid = children.spawn(|| {
-            client_reports.clear();
-            worker_reports.clear();
-            let mine = std::mem::replace(&mut ends[i as usize], Ends::Unix);
-            // Close every other client's ends, so each stream sees EOF when its own
-            // client goes.
-            ends.clear();
-            client(i, mine, addr, args, wr.take().expect("report end"))
-        });
+        // SAFETY: as above, still a single thread.
+        let pid = unsafe {
+            children.spawn(|| {
+                client_reports.clear();
+                worker_reports.clear();
+                let mine = std::mem::replace(&mut ends[i as usize], Ends::Unix);
+                // Close every other client's ends, so each stream sees EOF when its own
+                // client goes.
+                ends.clear();
+                client(i, mine, addr, args, wr.take().expect("report end"))
+            })
+        };
         drop(wr);
         clients.push(pid);
         client_reports.push(r);

@@ -157,20 +157,23 @@ pub fn run(args: TriggersArgs) -> i32 {
         let mut w = Some(w);
         let mut release_r = Some(release_r);
         let mut release_w = Some(release_w);
-        let pid = children.spawn(|| {
-            // The child's copy of the release write end would keep its own read from
-            // ever seeing EOF.
-            drop(release_w.take());
-            let mut w = w.take().expect("writer end");
-            let mut rel = release_r.take().expect("release end");
-            if w.write_all(&input).is_err() {
-                return 1;
-            }
-            // Hold the write end open until the reader is done: EOF on `rel`.
-            let mut b = [0u8; 1];
-            while matches!(rel.read(&mut b), Ok(n) if n > 0) {}
-            0
-        });
+        // SAFETY: this demo never starts a thread, so the process is single-threaded.
+        let pid = unsafe {
+            children.spawn(|| {
+                // The child's copy of the release write end would keep its own read from
+                // ever seeing EOF.
+                drop(release_w.take());
+                let mut w = w.take().expect("writer end");
+                let mut rel = release_r.take().expect("release end");
+                if w.write_all(&input).is_err() {
+                    return 1;
+                }
+                // Hold the write end open until the reader is done: EOF on `rel`.
+                let mut b = [0u8; 1];
+                while matches!(rel.read(&mut b), Ok(n) if n > 0) {}
+                0
+            })
+        };
         drop(w.take());
         drop(release_r.take());
         let result = r

@@ -185,10 +185,13 @@ fn msgq_exists(key_hex: &str) -> bool {
 }
 
 /// Owner records of this runtime directory, as `interproc ls --json` reports them.
+/// (`ls` also lists keyed queues that have no record here, such as those of tests running
+/// beside this one, with no owner: those are not this run's.)
 fn objects(rt: &Runtime) -> Vec<Value> {
     let out = run(rt, &["ls", "--json"]);
     assert!(out.status.success());
-    last_json(&out)["objects"].as_array().unwrap().clone()
+    let all = last_json(&out)["objects"].as_array().unwrap().clone();
+    all.into_iter().filter(|o| o["owner_pid"].is_u64()).collect()
 }
 
 /// Starts a long run and waits until its objects exist.

@@ -47,7 +47,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,8 @@ pub enum Kind {
     RawPipe,
     /// Plain `write`/`read` on a Unix stream socketpair: the baseline for unix rows.
     RawUnix,
+    /// Plain blocking `msgsnd`/`msgrcv` on a System V queue: the baseline for msgq rows.
+    RawMsgq,
     /// interproc raw-bytes channel over two anonymous pipes.
     Pipe,
     /// interproc raw-bytes channel over two FIFOs.
@@ -89,8 +91,12 @@ pub enum Kind {
     Seqpacket,
     /// interproc raw-bytes channel over TCP loopback (TCP_NODELAY, interproc's default).
     Tcp,
-    /// interproc raw-bytes channel over one System V queue (type 1 out, type 2 back).
+    /// interproc raw-bytes channel over one System V queue (type 1 out, type 2 back),
+    /// blocking in msgsnd/msgrcv.
     Msgq,
+    /// The same with a peer watch on both ends: interproc then polls with IPC_NOWAIT,
+    /// yields 8 times, then naps from 50 µs to 5 ms on the peer's pidfd.
+    MsgqWatched,
     /// interproc typed channel (`Sender<Vec<u8>>`, postcard) over two pipes.
     TypedPipe,
     /// interproc typed channel (`Sender<Vec<u8>>`, postcard) over a Unix stream socket.
@@ -101,9 +107,10 @@ pub enum Kind {
     IpcChannelBytes,
 }
 
-const ALL: [Kind; 12] = [
+const ALL: [Kind; 14] = [
     Kind::RawPipe,
     Kind::RawUnix,
+    Kind::RawMsgq,
     Kind::IpcChannel,
     Kind::IpcChannelBytes,
     Kind::Pipe,
@@ -112,6 +119,7 @@ const ALL: [Kind; 12] = [
     Kind::Seqpacket,
     Kind::Tcp,
     Kind::Msgq,
+    Kind::MsgqWatched,
     Kind::TypedPipe,
     Kind::TypedUnix,
 ];
@@ -121,16 +129,26 @@ impl Kind {
         match self {
             Kind::RawPipe => "raw-pipe",
             Kind::RawUnix => "raw-unix",
+            Kind::RawMsgq => "raw-msgq",
             Kind::Pipe => "pipe",
             Kind::Fifo => "fifo",
             Kind::Unix => "unix",
             Kind::Seqpacket => "seqpacket",
             Kind::Tcp => "tcp",
             Kind::Msgq => "msgq",
+            Kind::MsgqWatched => "msgq-watched",
             Kind::TypedPipe => "typed-pipe",
             Kind::TypedUnix => "typed-unix",
             Kind::IpcChannel => "ipc-channel",
             Kind::IpcChannelBytes => "ipc-channel-bytes",
+        }
+    }
+
+    /// How the row waits for its peer.
+    fn mode(self) -> &'static str {
+        match self {
+            Kind::MsgqWatched => "poll",
+            _ => "block",
         }
     }
 
@@ -139,6 +157,7 @@ impl Kind {
         match self {
             Kind::Pipe | Kind::Fifo | Kind::TypedPipe => Some(Kind::RawPipe),
             Kind::Unix | Kind::TypedUnix => Some(Kind::RawUnix),
+            Kind::Msgq | Kind::MsgqWatched => Some(Kind::RawMsgq),
             _ => None,
         }
     }
@@ -206,13 +225,13 @@ const FULL: Budget = Budget {
 };
 
 const QUICK: Budget = Budget {
-    lat_max: 2_000,
-    lat_bytes: 16 << 20,
-    tput_max: 20_000,
-    tput_bytes: 64 << 20,
+    lat_max: 5_000,
+    lat_bytes: 64 << 20,
+    tput_max: 50_000,
+    tput_bytes: 256 << 20,
     min: 20,
-    memcpy_bytes: 128 << 20,
-    pingpong: 20_000,
+    memcpy_bytes: 256 << 20,
+    pingpong: 50_000,
 };
 
 impl Budget {
@@ -249,6 +268,8 @@ fn check(msg: &[u8], size: usize, seq: u64) -> bool {
 // The ends of one direction, whatever the transport
 
 enum Tx {
+    /// A queue id, the message type, and the `struct msgbuf` (mtype, then the text).
+    RawMsgq(i32, Vec<u8>),
     Bytes(BytesSender),
     Typed(Sender<Vec<u8>>),
     Raw(File),
@@ -261,6 +282,21 @@ impl Tx {
     /// their users would.
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
         match self {
+            Tx::RawMsgq(id, buf) => {
+                // msgsnd takes the type and the text in one buffer: the copy is the API's.
+                buf.truncate(8);
+                buf.extend_from_slice(msg);
+                loop {
+                    // SAFETY: `buf` holds the 8-byte mtype followed by msg.len() bytes of
+                    // text, as msgsnd reads them.
+                    let r = unsafe { libc::msgsnd(*id, buf.as_ptr().cast(), msg.len(), 0) };
+                    match nix::errno::Errno::result(r) {
+                        Ok(_) => return Ok(()),
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        Err(e) => return Err(format!("msgsnd: {e}")),
+                    }
+                }
+            }
             Tx::Bytes(s) => s.send(msg).map_err(|e| e.to_string()),
             Tx::Typed(s) => s.send(msg.to_vec()).map_err(|e| e.error.to_string()),
             Tx::Raw(f) => f.write_all(msg).map_err(|e| format!("write: {e}")),
@@ -271,6 +307,8 @@ impl Tx {
 }
 
 enum Rx {
+    /// A queue id and the message type to take.
+    RawMsgq(i32, i64),
     Bytes(BytesReceiver),
     Typed(Receiver<Vec<u8>>),
     /// A raw stream has no message boundaries: it reads exactly one message's size.
@@ -286,7 +324,13 @@ struct RxEnd {
 
 impl RxEnd {
     fn new(rx: Rx, size: usize) -> RxEnd {
-        let buf = if matches!(rx, Rx::Raw(_)) { vec![0; size] } else { Vec::new() };
+        let buf = match rx {
+            Rx::Raw(_) => vec![0; size],
+            // The mtype, then room for one byte more than a message: a longer one would
+            // show as a wrong size instead of E2BIG.
+            Rx::RawMsgq(..) => vec![0; 8 + size + 1],
+            _ => Vec::new(),
+        };
         RxEnd { rx, buf }
     }
 
@@ -295,6 +339,16 @@ impl RxEnd {
     fn recv(&mut self) -> Result<&[u8], String> {
         let RxEnd { rx, buf } = self;
         match rx {
+            Rx::RawMsgq(id, mtype) => loop {
+                let cap = buf.len() - 8;
+                // SAFETY: `buf` has room for the 8-byte mtype and `cap` bytes of text.
+                let r = unsafe { libc::msgrcv(*id, buf.as_mut_ptr().cast(), cap, *mtype, 0) };
+                match nix::errno::Errno::result(r) {
+                    Ok(n) => return Ok(&buf[8..8 + n as usize]),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(format!("msgrcv: {e}")),
+                }
+            },
             Rx::Bytes(r) => r.recv_ref(None).map_err(|e| e.to_string()),
             Rx::Typed(r) => {
                 *buf = r.recv().map_err(|e| e.to_string())?;
@@ -469,26 +523,58 @@ impl Plan {
                     Box::new(move |_| pair(l.accept_timeout(OPEN_TIMEOUT).map_err(err)?)),
                 )
             }
-            Kind::Msgq => {
+            Kind::RawMsgq => {
+                let q = MessageQueue::create_unique().map_err(err)?;
+                let id = q.id();
+                owners.push(Box::new(q));
+                let ends = move |out: i64, back: i64| {
+                    let mut head = out.to_ne_bytes().to_vec();
+                    head.reserve(size);
+                    (Tx::RawMsgq(id, head), RxEnd::new(Rx::RawMsgq(id, back), size))
+                };
+                // A dead peer: see msgq below.
+                (
+                    Box::new(move || Ok(ends(2, 1))),
+                    Box::new(move |_| {
+                        QUEUE_TO_REMOVE_ON_SIGCHLD.store(id, Ordering::SeqCst);
+                        Ok(ends(1, 2))
+                    }),
+                )
+            }
+            Kind::Msgq | Kind::MsgqWatched => {
                 let q = Arc::new(MessageQueue::create_unique().map_err(err)?);
                 let key = q.key();
                 owners.push(Box::new(q.clone()));
-                // A queue has no EOF: each side watches the other through a pidfd, so a
-                // dead peer is an error, not a hang.
-                let ends = move |q: Arc<MessageQueue>, out: i64, back: i64, watch: PeerWatch| {
-                    let w2 = watch.try_clone().map_err(err)?;
-                    let sink = MsgqSink::new(q.clone(), out).map_err(err)?.with_peer_watch(watch);
-                    let src =
-                        MsgqSource::new(q, Select::Exact(back)).map_err(err)?.with_peer_watch(w2);
-                    Ok::<_, String>(frames(Box::new(sink), Box::new(src), false, size))
-                };
+                // A queue has no EOF. msgq-watched: each side watches the other through
+                // a pidfd (interproc then polls). msgq blocks in the kernel: the peer
+                // dies with the parent (PR_SET_PDEATHSIG), and the parent's SIGCHLD
+                // handler removes the queue, which fails its blocked call (EIDRM).
+                let watched = kind == Kind::MsgqWatched;
+                let ends =
+                    move |q: Arc<MessageQueue>, out: i64, back: i64, watch: Option<PeerWatch>| {
+                        let mut sink = MsgqSink::new(q.clone(), out).map_err(err)?;
+                        let mut src = MsgqSource::new(q, Select::Exact(back)).map_err(err)?;
+                        if let Some(w) = watch {
+                            src = src.with_peer_watch(w.try_clone().map_err(err)?);
+                            sink = sink.with_peer_watch(w);
+                        }
+                        Ok::<_, String>(frames(Box::new(sink), Box::new(src), false, size))
+                    };
                 (
                     Box::new(move || {
                         let q = Arc::new(MessageQueue::open(key).map_err(err)?);
-                        ends(q, 2, 1, PeerWatch::parent().map_err(err)?)
+                        let w =
+                            if watched { Some(PeerWatch::parent().map_err(err)?) } else { None };
+                        ends(q, 2, 1, w)
                     }),
                     Box::new(move |pid| {
-                        ends(q, 1, 2, PeerWatch::new(pid.as_raw() as u32).map_err(err)?)
+                        let w = if watched {
+                            Some(PeerWatch::new(pid.as_raw() as u32).map_err(err)?)
+                        } else {
+                            QUEUE_TO_REMOVE_ON_SIGCHLD.store(q.id(), Ordering::SeqCst);
+                            None
+                        };
+                        ends(q, 1, 2, w)
                     }),
                 )
             }
@@ -516,7 +602,7 @@ impl Plan {
 /// Why `size` cannot go through `kind` as one message, if it cannot.
 fn impossible(kind: Kind, size: usize) -> Option<String> {
     match kind {
-        Kind::Msgq => match msgq::limits() {
+        Kind::Msgq | Kind::MsgqWatched | Kind::RawMsgq => match msgq::limits() {
             Ok(l) if size > l.msgmax => Some(format!("not possible: kernel.msgmax = {}", l.msgmax)),
             Ok(l) if size > l.msgmnb => Some(format!("not possible: kernel.msgmnb = {}", l.msgmnb)),
             Ok(_) => None,
@@ -541,6 +627,43 @@ fn impossible(kind: Kind, size: usize) -> Option<String> {
 
 // ---------------------------------------------------------------------------------
 // Clocks, signals, pinning
+
+/// The queue of the running blocking-msgq row (-1: none): removed when a child exits.
+static QUEUE_TO_REMOVE_ON_SIGCHLD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn remove_queue_on_sigchld(_: libc::c_int) {
+    let id = QUEUE_TO_REMOVE_ON_SIGCHLD.load(Ordering::SeqCst);
+    if id >= 0 {
+        // SAFETY: msgctl is async-signal-safe; IPC_RMID takes no buffer. A queue that is
+        // already gone only makes it fail.
+        unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+/// Installs (or, with `false`, removes) the SIGCHLD handler that ends a blocking-msgq
+/// row whose peer died: the parent's msgsnd/msgrcv then fail with EIDRM.
+fn sigchld_removes_queue(on: bool) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, Signal};
+    let handler =
+        if on { SigHandler::Handler(remove_queue_on_sigchld) } else { SigHandler::SigDfl };
+    if !on {
+        QUEUE_TO_REMOVE_ON_SIGCHLD.store(-1, Ordering::SeqCst);
+    }
+    let action = SigAction::new(handler, SaFlags::SA_NOCLDSTOP, nix::sys::signal::SigSet::empty());
+    // SAFETY: the handler only reads an atomic and makes one async-signal-safe call.
+    let _ = unsafe { sigaction(Signal::SIGCHLD, &action) };
+}
+
+/// Makes the calling peer die with the parent, so that no peer outlives a killed run
+/// blocked on a queue that nobody else will touch.
+fn die_with_parent(parent: Pid) {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and changes only this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // The parent may have died before the call.
+    if nix::unistd::getppid() != parent {
+        std::process::exit(3);
+    }
+}
 
 fn cpu_ns(clock: ClockId) -> u64 {
     clock_gettime(clock).map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
@@ -707,6 +830,7 @@ fn pingpong(children: &Children, iters: u64, peer_cpu: Option<usize>) -> Result<
     let warm = iters / 10;
     let parent = nix::unistd::getpid();
     let pid = children.spawn(|| {
+        die_with_parent(parent);
         if let Some(c) = peer_cpu {
             pin(c);
         }
@@ -780,7 +904,8 @@ struct Params {
 }
 
 /// The peer: echoes the latency phase, then receives and checks the stream.
-fn peer(make: MakeEnds, ctl: PipeWriter, p: Params) -> i32 {
+fn peer(make: MakeEnds, ctl: PipeWriter, p: Params, parent: Pid) -> i32 {
+    die_with_parent(parent);
     if let Some(c) = p.cpu {
         pin(c);
     }
@@ -830,7 +955,7 @@ fn peer(make: MakeEnds, ctl: PipeWriter, p: Params) -> i32 {
 struct Row {
     transport: &'static str,
     size: usize,
-    /// "blocking": every row here sleeps in the kernel while it waits.
+    /// "block": sleeps in the kernel while it waits; "poll": polls, yields and naps.
     mode: &'static str,
     msgs_per_sec: Option<f64>,
     mb_per_sec: Option<f64>,
@@ -855,7 +980,7 @@ impl Row {
         Row {
             transport: kind.name(),
             size,
-            mode: "blocking",
+            mode: kind.mode(),
             msgs_per_sec: None,
             mb_per_sec: None,
             p50_ns: None,
@@ -902,6 +1027,11 @@ fn run_row(
         cpu: cpus.map(|c| c.1),
     };
     let Plan { child, parent, owners } = plan;
+    let me = nix::unistd::getpid();
+    let blocking_queue = matches!(kind, Kind::Msgq | Kind::RawMsgq);
+    if blocking_queue {
+        sigchld_removes_queue(true);
+    }
     let mut ctl_r = Some(ctl_r);
     let mut parent = Some(parent);
     let mut owners = Some(owners);
@@ -910,7 +1040,7 @@ fn run_row(
         drop(parent.take());
         // The named objects belong to the parent: never remove them from here.
         std::mem::forget(owners.take());
-        peer(child, ctl_w, p)
+        peer(child, ctl_w, p, me)
     });
     let (parent, owners) = (parent.expect("parent ends"), owners.expect("owners"));
     let result = measure(parent, pid, ctl_r.expect("control pipe"), p);
@@ -918,6 +1048,9 @@ fn run_row(
         children.kill_all();
     }
     let code = children.wait(pid);
+    if blocking_queue {
+        sigchld_removes_queue(false);
+    }
     drop(owners);
     let m = match result {
         Ok(m) if code == 0 => m,
@@ -1164,7 +1297,7 @@ pub fn run(args: BenchArgs) -> i32 {
         }
     }
     if interrupted {
-        println!("interrupted: peers killed, every named object removed");
+        println!("interrupted: stopped after the row in progress; every named object removed");
         return 130;
     }
     code
@@ -1206,8 +1339,9 @@ fn print_table(m: &Machine, l: &Limits, rows: &[Row]) {
         l.pingpong_mode
     );
     println!(
-        "{:<18} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>7}  note",
+        "{:<18} {:<5} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>7}  note",
         "transport",
+        "mode",
         "size",
         "msgs/s",
         "MB/s",
@@ -1221,8 +1355,9 @@ fn print_table(m: &Machine, l: &Limits, rows: &[Row]) {
     );
     for r in rows {
         println!(
-            "{:<18} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>7}  {}",
+            "{:<18} {:<5} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>7}  {}",
             r.transport,
+            r.mode,
             r.size,
             fmt_opt(r.msgs_per_sec, 0),
             fmt_opt(r.mb_per_sec, 1),
@@ -1237,8 +1372,9 @@ fn print_table(m: &Machine, l: &Limits, rows: &[Row]) {
         );
     }
     println!(
-        "all rows block in the kernel; every payload is stamped per cache line by the sender \
-         and checked by the receiver; one-way latency = round trip / 2"
+        "block: sleeps in the kernel while waiting; poll: IPC_NOWAIT, sched_yield, then naps. \
+         Every payload is stamped per cache line by the sender and checked by the receiver; \
+         one-way latency = round trip / 2; cpu = sender thread + peer process per message"
     );
 }
 

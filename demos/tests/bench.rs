@@ -144,7 +144,7 @@ fn quick_run_writes_consistent_json_and_plot() {
     assert_eq!(rows.len(), 4, "{j}");
     for r in rows {
         assert_eq!(r["size"], 64);
-        assert_eq!(r["mode"], "blocking");
+        assert_eq!(r["mode"], "block");
         assert_eq!(r["note"], "", "{r}");
         let (mps, mbps) = (num(r, "msgs_per_sec"), num(r, "mb_per_sec"));
         assert!(mps > 0.0 && close(mbps, mps * 64.0 / 1e6), "{r}");
@@ -157,10 +157,11 @@ fn quick_run_writes_consistent_json_and_plot() {
         let ipc = num(row(&j, "ipc-channel", 64), "msgs_per_sec");
         assert!(close(num(r, "vs_ipc_channel"), mps / ipc), "{r}");
     }
-    // The pipe row refers to the raw pipe loop; msgq has no raw row yet.
+    // The pipe row refers to the raw pipe loop; msgq's baseline (raw-msgq) was not run.
     let (pipe, raw) = (row(&j, "pipe", 64), row(&j, "raw-pipe", 64));
     assert_eq!(pipe["raw_baseline"], "raw-pipe");
     assert!(close(num(pipe, "vs_raw"), num(pipe, "msgs_per_sec") / num(raw, "msgs_per_sec")));
+    assert_eq!(row(&j, "msgq", 64)["raw_baseline"], "raw-msgq");
     assert!(row(&j, "msgq", 64)["vs_raw"].is_null());
     assert!(close(num(row(&j, "ipc-channel", 64), "vs_ipc_channel"), 1.0));
 

@@ -226,9 +226,9 @@ const FULL: Budget = Budget {
 
 const QUICK: Budget = Budget {
     lat_max: 5_000,
-    lat_bytes: 64 << 20,
+    lat_bytes: 32 << 20,
     tput_max: 50_000,
-    tput_bytes: 256 << 20,
+    tput_bytes: 128 << 20,
     min: 20,
     memcpy_bytes: 256 << 20,
     pingpong: 50_000,

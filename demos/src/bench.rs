@@ -634,9 +634,12 @@ static QUEUE_TO_REMOVE_ON_SIGCHLD: AtomicI32 = AtomicI32::new(-1);
 extern "C" fn remove_queue_on_sigchld(_: libc::c_int) {
     let id = QUEUE_TO_REMOVE_ON_SIGCHLD.load(Ordering::SeqCst);
     if id >= 0 {
+        // The interrupted code may be about to read errno: keep it.
+        let saved = nix::errno::Errno::last_raw();
         // SAFETY: msgctl is async-signal-safe; IPC_RMID takes no buffer. A queue that is
         // already gone only makes it fail.
         unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        nix::errno::Errno::set_raw(saved);
     }
 }
 
@@ -1224,6 +1227,8 @@ pub fn run(args: BenchArgs) -> i32 {
     let machine = machine(allowed, pinning.clone());
 
     let steps = sizes.len() as u64 * (kinds.len() as u64 + 1) + 1;
+    // No steady tick: a ticker is a thread, and peers are forked all through the run.
+    // The bar moves at each measurement.
     let bar = ProgressBar::new(steps);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")

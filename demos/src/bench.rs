@@ -166,7 +166,7 @@ impl Kind {
 /// Options of `interproc bench`.
 #[derive(Args, Debug)]
 #[command(after_long_help = "Ratios: vs_raw = msgs/s over the raw syscall loop on the same \
-kernel object (pipe and FIFO rows vs raw-pipe, unix rows vs raw-unix); vs_ipc_channel = msgs/s \
+kernel object (pipe and FIFO rows vs raw-pipe, unix rows vs raw-unix, msgq rows vs raw-msgq); vs_ipc_channel = msgs/s \
 over ipc-channel's at the same size; vs_limit = MB/s over memcpy's at the same size; \
 p50/pingpong = one-way p50 over the spinning cache-line ping-pong. A ratio is empty when its \
 reference row was not run (see --transports).")]

@@ -203,3 +203,25 @@ fn a_size_below_the_stamp_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("from 8 bytes"));
 }
+
+#[test]
+fn an_interrupted_run_stops_after_its_row_and_leaves_nothing() {
+    let s = Scratch::new();
+    // The full budget at every size takes minutes in any build: the signal lands mid-run.
+    let child = Command::new(env!("CARGO_BIN_EXE_interproc"))
+        .args(["bench", "--transports", "raw-pipe,fifo,unix,msgq"])
+        .env("INTERPROC_RUNTIME_DIR", s.0.join("rt"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = finish(child);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("interrupted: stopped after the row in progress"), "{stdout}");
+    assert!(s.leftovers().is_empty(), "left behind: {:?}", s.leftovers());
+}

@@ -119,3 +119,50 @@ fn decode_error_is_reported_and_the_stream_goes_on() {
     assert!(matches!(rx.recv(), Err(interproc::ipc::Error::Decode(_))));
     assert_eq!(rx.recv().unwrap(), "ok");
 }
+
+/// Regression: a sender whose deadline cut a frame short (the rest kept pending) must not
+/// block in `drop` while the peer lives but does not read. Dropping never waits.
+#[test]
+fn dropping_a_sender_with_a_pending_frame_does_not_block() {
+    let (tx, rx) = pipe::bytes_channel().unwrap();
+    let mut tx = tx;
+    let msg = vec![7u8; 10_000]; // over PIPE_BUF: a frame can be cut short
+    while tx.try_send(&msg).is_ok() {}
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(tx);
+        let _ = done_tx.send(());
+    });
+    // The receiver is alive and never reads: a blocking flush would wait forever.
+    assert!(
+        done_rx.recv_timeout(support::WATCHDOG).is_ok(),
+        "drop blocked flushing a pending frame to a live peer that does not read"
+    );
+    drop(rx);
+}
+
+/// `flush` with a deadline finishes a cut-short frame once the peer reads.
+#[test]
+fn flush_finishes_a_pending_frame() {
+    use std::time::{Duration, Instant};
+    let (tx, rx) = pipe::bytes_channel().unwrap();
+    let (mut tx, mut rx) = (tx, rx);
+    let big = vec![9u8; 100_000];
+    // Fill the pipe so that the big frame is cut short by try_send.
+    let mut sent = 0;
+    while tx.try_send(&big).is_ok() {
+        sent += 1;
+    }
+    assert!(sent >= 1);
+    let reader = std::thread::spawn(move || {
+        let mut n = 0;
+        while let Ok(m) = rx.recv_timeout(support::WATCHDOG) {
+            assert_eq!(m, vec![9u8; 100_000]);
+            n += 1;
+        }
+        n
+    });
+    tx.flush(Some(Instant::now() + Duration::from_secs(60))).unwrap();
+    drop(tx);
+    assert_eq!(reader.join().unwrap(), sent, "every accepted frame arrives whole");
+}

@@ -32,9 +32,10 @@
 //!
 //! # Interrupts
 //!
-//! Peers are forked one at a time while the run goes on, so no signal thread may run
-//! beside the forks (see [`Children::spawn`]). SIGINT/SIGTERM stay blocked in the
-//! parent and are checked between rows and inside spin loops: Ctrl-C in a terminal
+//! Peers are forked one at a time while the run goes on, so `interproc bench` never
+//! starts a thread (see [`Children::spawn`]): no signal thread, and a progress bar
+//! without a ticker. SIGINT/SIGTERM/SIGHUP stay blocked in the parent and are checked
+//! between rows and inside spin loops: Ctrl-C in a terminal
 //! ends the peer at once (it unblocks them), the parent's current row fails on the dead
 //! peer, and the parent stops, prints what it measured, and removes every named object
 //! it created.
@@ -428,7 +429,9 @@ impl Drop for DirGuard {
 fn bench_dir() -> Result<(PathBuf, DirGuard), String> {
     let rt = names::runtime_dir().map_err(|e| format!("the runtime directory: {e}"))?;
     let dir = rt.join(names::unique_name("bench"));
-    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok((dir.clone(), DirGuard(dir)))
 }
 
@@ -547,7 +550,8 @@ impl Plan {
                 owners.push(Box::new(q.clone()));
                 // A queue has no EOF. msgq-watched: each side watches the other through
                 // a pidfd (interproc then polls). msgq blocks in the kernel: the peer
-                // dies with the parent (PR_SET_PDEATHSIG), and the parent's SIGCHLD
+                // dies with the parent (`Children::spawn` sets PR_SET_PDEATHSIG), and the
+                // parent's SIGCHLD
                 // handler removes the queue, which fails its blocked call (EIDRM).
                 let watched = kind == Kind::MsgqWatched;
                 let ends =
@@ -657,22 +661,12 @@ fn sigchld_removes_queue(on: bool) {
     let _ = unsafe { sigaction(Signal::SIGCHLD, &action) };
 }
 
-/// Makes the calling peer die with the parent, so that no peer outlives a killed run
-/// blocked on a queue that nobody else will touch.
-fn die_with_parent(parent: Pid) {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number and changes only this process.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    // The parent may have died before the call.
-    if nix::unistd::getppid() != parent {
-        std::process::exit(3);
-    }
-}
-
 fn cpu_ns(clock: ClockId) -> u64 {
     clock_gettime(clock).map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
-/// Whether SIGINT or SIGTERM is pending (both stay blocked in the parent).
+/// Whether SIGINT, SIGTERM or SIGHUP is pending (all stay blocked in the parent:
+/// [`Children::new`]).
 fn stop_requested() -> bool {
     // SAFETY: `set` is a plain bitmask; sigemptyset initialises it before sigpending
     // fills it, and sigismember only reads it.
@@ -680,8 +674,9 @@ fn stop_requested() -> bool {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigpending(&mut set) == 0
-            && (libc::sigismember(&set, libc::SIGINT) == 1
-                || libc::sigismember(&set, libc::SIGTERM) == 1)
+            && [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+                .iter()
+                .any(|&sig| libc::sigismember(&set, sig) == 1)
     }
 }
 
@@ -832,20 +827,22 @@ fn pingpong(children: &Children, iters: u64, peer_cpu: Option<usize>) -> Result<
     let yield_ = peer_cpu.is_none();
     let warm = iters / 10;
     let parent = nix::unistd::getpid();
-    let pid = children.spawn(|| {
-        die_with_parent(parent);
-        if let Some(c) = peer_cpu {
-            pin(c);
-        }
-        let mut alive = || nix::unistd::getppid() == parent;
-        for i in 0..warm + iters {
-            if !spin_until(word, 2 * i + 1, &mut alive, yield_) {
-                return 1;
+    // SAFETY: `interproc bench` never starts a thread (see the module docs).
+    let pid = unsafe {
+        children.spawn(|| {
+            if let Some(c) = peer_cpu {
+                pin(c);
             }
-            word.store(2 * i + 2, Ordering::Release);
-        }
-        0
-    });
+            let mut alive = || nix::unistd::getppid() == parent;
+            for i in 0..warm + iters {
+                if !spin_until(word, 2 * i + 1, &mut alive, yield_) {
+                    return 1;
+                }
+                word.store(2 * i + 2, Ordering::Release);
+            }
+            0
+        })
+    };
     let watch = PeerWatch::new(pid.as_raw() as u32).ok();
     let mut alive =
         || !stop_requested() && watch.as_ref().is_none_or(|w| !w.has_exited().unwrap_or(true));
@@ -907,8 +904,7 @@ struct Params {
 }
 
 /// The peer: echoes the latency phase, then receives and checks the stream.
-fn peer(make: MakeEnds, ctl: PipeWriter, p: Params, parent: Pid) -> i32 {
-    die_with_parent(parent);
+fn peer(make: MakeEnds, ctl: PipeWriter, p: Params) -> i32 {
     if let Some(c) = p.cpu {
         pin(c);
     }
@@ -1030,7 +1026,6 @@ fn run_row(
         cpu: cpus.map(|c| c.1),
     };
     let Plan { child, parent, owners } = plan;
-    let me = nix::unistd::getpid();
     let blocking_queue = matches!(kind, Kind::Msgq | Kind::RawMsgq);
     if blocking_queue {
         sigchld_removes_queue(true);
@@ -1038,13 +1033,16 @@ fn run_row(
     let mut ctl_r = Some(ctl_r);
     let mut parent = Some(parent);
     let mut owners = Some(owners);
-    let pid = children.spawn(|| {
-        drop(ctl_r.take());
-        drop(parent.take());
-        // The named objects belong to the parent: never remove them from here.
-        std::mem::forget(owners.take());
-        peer(child, ctl_w, p, me)
-    });
+    // SAFETY: `interproc bench` never starts a thread (see the module docs).
+    let pid = unsafe {
+        children.spawn(|| {
+            drop(ctl_r.take());
+            drop(parent.take());
+            // The named objects belong to the parent: never remove them from here.
+            std::mem::forget(owners.take());
+            peer(child, ctl_w, p)
+        })
+    };
     let (parent, owners) = (parent.expect("parent ends"), owners.expect("owners"));
     let result = measure(parent, pid, ctl_r.expect("control pipe"), p);
     if result.is_err() {

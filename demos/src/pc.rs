@@ -553,18 +553,24 @@ pub fn run(args: PcArgs) -> i32 {
             }
         };
         let mut r = Some(r);
-        consumers.push(children.spawn(|| {
-            reports.clear();
-            r.take();
-            consume(&mut plan, &args, c as u32, w)
-        }));
+        // SAFETY: no thread runs yet: the signal thread starts after the last fork.
+        consumers.push(unsafe {
+            children.spawn(|| {
+                reports.clear();
+                r.take();
+                consume(&mut plan, &args, c as u32, w)
+            })
+        });
         reports.extend(r);
     }
     for p in 0..np {
-        producers.push(children.spawn(|| {
-            reports.clear();
-            produce(&mut plan, &args, p as u32)
-        }));
+        // SAFETY: as above, still a single thread.
+        producers.push(unsafe {
+            children.spawn(|| {
+                reports.clear();
+                produce(&mut plan, &args, p as u32)
+            })
+        });
     }
     // From here on only the children hold channel ends.
     // The parent keeps the listeners (and their socket files) until the end: a producer

@@ -1,10 +1,16 @@
 //! Child processes for the demos: fork, wait, and interrupt handling.
 //!
-//! SIGINT and SIGTERM are blocked in the parent before the first fork and taken by a
-//! `sigwait` thread, which SIGKILLs the children that are still running. The parent's
+//! SIGINT, SIGTERM and SIGHUP are blocked in the parent before the first fork and taken
+//! by a `sigwait` thread, which SIGKILLs the children that are still running. The parent's
 //! own code then sees its children gone, finishes, and its destructors remove every
-//! named object it created. Children unblock both signals and restore the default
-//! action, so Ctrl-C in a terminal ends them at once.
+//! named object it created. Children unblock the three signals, whose action is still the
+//! default (the parent only blocks them, it installs no handler), so Ctrl-C in a terminal
+//! ends them at once.
+//!
+//! If the parent itself is killed outright (SIGKILL), it cannot clean up: its children
+//! get SIGKILL too (`PR_SET_PDEATHSIG`), so none lives on blocked on a peer that is gone,
+//! and none keeps the parent's owner records locked. `interproc clean` then removes what
+//! the parent left.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,7 @@ fn stop_signals() -> SigSet {
     let mut s = SigSet::empty();
     s.add(Signal::SIGINT);
     s.add(Signal::SIGTERM);
+    s.add(Signal::SIGHUP);
     s
 }
 
@@ -40,18 +47,30 @@ impl Children {
     }
 
     /// Forks a child that runs `f` and exits with the status it returns (101 if it
-    /// panics). Call only while this process has a single thread: the child may then
-    /// use anything, the allocator included.
-    pub fn spawn(&self, f: impl FnOnce() -> i32) -> Pid {
-        // SAFETY: the demos fork only before they start any thread (the signal thread
-        // starts after the last fork), so the child's copy of the address space holds no
-        // lock that another thread held at the fork.
+    /// panics). The child dies with SIGKILL if this process dies first.
+    ///
+    /// # Safety
+    ///
+    /// This process must have a single thread: the child then may use anything, the
+    /// allocator included. (Call [`Children::watch_signals`], which starts a thread, only
+    /// after the last `spawn`.)
+    pub unsafe fn spawn(&self, f: impl FnOnce() -> i32) -> Pid {
+        let parent = std::process::id();
+        // SAFETY: the caller guarantees that this process has a single thread, so the
+        // child's copy of the address space holds no lock that another thread held at
+        // the fork.
         match unsafe { fork() }.expect("fork") {
             ForkResult::Parent { child } => {
                 self.0.lock().unwrap().push(child);
                 child
             }
             ForkResult::Child => {
+                // Die with the parent. If it died before this took effect, we were
+                // re-parented already: leave at once.
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(1);
+                }
                 let _ = nix::sys::signal::sigprocmask(
                     SigmaskHow::SIG_UNBLOCK,
                     Some(&stop_signals()),
@@ -65,7 +84,7 @@ impl Children {
         }
     }
 
-    /// Starts the thread that turns SIGINT/SIGTERM into SIGKILL for every child.
+    /// Starts the thread that turns SIGINT/SIGTERM/SIGHUP into SIGKILL for every child.
     pub fn watch_signals(&self) {
         let kids = self.0.clone();
         std::thread::spawn(move || {

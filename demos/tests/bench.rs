@@ -17,7 +17,11 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> Scratch {
         let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("bench-test"));
-        std::fs::create_dir_all(p.join("rt")).unwrap();
+        // The runtime directory must be private to this user.
+        std::fs::create_dir(&p).unwrap();
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(p.join("rt"))
+            .unwrap();
         Scratch(p)
     }
 

@@ -112,7 +112,9 @@ impl Drop for TempDir {
 #[test]
 fn clean_removes_only_objects_whose_owner_died() {
     let tmp = TempDir(std::env::temp_dir().join(names::unique_name("clean-test")));
-    std::fs::create_dir(&tmp.0).unwrap();
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&tmp.0)
+        .unwrap();
     let runtime = tmp.0.join("runtime");
     let (dead_path, live_path) = (tmp.0.join("dead"), tmp.0.join("live"));
 

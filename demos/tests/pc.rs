@@ -16,7 +16,9 @@ struct Runtime(std::path::PathBuf);
 impl Runtime {
     fn new() -> Runtime {
         let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("pc-test"));
-        std::fs::create_dir(&p).unwrap();
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&p)
+            .unwrap();
         Runtime(p)
     }
 
@@ -54,18 +56,38 @@ fn command(rt: &Runtime, args: &[&str]) -> Command {
     c
 }
 
-/// Waits for `child` under the watchdog, collecting its output.
+/// Waits for `child` under the watchdog, collecting its output. The output is read on
+/// threads, and their end is awaited under the watchdog too: a grandchild that outlived
+/// the child would hold the pipes open, and a plain read would then block forever.
 fn finish(mut child: Child) -> Output {
+    fn drain(r: Option<impl std::io::Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let deadline = Instant::now() + WATCHDOG;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!("watchdog: interproc did not finish within {WATCHDOG:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let stdout = out.recv_timeout(left).expect("watchdog: something still holds stdout open");
+    let stderr = err.recv_timeout(left).expect("watchdog: something still holds stderr open");
+    Output { status, stdout, stderr }
 }
 
 fn run(rt: &Runtime, args: &[&str]) -> Output {
@@ -198,6 +220,19 @@ fn children_of(pid: u32) -> Vec<i32> {
     text.split_whitespace().map(|s| s.parse().unwrap()).collect()
 }
 
+/// Waits (under the watchdog) until `pid` has forked `n` children; returns them.
+fn wait_for_children(pid: u32, n: usize) -> Vec<i32> {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let kids = children_of(pid);
+        if kids.len() >= n {
+            return kids;
+        }
+        assert!(Instant::now() < deadline, "only {} of {n} children appeared", kids.len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
 }
@@ -243,7 +278,7 @@ fn sigint_removes_the_queue() {
 fn a_killed_producer_fails_the_run_without_a_hang() {
     let rt = Runtime::new();
     let (child, objs) = start_long_run(&rt, "msgq");
-    let kids = children_of(child.id());
+    let kids = wait_for_children(child.id(), 4);
     assert_eq!(kids.len(), 4, "2 consumers + 2 producers");
     // Children are forked consumers first: the last one is a producer.
     signal(*kids.last().unwrap(), nix::sys::signal::Signal::SIGKILL);
@@ -254,5 +289,40 @@ fn a_killed_producer_fails_the_run_without_a_hang() {
     assert!(j["lost"].as_u64().unwrap() > 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("producer 1") && stdout.contains("137"), "{stdout}");
+    check_gone(&rt, &objs);
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie (state Z) has exited; only its parent's wait is missing.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Regression: if the parent is SIGKILLed (no chance to clean up), its children must not
+/// live on blocked on a queue that has no EOF, and `interproc clean` must then be able to
+/// remove what the parent left.
+#[test]
+fn a_killed_parent_takes_its_children_and_clean_removes_the_queue() {
+    let rt = Runtime::new();
+    let (child, objs) = start_long_run(&rt, "msgq");
+    let kids = wait_for_children(child.id(), 4);
+    signal(child.id() as i32, nix::sys::signal::Signal::SIGKILL);
+    let _ = finish(child);
+    let deadline = Instant::now() + WATCHDOG;
+    while kids.iter().any(|&k| alive(k)) {
+        if Instant::now() > deadline {
+            for &k in &kids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(k),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            panic!("the children outlived their SIGKILLed parent");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run(&rt, &["clean", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     check_gone(&rt, &objs);
 }

@@ -24,6 +24,12 @@ pub const PREFIX: &str = "interproc";
 /// The directory for owner records and default object paths:
 /// `$INTERPROC_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/interproc`, else
 /// `/tmp/interproc-<uid>`. Created with mode 0700 if missing.
+///
+/// The directory must be private: a real directory (not a symlink), owned by this user,
+/// and closed to group and others. Anything else is refused with
+/// [`io::ErrorKind::PermissionDenied`]: in a directory that others can write, anyone
+/// could plant records that make `interproc clean` remove this user's objects. (The
+/// `/tmp` fallback is where that matters: another user may have created it first.)
 pub fn runtime_dir() -> io::Result<PathBuf> {
     let dir = if let Some(d) = std::env::var_os("INTERPROC_RUNTIME_DIR") {
         PathBuf::from(d)
@@ -32,14 +38,49 @@ pub fn runtime_dir() -> io::Result<PathBuf> {
     } else {
         PathBuf::from(format!("/tmp/{PREFIX}-{}", nix::unistd::getuid()))
     };
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    private_dir(&dir)?;
     Ok(dir)
+}
+
+/// Creates `dir` (mode 0700) if missing, and checks that it is private to this user.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let st = crate::sys::lstat(dir)?;
+    let uid = nix::unistd::getuid().as_raw();
+    let refuse = if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        Some("it is not a directory (a symlink?)".to_string())
+    } else if st.st_uid != uid {
+        Some(format!("it belongs to uid {}, not to this user (uid {uid})", st.st_uid))
+    } else if st.st_mode & 0o077 != 0 {
+        Some(format!(
+            "its mode is {:04o}; group and others must have no access",
+            st.st_mode & 0o7777
+        ))
+    } else {
+        None
+    };
+    match refuse {
+        None => Ok(()),
+        Some(why) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing the interproc runtime directory {}: {why}. Fix it (chmod 700, or \
+                 remove it) or set INTERPROC_RUNTIME_DIR to a private directory",
+                dir.display()
+            ),
+        )),
+    }
 }
 
 fn records_dir() -> io::Result<PathBuf> {
     let d = runtime_dir()?.join("owners");
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&d)?;
+    private_dir(&d)?;
     Ok(d)
+}
+
+/// (st_dev, st_ino): a file's identity while it exists.
+fn identity(st: &libc::stat) -> (u64, u64) {
+    (st.st_dev, st.st_ino)
 }
 
 /// A name unique on this machine for now: `interproc-<tag>-<pid>-<n>`.
@@ -165,7 +206,7 @@ pub struct Registration {
     /// must leave the record (and the object) to the owner.
     pid: u32,
     /// Locked for as long as this process (and any child forked with it) lives.
-    _lock: File,
+    lock: File,
 }
 
 impl Registration {
@@ -186,7 +227,7 @@ impl Registration {
         }
         lock.write_all(record.encode().as_bytes())?;
         fs::rename(&tmp, &path)?;
-        Ok(Registration { path, pid, _lock: lock })
+        Ok(Registration { path, pid, lock })
     }
 }
 
@@ -204,9 +245,20 @@ impl Drop for Registration {
         // In a forked child, closing this copy of the record fd does not release the
         // owner's lock (flock belongs to the open file description, which the parent still
         // holds open); removing the record would. So only the owner removes it.
-        if self.in_owner_process() {
+        //
+        // And only while the path still names our record: if the object was re-created by
+        // a new owner, its record replaced ours, and is not ours to remove.
+        if self.in_owner_process() && same_file(&self.lock, &self.path) {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Whether `path` (itself, not a symlink's target) names the file open as `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (crate::sys::fstat(file), crate::sys::lstat(path)) {
+        (Ok(a), Ok(b)) => identity(&a) == identity(&b),
+        _ => false,
     }
 }
 
@@ -229,7 +281,18 @@ pub fn list() -> io::Result<Vec<Entry>> {
         if path.extension().is_none_or(|e| e != "owner") {
             continue;
         }
-        let Ok(mut file) = File::open(&path) else { continue };
+        // Never follow a symlink, never block in open (a FIFO planted here), and read
+        // only regular files.
+        let Ok(mut file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        else {
+            continue;
+        };
+        if !crate::sys::fstat(&file).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+            continue;
+        }
         let mut text = String::new();
         if file.read_to_string(&mut text).is_err() {
             continue;
@@ -351,6 +414,12 @@ pub fn remove_stale(entry: &Entry) -> io::Result<Removal> {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     let lock = file;
+    // The record we locked must still be the one at the path. If not, a new owner
+    // replaced it between our open and our lock (say, a listener that reclaimed the stale
+    // socket file): the object at the path is now theirs, and must not be touched.
+    if !same_file(&lock, &entry.path) {
+        return Ok(Removal::AlreadyGone);
+    }
     // Act on the record we hold locked, not on `entry`: if another owner registered
     // the same object since `list()` (and died too), its record replaced the old one.
     let mut text = String::new();
@@ -364,15 +433,11 @@ pub fn remove_stale(entry: &Entry) -> io::Result<Removal> {
     let Some(remove) = remover(record.kind) else { return Ok(Removal::Skipped) };
     let outcome = remove(&record.name)?;
     // Remove the record only if its path still names the file we hold locked.
-    let held = crate::sys::fstat(&lock)?;
-    match crate::sys::lstat(&entry.path) {
-        Ok(st) if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino) => {
-            match crate::sys::unlink(&entry.path) {
-                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(e.into()),
-            }
+    if same_file(&lock, &entry.path) {
+        match crate::sys::unlink(&entry.path) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e.into()),
         }
-        _ => {}
     }
     Ok(outcome)
 }

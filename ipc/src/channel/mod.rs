@@ -21,6 +21,11 @@
 //! `send`/`recv` block, `try_send`/`try_recv` never block (`Full`/`Empty`), and
 //! `send_timeout`/`recv_timeout` give up with `Timeout`. `EINTR` is retried.
 //!
+//! On a byte stream, a deadline can pass after part of a frame went out. The frame is then
+//! committed: the call returns `Ok`, and the rest goes out before the next frame (or on
+//! [`Sender::flush`]). Dropping a sender never waits; if the rest is still unsent then,
+//! the peer sees [`Error::Truncated`].
+//!
 //! # A dead peer is `Disconnected`, never a hang
 //!
 //! On streams, the kernel closes a dead process's fds, so the reader sees EOF and the
@@ -61,6 +66,14 @@ pub trait FrameSink: Send {
     /// check `payload.len()` against [`FrameSink::max_frame`] before writing anything.
     fn send_frame(&mut self, payload: &[u8], deadline: Option<Instant>) -> Result<()>;
 
+    /// Finishes sending what an earlier call accepted but could not send whole before its
+    /// deadline (only byte streams ever hold such a rest), waiting until `deadline`.
+    /// Message transports send all or nothing, so for them this does nothing.
+    fn flush(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let _ = deadline;
+        Ok(())
+    }
+
     /// The largest payload this sink accepts.
     fn max_frame(&self) -> usize;
 
@@ -95,6 +108,9 @@ pub trait FrameSource: Send {
 impl<S: FrameSink + ?Sized> FrameSink for Box<S> {
     fn send_frame(&mut self, payload: &[u8], deadline: Option<Instant>) -> Result<()> {
         (**self).send_frame(payload, deadline)
+    }
+    fn flush(&mut self, deadline: Option<Instant>) -> Result<()> {
+        (**self).flush(deadline)
     }
     fn max_frame(&self) -> usize {
         (**self).max_frame()
@@ -192,6 +208,14 @@ impl<T: Serialize, S: FrameSink> Sender<T, S> {
         let r = self.sink.send_frame(&buf, deadline);
         self.buf = buf;
         r.map_err(|error| SendError { error, value })
+    }
+
+    /// Waits until `deadline` (`None`: forever) for the rest of a message that a deadline
+    /// cut short to go out. Dropping a sender never waits: on a byte stream, call this
+    /// first if the last `try_send`/`send_timeout` may have left part of a message
+    /// unsent, or the peer may see it [`Error::Truncated`].
+    pub fn flush(&mut self, deadline: Option<Instant>) -> Result<()> {
+        self.sink.flush(deadline)
     }
 
     /// The transport.
@@ -318,6 +342,12 @@ impl<S: FrameSink> BytesSender<S> {
     /// Sends `msg`, waiting at most `timeout` for room.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.sink.send_frame(msg, after(timeout))
+    }
+
+    /// Waits until `deadline` for the rest of a message that a deadline cut short; see
+    /// [`Sender::flush`].
+    pub fn flush(&mut self, deadline: Option<Instant>) -> Result<()> {
+        self.sink.flush(deadline)
     }
 
     /// The transport.

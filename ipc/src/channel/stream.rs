@@ -41,7 +41,8 @@ fn header(len: usize) -> [u8; FRAME_HEADER_LEN] {
 ///
 /// A frame is never interleaved with another from this sink. If a deadline passes after
 /// part of a frame went out, the rest is kept and sent first by the next call (or by
-/// [`StreamSink::flush`]), so the stream never carries half a frame followed by another.
+/// [`FrameSink::flush`]), so the stream never carries half a frame followed by another.
+/// Dropping the sink does not wait for that rest.
 ///
 /// Several processes must not write frames larger than `PIPE_BUF` (4096 bytes) into one
 /// pipe or FIFO: the kernel keeps only writes up to `PIPE_BUF` atomic (pipe(7)). Use one
@@ -53,6 +54,9 @@ pub struct StreamSink<F: AsFd> {
     socket: bool,
     pending: Vec<u8>,
     pending_off: usize,
+    /// A write failed after part of a frame went out: the stream is out of step with
+    /// its framing for good, and every later send fails with this.
+    failed: Option<Errno>,
 }
 
 impl<F: AsFd> StreamSink<F> {
@@ -60,7 +64,14 @@ impl<F: AsFd> StreamSink<F> {
     pub fn new(fd: F) -> Result<Self> {
         sys::set_nonblocking(&fd, true).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))?;
         let socket = sys::is_socket(&fd).map_err(|e| Error::os("fstat", e))?;
-        Ok(StreamSink { fd, max: DEFAULT_MAX_FRAME, socket, pending: Vec::new(), pending_off: 0 })
+        Ok(StreamSink {
+            fd,
+            max: DEFAULT_MAX_FRAME,
+            socket,
+            pending: Vec::new(),
+            pending_off: 0,
+            failed: None,
+        })
     }
 
     fn write_iov(&self, iov: &[IoSlice<'_>]) -> nix::Result<usize> {
@@ -80,7 +91,10 @@ impl<F: AsFd> StreamSink<F> {
     }
 
     /// Sends the rest of a frame that an earlier deadline cut short.
-    pub fn flush(&mut self, deadline: Option<Instant>) -> Result<()> {
+    fn flush_pending(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if let Some(e) = self.failed {
+            return Err(Error::os("write", e));
+        }
         while self.pending_off < self.pending.len() {
             match self.write_iov(&[IoSlice::new(&self.pending[self.pending_off..])]) {
                 Ok(n) => self.pending_off += n,
@@ -90,8 +104,7 @@ impl<F: AsFd> StreamSink<F> {
                     }
                 }
                 Err(e) => {
-                    self.pending.clear();
-                    self.pending_off = 0;
+                    self.failed = Some(e);
                     return Err(Error::os("write", e));
                 }
             }
@@ -112,7 +125,7 @@ impl<F: AsFd + Send> FrameSink for StreamSink<F> {
         if payload.len() > self.max {
             return Err(Error::MessageTooLarge { size: payload.len(), max: self.max });
         }
-        self.flush(deadline)?;
+        self.flush_pending(deadline)?;
         let head = header(payload.len());
         let total = FRAME_HEADER_LEN + payload.len();
         let mut written = 0;
@@ -142,10 +155,19 @@ impl<F: AsFd + Send> FrameSink for StreamSink<F> {
                         return Ok(());
                     }
                 }
-                Err(e) => return Err(Error::os("write", e)),
+                Err(e) => {
+                    if written > 0 {
+                        self.failed = Some(e);
+                    }
+                    return Err(Error::os("write", e));
+                }
             }
         }
         Ok(())
+    }
+
+    fn flush(&mut self, deadline: Option<Instant>) -> Result<()> {
+        self.flush_pending(deadline)
     }
 
     fn max_frame(&self) -> usize {
@@ -163,9 +185,9 @@ impl<F: AsFd + Send> FrameSink for StreamSink<F> {
 
 impl<F: AsFd> Drop for StreamSink<F> {
     fn drop(&mut self) {
-        // A frame that was reported sent must reach the peer whole: finish it before the
-        // fd closes. A dead peer ends this at once with EPIPE.
-        let _ = self.flush(None);
+        // One last try, without waiting: a drop must never block on a peer that is alive
+        // but not reading. Callers who need the rest delivered call `flush` first.
+        let _ = self.flush_pending(Some(Instant::now()));
     }
 }
 
@@ -244,22 +266,23 @@ impl<F: AsFd> StreamSource<F> {
     }
 
     /// Makes room after `end` for at least one more read, keeping unread bytes.
+    ///
+    /// The buffer grows only when it is full and the frame in it is still incomplete,
+    /// at most doubling each time: memory follows the bytes that arrive, not the length
+    /// a header announces, so a peer cannot make us allocate 16 MiB with 8 bytes.
     fn make_room(&mut self) {
-        let avail = self.end - self.start;
-        // Room for the frame being read, if its header is in.
-        let need = if avail >= FRAME_HEADER_LEN {
-            let h = &self.buf[self.start + 4..self.start + 8];
-            FRAME_HEADER_LEN + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize
-        } else {
-            FRAME_HEADER_LEN
-        };
-        if self.start > 0 && (self.buf.len() - self.start < need || self.end == self.buf.len()) {
+        if self.start > 0 && self.end == self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
-            self.end = avail;
+            self.end -= self.start;
             self.start = 0;
         }
-        if self.buf.len() < need.max(INITIAL_BUF) {
-            self.buf.resize(need.max(INITIAL_BUF), 0);
+        if self.end == self.buf.len() {
+            // Full, and (`complete` said so) the frame is not: its header is in, since the
+            // buffer is never smaller than a header, and it announces more than fits.
+            let h = &self.buf[4..8];
+            let need = FRAME_HEADER_LEN + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let grown = need.min(self.buf.len().saturating_mul(2));
+            self.buf.resize(grown, 0);
         }
     }
 }
@@ -320,5 +343,43 @@ impl<F: AsFd + Send> FrameSource for StreamSource<F> {
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd.as_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Regression: a header alone must not make the receiver allocate the frame it
+    /// announces; memory follows the bytes that actually arrive.
+    #[test]
+    fn a_header_alone_does_not_allocate_the_announced_frame() {
+        let (r, mut w) = crate::pipe::pipe().unwrap();
+        let mut src = StreamSource::new(r).unwrap();
+        w.write_all(&header(15 << 20)).unwrap();
+        w.write_all(&[0; 10]).unwrap();
+        assert!(matches!(src.recv_frame(Some(Instant::now())), Err(Error::Timeout)));
+        assert!(src.buf.len() <= 2 * INITIAL_BUF, "buffer grew to {} bytes", src.buf.len());
+    }
+
+    /// Large frames still arrive whole, the buffer growing as their bytes come in.
+    #[test]
+    fn a_large_frame_arrives_whole() {
+        let (r, w) = crate::pipe::pipe().unwrap();
+        let mut src = StreamSource::new(r).unwrap();
+        let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let expect = payload.clone();
+        let writer = std::thread::spawn(move || {
+            let mut sink = StreamSink::new(w).unwrap();
+            sink.send_frame(&payload, None).unwrap();
+            sink.send_frame(b"next", None).unwrap();
+        });
+        assert_eq!(src.recv_frame(None).unwrap(), &expect[..]);
+        assert_eq!(src.recv_frame(None).unwrap(), b"next");
+        writer.join().unwrap();
+        assert!(matches!(src.recv_frame(None), Err(Error::Disconnected)));
     }
 }

@@ -96,6 +96,24 @@ fn child_entry() {
                 }
             }
         }
+        // With no fd left to open, creates a FIFO at `arg`: the create must fail, and
+        // must not leave the FIFO behind.
+        "create_without_fds" => {
+            use nix::sys::resource::{setrlimit, Resource};
+            let lowest_free = std::fs::File::open("/dev/null").map(|f| {
+                use std::os::fd::AsRawFd;
+                f.as_raw_fd() as u64
+            });
+            let n = lowest_free.unwrap();
+            setrlimit(Resource::RLIMIT_NOFILE, n, n).unwrap();
+            let r = Fifo::create(arg);
+            assert!(r.is_err(), "create succeeded with no fd to spare");
+            assert!(
+                std::fs::symlink_metadata(arg).is_err(),
+                "a failed create left its FIFO behind ({:?})",
+                r.err()
+            );
+        }
         _ => {
             let ran = support::conformance::child_dispatch::<FifoTransport>(role, arg);
             assert!(ran, "unknown role {role}");
@@ -392,4 +410,13 @@ fn a_forked_child_dropping_its_copy_leaves_the_fifo_and_record() {
     drop(fifo);
     assert!(!path.exists());
     assert!(record_for(&path).is_none());
+}
+
+/// Regression: a create that fails after `mkfifo` (here: no fd left for the O_PATH
+/// anchor) removes the FIFO it made.
+#[test]
+fn a_failed_create_leaves_no_fifo() {
+    let dir = TempDir::new();
+    let path = dir.join("no-fds");
+    support::spawn("child_entry", "create_without_fds", path.to_str().unwrap(), &[]).wait_success();
 }

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSource};
+use interproc::ipc::channel::{BytesReceiver, BytesSender, FrameSink, StreamSink, StreamSource};
 use interproc::ipc::fifo::{self, Fifo};
-use interproc::ipc::msgq::{Key, MessageQueue, MsgqSink, MsgqSource, PeerWatch, Select};
+use interproc::ipc::msgq::{self, Key, MessageQueue, MsgqSink, MsgqSource, PeerWatch, Select};
 use interproc::ipc::pipe::{self, PipeReader, PipeReceiver, PipeWriter};
 use interproc::ipc::socket::{
     SeqpacketListener, SeqpacketSink, SeqpacketSource, UnixAddr, UnixListener, UnixSeqpacket,
@@ -104,7 +104,7 @@ enum Report {
     /// (producer, seq) pairs received intact.
     Seen(Vec<(u32, u64)>),
     /// Totals, sent last.
-    Done { corrupted: u64, bytes: u64, errors: Vec<String> },
+    Done { corrupted: u64, errors: Vec<String> },
 }
 
 fn checksum(payload: &[u8]) -> u64 {
@@ -140,8 +140,32 @@ struct Plan {
     ends: Ends,
     producers: usize,
     consumers: usize,
-    #[allow(dead_code)] // held for its Drop
-    owners: Vec<Box<dyn std::any::Any>>,
+    /// Bytes per message: the channels' maximum frame.
+    len: usize,
+    owners: Owners,
+}
+
+/// The named objects the parent owns, dropped last-in first-out: an object goes before
+/// the directory it was created in, which was pushed first.
+#[derive(Default)]
+struct Owners(Vec<Box<dyn std::any::Any>>);
+
+impl Owners {
+    fn push(&mut self, o: impl std::any::Any) {
+        self.0.push(Box::new(o));
+    }
+
+    fn find<T: 'static>(&self) -> Option<&T> {
+        self.0.iter().find_map(|o| o.downcast_ref::<T>())
+    }
+}
+
+impl Drop for Owners {
+    fn drop(&mut self) {
+        while let Some(o) = self.0.pop() {
+            drop(o);
+        }
+    }
 }
 
 enum Ends {
@@ -195,14 +219,58 @@ impl Listener {
     }
 }
 
-/// A fresh directory in the runtime directory for the demo's named objects.
-fn demo_dir() -> Result<(PathBuf, DirGuard), Error> {
-    let rt = names::runtime_dir()
-        .map_err(|e| Error::NotFound { what: format!("the runtime directory ({e})") })?;
+/// A fresh directory in the runtime directory for the demo's named objects; its guard
+/// goes into `owners` first, so that it is dropped after the objects in it.
+fn demo_dir(owners: &mut Owners) -> Result<PathBuf, String> {
+    let rt = names::runtime_dir().map_err(|e| e.to_string())?;
     let dir = rt.join(names::unique_name("pc"));
-    std::fs::create_dir(&dir)
-        .map_err(|e| Error::PermissionDenied { what: format!("{} ({e})", dir.display()) })?;
-    Ok((dir.clone(), DirGuard(dir)))
+    std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    owners.push(DirGuard(dir.clone()));
+    Ok(dir)
+}
+
+/// Refuses, before anything is created, a message size the transport cannot carry.
+fn check_size(transport: Transport, len: usize) -> Result<(), String> {
+    let max = match transport {
+        Transport::Msgq => {
+            let l = msgq::limits().map_err(|e| e.to_string())?;
+            Some((l.msgmax, "kernel.msgmax", "raise it with `sysctl -w kernel.msgmax=N` (root)"))
+        }
+        Transport::Seqpacket => {
+            // What one packet can carry here: the sink clamps its maximum to it.
+            let (a, _b) = UnixSeqpacket::pair().map_err(|e| e.to_string())?;
+            let mut sink = SeqpacketSink::new(a).map_err(|e| e.to_string())?;
+            sink.set_max_frame(len);
+            Some((sink.max_frame(), "the socket send buffer", "raise net.core.wmem_max (root)"))
+        }
+        _ => None,
+    };
+    match max {
+        Some((max, limit, hint)) if len > max => Err(format!(
+            "--size {} makes messages of {len} bytes (with the {HEADER}-byte header), over \
+             {limit} = {max}: the largest --size for {} is {}; {hint}",
+            len - HEADER,
+            transport.name(),
+            max - HEADER
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The soft limit on open files, after [`raise_nofile_limit`].
+fn nofile_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(0, |l| l.0)
+}
+
+/// Raises the soft limit on open files to the hard limit: a fan-out of P x C streams
+/// needs several fds per stream in the parent.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 /// How long a child waits in a FIFO open for its peer before giving up.
@@ -218,64 +286,80 @@ impl Drop for DirGuard {
 }
 
 impl Plan {
-    fn new(args: &PcArgs) -> Result<Plan, Error> {
+    fn new(args: &PcArgs) -> Result<Plan, String> {
         let (np, nc) = (args.producers as usize, args.consumers as usize);
-        let mut owners: Vec<Box<dyn std::any::Any>> = Vec::new();
+        let len = HEADER + args.size;
+        check_size(args.transport, len)?;
+        let fd_error = |e: Error| match e {
+            Error::Os { errno: nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE, .. } => {
+                format!(
+                    "out of file descriptors ({e}): {} fans out over {} channels; raise `ulimit -n` \
+                     (now {}), use fewer processes, or use msgq (one queue for everyone)",
+                    args.transport.name(),
+                    np * nc,
+                    nofile_limit()
+                )
+            }
+            e => e.to_string(),
+        };
+        let mut owners = Owners::default();
         let ends = match args.transport {
             Transport::Pipe => {
                 let mut pipes = Vec::with_capacity(np);
                 for _ in 0..np {
-                    pipes.push((0..nc).map(|_| pipe::pipe().map(Some)).collect::<Result<_, _>>()?);
+                    let row = (0..nc).map(|_| pipe::pipe().map(Some)).collect::<Result<_, _>>();
+                    pipes.push(row.map_err(fd_error)?);
                 }
                 Ends::Pipes(pipes)
             }
             Transport::Fifo => {
-                let (dir, guard) = demo_dir()?;
+                let dir = demo_dir(&mut owners)?;
                 let mut paths = Vec::with_capacity(np);
                 for p in 0..np {
                     let mut row = Vec::with_capacity(nc);
                     for c in 0..nc {
-                        let fifo = Fifo::create(dir.join(format!("p{p}-c{c}")))?;
+                        let fifo =
+                            Fifo::create(dir.join(format!("p{p}-c{c}"))).map_err(fd_error)?;
                         row.push(fifo.path().to_path_buf());
-                        owners.push(Box::new(fifo));
+                        owners.push(fifo);
                     }
                     paths.push(row);
                 }
-                owners.push(Box::new(guard));
                 Ends::Fifos(paths)
             }
             Transport::Unix | Transport::Seqpacket => {
-                let (dir, guard) = demo_dir()?;
+                let dir = demo_dir(&mut owners)?;
                 let mut ls = Vec::with_capacity(nc);
                 for c in 0..nc {
-                    let addr = UnixAddr::path(dir.join(format!("c{c}.sock")))?;
-                    ls.push(if args.transport == Transport::Unix {
-                        Listener::Unix(UnixListener::bind(&addr)?, addr)
+                    let addr = UnixAddr::path(dir.join(format!("c{c}.sock"))).map_err(|e| {
+                        format!("{e} (the socket files go in the runtime directory: set INTERPROC_RUNTIME_DIR to a shorter path)")
+                    })?;
+                    let l = if args.transport == Transport::Unix {
+                        UnixListener::bind(&addr).map(|l| Listener::Unix(l, addr))
                     } else {
-                        Listener::Seqpacket(SeqpacketListener::bind(&addr)?, addr)
-                    });
+                        SeqpacketListener::bind(&addr).map(|l| Listener::Seqpacket(l, addr))
+                    };
+                    ls.push(l.map_err(fd_error)?);
                 }
-                // The listeners (and their socket files) go before the directory.
-                owners.push(Box::new(guard));
                 Ends::Listeners(ls)
             }
             Transport::Tcp => {
                 let mut ls = Vec::with_capacity(nc);
                 for _ in 0..nc {
-                    let l = TcpListener::bind("127.0.0.1:0")?;
-                    let addr = l.local_addr()?;
+                    let l = TcpListener::bind("127.0.0.1:0").map_err(fd_error)?;
+                    let addr = l.local_addr().map_err(|e| e.to_string())?;
                     ls.push(Listener::Tcp(l, addr));
                 }
                 Ends::Listeners(ls)
             }
             Transport::Msgq => {
-                let q = MessageQueue::create_unique()?;
+                let q = MessageQueue::create_unique().map_err(|e| e.to_string())?;
                 let key = q.key();
-                owners.push(Box::new(q));
+                owners.push(q);
                 Ends::Msgq(key)
             }
         };
-        Ok(Plan { ends, producers: np, consumers: nc, owners })
+        Ok(Plan { ends, producers: np, consumers: nc, len, owners })
     }
 
     /// Whether producers send the end markers themselves. On a shared queue the parent
@@ -287,7 +371,8 @@ impl Plan {
     /// In producer `p`: its senders, one per consumer. Closes every other end.
     fn producer_ends(&mut self, p: usize) -> Result<Vec<BytesSender>, Error> {
         let ends = std::mem::replace(&mut self.ends, Ends::Closed);
-        match ends {
+        let len = self.len;
+        let made: Result<Vec<BytesSender>, Error> = match ends {
             Ends::Pipes(mut pipes) => pipes
                 .swap_remove(p)
                 .into_iter()
@@ -322,13 +407,16 @@ impl Plan {
                     .collect()
             }
             Ends::Closed => unreachable!("ends taken twice"),
-        }
+        };
+        // The channels carry messages of exactly `len` bytes: allow that, however large.
+        made.map(|v| v.into_iter().map(|e| e.with_max_frame(len)).collect())
     }
 
     /// In consumer `c`: its receivers. Closes every other end.
     fn consumer_ends(&mut self, c: usize) -> Result<Vec<BytesReceiver>, Error> {
         let ends = std::mem::replace(&mut self.ends, Ends::Closed);
-        match ends {
+        let len = self.len;
+        let made: Result<Vec<BytesReceiver>, Error> = match ends {
             Ends::Pipes(pipes) => pipes
                 .into_iter()
                 .map(|mut row| {
@@ -354,7 +442,9 @@ impl Plan {
                 Ok(vec![BytesReceiver::new(Box::new(src) as _)])
             }
             Ends::Closed => unreachable!("ends taken twice"),
-        }
+        };
+        // The channels carry messages of exactly `len` bytes: allow that, however large.
+        made.map(|v| v.into_iter().map(|e| e.with_max_frame(len)).collect())
     }
 }
 
@@ -410,12 +500,11 @@ fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
     let mut markers_left =
         if Plan::producers_send_markers(args.transport) { args.producers as usize } else { 1 };
     let mut seen = Vec::with_capacity(4096);
-    let (mut corrupted, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+    let (mut corrupted, mut errors) = (0u64, Vec::new());
     let mut handle = |m: &[u8], seen: &mut Vec<(u32, u64)>| -> bool {
         if m.is_empty() {
             return true;
         }
-        bytes += m.len() as u64;
         if m.len() != HEADER + args.size {
             corrupted += 1;
             return false;
@@ -490,7 +579,7 @@ fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
     let ok = errors.is_empty();
     let sent = report
         .send(Report::Seen(seen))
-        .and_then(|()| report.send(Report::Done { corrupted, bytes, errors }));
+        .and_then(|()| report.send(Report::Done { corrupted, errors }));
     if let Err(e) = sent {
         eprintln!("consumer {c}: report: {e}");
         return 2;
@@ -530,6 +619,7 @@ struct Summary {
 
 /// Runs the demo; returns the exit status.
 pub fn run(args: PcArgs) -> i32 {
+    raise_nofile_limit();
     let children = Children::new();
     let (np, nc) = (args.producers as usize, args.consumers as usize);
     let mut plan = match Plan::new(&args) {
@@ -574,9 +664,10 @@ pub fn run(args: PcArgs) -> i32 {
     }
     // From here on only the children hold channel ends.
     // The parent keeps the listeners (and their socket files) until the end: a producer
-    // may connect after a consumer's first accept. They go first, before the directory.
+    // may connect after a consumer's first accept. Pushed last, they go first, before
+    // their directory.
     if let Ends::Listeners(ls) = std::mem::replace(&mut plan.ends, Ends::Closed) {
-        plan.owners.insert(0, Box::new(ls));
+        plan.owners.push(ls);
     }
     children.watch_signals();
 
@@ -587,7 +678,7 @@ pub fn run(args: PcArgs) -> i32 {
     // on a peer that is gone (a System V queue has no EOF to tell them).
     let per = args.messages as usize;
     let mut counts = vec![0u8; np * per];
-    let (mut corrupted, mut bytes, mut errors) = (0u64, 0u64, Vec::new());
+    let (mut corrupted, mut errors) = (0u64, Vec::new());
     let mut rxs: Vec<Option<ReportReceiver>> = Vec::new();
     for (c, r) in reports.into_iter().enumerate() {
         match r.into_receiver::<Report>() {
@@ -641,9 +732,8 @@ pub fn run(args: PcArgs) -> i32 {
                             }
                         }
                     }
-                    Ok(Report::Done { corrupted: k, bytes: b, errors: e }) => {
+                    Ok(Report::Done { corrupted: k, errors: e }) => {
                         corrupted += k;
-                        bytes += b;
                         errors.extend(e.into_iter().map(|e| format!("consumer {c}: {e}")));
                         rxs[c] = None;
                     }
@@ -660,7 +750,8 @@ pub fn run(args: PcArgs) -> i32 {
             kid.watch = None;
             let code = children.wait(kid.pid);
             kid.code = Some(code);
-            if code != 0 && !aborted {
+            // After an interrupt the children were killed on purpose: not an error.
+            if code != 0 && !aborted && !procs::interrupted() {
                 aborted = true;
                 errors.push(format!(
                     "{} {} (pid {}) exited with status {code}: stopping the run",
@@ -674,9 +765,10 @@ pub fn run(args: PcArgs) -> i32 {
         let producers_done = kids.iter().filter(|k| k.role == "producer").all(|k| k.code.is_some());
         if !markers_sent && producers_done && !aborted {
             markers_sent = true;
-            if let Some(q) = plan.owners.iter().find_map(|o| o.downcast_ref::<MessageQueue>()) {
+            if let Some(q) = plan.owners.find::<MessageQueue>() {
                 for c in 0..nc {
-                    if let Err(e) = q.send(c as i64 + 1, &[]) {
+                    // Bounded: a consumer that stopped reading must not hang the parent.
+                    if let Err(e) = q.send_timeout(c as i64 + 1, &[], OPEN_TIMEOUT) {
                         errors.push(format!("end marker to consumer {c}: {e}"));
                     }
                 }
@@ -687,6 +779,8 @@ pub fn run(args: PcArgs) -> i32 {
     let seconds = start.elapsed().as_secs_f64();
 
     let received: u64 = counts.iter().map(|&n| n as u64).sum();
+    // Every intact message has the same length; a killed consumer sends no totals.
+    let bytes = received * (HEADER + args.size) as u64;
     let lost = counts.iter().filter(|&&n| n == 0).count() as u64;
     let duplicated: u64 = counts.iter().map(|&n| (n as u64).saturating_sub(1)).sum();
     let summary = Summary {
@@ -726,9 +820,14 @@ pub fn run(args: PcArgs) -> i32 {
         println!("error: {e}");
     }
     if procs::interrupted() {
-        println!("interrupted: children killed, every named object removed");
+        println!(
+            "interrupted after {received} of {} messages: children killed, every named object removed",
+            summary.messages_sent
+        );
     }
-    println!("{}", if ok { "exactly once: OK" } else { "exactly once: FAILED" });
+    if !procs::interrupted() {
+        println!("{}", if ok { "exactly once: OK" } else { "exactly once: FAILED" });
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary).expect("summary serialises"));
     }

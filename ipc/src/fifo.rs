@@ -285,8 +285,22 @@ impl Fifo {
         // st_ino), which makes that pair a sound identity for every unlink below and in
         // drop. If the path was swapped between mkfifo and here, what we hold is not ours
         // and we fail without unlinking anything.
-        let anchor = sys::open(&path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
-            .map_err(|e| open_error("open(O_PATH)", &path, e))?;
+        let anchor = match sys::open(&path, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // No anchor (say, EMFILE): the inode cannot be pinned, so fall back on the
+                // next best identity, a FIFO at the path that belongs to us, and remove it.
+                // It was ours a moment ago; a swap in between would have to plant a FIFO
+                // of our own user.
+                if sys::lstat(&path).is_ok_and(|st| {
+                    st.st_mode & libc::S_IFMT == libc::S_IFIFO
+                        && st.st_uid == nix::unistd::geteuid().as_raw()
+                }) {
+                    let _ = sys::unlink(&path);
+                }
+                return Err(open_error("open(O_PATH)", &path, e));
+            }
+        };
         let st = sys::fstat(&anchor).map_err(|e| Error::os("fstat", e))?;
         expect_fifo(&path, st.st_mode)?;
         let id = (st.st_dev, st.st_ino);

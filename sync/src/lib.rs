@@ -1,0 +1,83 @@
+//! # interproc-sync
+//!
+//! Futex-based synchronisation primitives, model-checked with loom.
+//!
+//! | type | what it is |
+//! |---|---|
+//! | [`Mutex<T>`] | a lock around a value, with `try_lock`, `lock_timeout` and optional poisoning |
+//! | [`Semaphore`] | counting permits: `acquire`, `acquire_many`, `try_acquire`, `acquire_timeout`, RAII [`Permit`] |
+//! | [`Monitor<T>`] | a lock around a value plus named [`Condition`]s, Mesa semantics |
+//!
+//! ## One algorithm, three ways to block
+//!
+//! Each primitive is a state machine on 32-bit atomic words, kept apart from how a thread
+//! sleeps: that is the [`Park`] trait (wait while a word holds a value, with an optional
+//! deadline; wake `n` waiters). The backends are [`PrivateFutex`] (threads, the default),
+//! [`SharedFutex`] (words in `MAP_SHARED` memory) and, under `--cfg interproc_loom`, a loom
+//! model of a futex that wakes spuriously and times out at any point. Every atomic and cell
+//! comes from one facade module, so the loom models in `tests/loom_*.rs` check the very
+//! code that runs in production:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg interproc_loom" LOOM_MAX_PREEMPTIONS=2 \
+//!     cargo test -p interproc-sync --release --test 'loom_*'
+//! ```
+//!
+//! (`.ci/loom` runs exactly that, and fails if no model ran.)
+//!
+//! ## Examples
+//!
+//! A counter shared by threads:
+//!
+//! ```
+//! use interproc_sync::Mutex;
+//!
+//! let hits = Mutex::new(0);
+//! std::thread::scope(|s| {
+//!     for _ in 0..4 {
+//!         s.spawn(|| *hits.lock().unwrap() += 1);
+//!     }
+//! });
+//! assert_eq!(hits.into_inner().unwrap(), 4);
+//! ```
+//!
+//! A semaphore as a one-shot signal, with a timeout:
+//!
+//! ```
+//! use std::time::Duration;
+//! use interproc_sync::{Error, Semaphore};
+//!
+//! let done = Semaphore::new(0);
+//! assert_eq!(done.acquire_timeout(Duration::from_millis(1)).unwrap_err(), Error::Timeout);
+//! std::thread::scope(|s| {
+//!     s.spawn(|| done.release(1));
+//!     done.acquire().forget(); // waits for the worker's release
+//! });
+//! ```
+//!
+//! A monitor: see [`Monitor`] for the bounded buffer, the reference example.
+//!
+//! ## Not yet here
+//!
+//! The process-shared flavours (placed in shared memory, robust to the death of the owner)
+//! and deadlock detection are planned (issue 3); [`SharedFutex`] is their blocking backend.
+
+mod error;
+mod loom;
+mod monitor;
+mod mutex;
+pub mod park;
+mod raw;
+mod semaphore;
+#[cfg(not(interproc_loom))]
+mod sys;
+
+pub use error::{Error, LockError, PoisonError};
+pub use monitor::{Condition, Monitor, MonitorGuard};
+pub use mutex::{Mutex, MutexGuard};
+#[cfg(interproc_loom)]
+pub use park::ModelPark;
+pub use park::{DefaultPark, Park, ParkResult};
+#[cfg(not(interproc_loom))]
+pub use park::{PrivateFutex, SharedFutex};
+pub use semaphore::{Permit, Semaphore};

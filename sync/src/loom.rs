@@ -1,0 +1,150 @@
+//! The facade: every atomic, `UnsafeCell`, thread and spin hint used by this crate comes from
+//! here.
+//!
+//! Normally these are std's types. Under `RUSTFLAGS="--cfg interproc_loom"` they are loom's,
+//! so the loom models in `tests/loom_*.rs` run the production algorithms. The cfg is
+//! crate-specific on purpose: a plain `--cfg loom` would also switch every dependency that
+//! has its own loom support.
+//!
+//! std's [`cell::UnsafeCell`] is wrapped to offer loom's closure API (`with`/`with_mut`), so
+//! the algorithms are written once. `clippy.toml` forbids std's atomics and cells outside
+//! this module.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+#[cfg(not(interproc_loom))]
+pub(crate) mod atomic {
+    //! Newtypes over std's atomics (as in tokio's `loom/std`), so that `clippy.toml` can
+    //! forbid std's types everywhere else while the algorithms keep std's method names
+    //! (through `Deref`).
+    pub use std::sync::atomic::Ordering;
+
+    macro_rules! atomic_newtype {
+        ($name:ident, $std:ty, $value:ty) => {
+            #[doc = concat!("The facade's `", stringify!($name), "`: std's, or loom's under `--cfg interproc_loom`.")]
+            #[derive(Debug, Default)]
+            #[repr(transparent)]
+            pub struct $name($std);
+
+            impl $name {
+                #[doc = concat!("A new `", stringify!($name), "`.")]
+                pub const fn new(value: $value) -> Self {
+                    Self(<$std>::new(value))
+                }
+            }
+
+            impl std::ops::Deref for $name {
+                type Target = $std;
+
+                #[inline(always)]
+                fn deref(&self) -> &$std {
+                    &self.0
+                }
+            }
+        };
+    }
+
+    atomic_newtype!(AtomicU32, std::sync::atomic::AtomicU32, u32);
+    atomic_newtype!(AtomicBool, std::sync::atomic::AtomicBool, bool);
+}
+
+#[cfg(interproc_loom)]
+pub(crate) mod atomic {
+    pub use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+}
+
+#[cfg(not(interproc_loom))]
+pub(crate) mod cell {
+    /// std's `UnsafeCell` with loom's access API: the pointer is only handed to a closure,
+    /// which lets loom (in the model build) check every access for data races.
+    #[derive(Debug, Default)]
+    #[repr(transparent)]
+    pub(crate) struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Self(std::cell::UnsafeCell::new(value))
+        }
+
+        pub(crate) fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+    }
+
+    impl<T: ?Sized> UnsafeCell<T> {
+        /// Calls `f` with a shared pointer to the value.
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Calls `f` with a unique pointer to the value.
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Direct access through `&mut self`, which already proves exclusivity.
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut()
+        }
+    }
+}
+
+#[cfg(interproc_loom)]
+pub(crate) mod cell {
+    /// loom's `UnsafeCell`, plus the `get_mut` that std offers.
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(loom::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::cell::UnsafeCell::new(value))
+        }
+
+        pub(crate) fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+
+        #[track_caller]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            self.0.with(f)
+        }
+
+        #[track_caller]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            self.0.with_mut(f)
+        }
+
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            // SAFETY: `&mut self` proves that no other reference to the cell exists, so the
+            // unique pointer loom hands out is the only access for the returned lifetime.
+            self.0.with_mut(|p| unsafe { &mut *p })
+        }
+    }
+}
+
+pub(crate) mod hint {
+    /// One step of a bounded spin. In the model this is a yield, so that loom explores the
+    /// other threads instead of an unbounded busy loop.
+    #[inline(always)]
+    pub(crate) fn spin_loop() {
+        #[cfg(not(interproc_loom))]
+        std::hint::spin_loop();
+        #[cfg(interproc_loom)]
+        loom::hint::spin_loop();
+    }
+
+    /// How many times a locker spins before it parks. The model spins once: enough to
+    /// cover the spin path, without multiplying the interleavings loom must explore.
+    #[cfg(not(interproc_loom))]
+    pub(crate) const SPIN_LIMIT: u32 = 100;
+    #[cfg(interproc_loom)]
+    pub(crate) const SPIN_LIMIT: u32 = 1;
+}
+
+pub(crate) mod thread {
+    #[cfg(interproc_loom)]
+    pub(crate) use loom::thread::panicking;
+    #[cfg(not(interproc_loom))]
+    pub(crate) use std::thread::panicking;
+}

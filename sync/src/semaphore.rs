@@ -1,0 +1,272 @@
+//! [`Semaphore`]: a counting semaphore on one futex word.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::park::{DefaultPark, Park, ParkResult};
+
+/// Bit 31 of the word: threads may be parked on it. Bits 0..31 count the free permits.
+const WAITERS: u32 = 1 << 31;
+const COUNT: u32 = WAITERS - 1;
+
+/// A counting semaphore: a pool of permits that threads take and give back.
+///
+/// [`acquire`](Semaphore::acquire) takes one permit and
+/// [`acquire_many`](Semaphore::acquire_many) takes `n` at once (all or nothing); both wait
+/// while too few are free, and return a [`Permit`] that gives them back when dropped.
+/// [`release`](Semaphore::release) adds permits without a `Permit`, so a semaphore created
+/// with zero permits works as a signal from one thread to another.
+///
+/// # How it works
+///
+/// The whole state is one 32-bit word: the number of free permits (up to
+/// [`Semaphore::MAX_PERMITS`]) and a "waiters" bit, set by a thread before it parks. An
+/// uncontended acquire or release is one compare-and-swap and no syscall. A release that
+/// finds the waiters bit clears it and wakes *every* parked thread, which re-check: with
+/// `acquire_many`, waking only one could pick a thread that needs more permits than are
+/// free while one that needs fewer stays asleep.
+///
+/// `release` never touches the semaphore after the compare-and-swap that adds the permits:
+/// that store may let a waiter through, and the waiter may free the semaphore (or unmap the
+/// memory that holds it) at once. So `release` takes the word's address before the store and
+/// afterwards only hands that address to [`Park::wake`], which must not dereference it
+/// (a futex wake uses the address as a key; see [`Park`]).
+///
+/// # Example
+///
+/// At most two of four workers are ever inside the section:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::thread;
+/// use interproc_sync::Semaphore;
+///
+/// let slots = Semaphore::new(2);
+/// let inside = AtomicU32::new(0);
+/// thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| {
+///             let _permit = slots.acquire();
+///             assert!(inside.fetch_add(1, Ordering::SeqCst) < 2);
+///             inside.fetch_sub(1, Ordering::SeqCst);
+///         }); // the permit goes back here
+///     }
+/// });
+/// assert_eq!(slots.available_permits(), 2);
+/// ```
+pub struct Semaphore<P: Park = DefaultPark> {
+    word: AtomicU32,
+    _park: PhantomData<fn() -> P>,
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` free permits.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    pub fn new(permits: u32) -> Self {
+        Self::with_park(permits)
+    }
+}
+
+impl<P: Park> Semaphore<P> {
+    /// The most permits a semaphore can hold: 2³¹ − 1 (bit 31 of the word is the waiters
+    /// flag).
+    pub const MAX_PERMITS: u32 = COUNT;
+
+    /// A semaphore with `permits` free permits that parks with the backend `P`.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    pub fn with_park(permits: u32) -> Self {
+        assert!(permits <= COUNT, "a semaphore holds at most {COUNT} permits");
+        Self { word: AtomicU32::new(permits), _park: PhantomData }
+    }
+
+    /// The number of free permits: a snapshot that may be stale at once.
+    pub fn available_permits(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) & COUNT
+    }
+
+    /// Takes one permit, waiting as long as none is free.
+    pub fn acquire(&self) -> Permit<'_, P> {
+        self.acquire_many(1)
+    }
+
+    /// Takes `n` permits at once, waiting as long as fewer than `n` are free. Permits are
+    /// not reserved while waiting, so a large `n` may wait behind a stream of small ones.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Semaphore::MAX_PERMITS`] (it could never succeed).
+    pub fn acquire_many(&self, n: u32) -> Permit<'_, P> {
+        let got = self.acquire_until(n, None);
+        debug_assert!(got, "an acquire without deadline cannot time out");
+        Permit { sem: self, n }
+    }
+
+    /// Takes one permit if one is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] if no permit is free.
+    pub fn try_acquire(&self) -> Result<Permit<'_, P>, Error> {
+        self.try_acquire_many(1)
+    }
+
+    /// Takes `n` permits if that many are free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] if fewer than `n` are free.
+    pub fn try_acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
+        if self.try_take(n) {
+            Ok(Permit { sem: self, n })
+        } else {
+            Err(Error::WouldBlock)
+        }
+    }
+
+    /// Takes one permit, waiting at most `timeout` (on `CLOCK_MONOTONIC`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if no permit came free in time. A timed-out acquire holds nothing
+    /// and leaves the count as it found it.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_, P>, Error> {
+        self.acquire_many_timeout(1, timeout)
+    }
+
+    /// Takes `n` permits at once, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if `n` permits were not free together in time.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Semaphore::MAX_PERMITS`].
+    pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Permit<'_, P>, Error> {
+        if self.acquire_until(n, Instant::now().checked_add(timeout)) {
+            Ok(Permit { sem: self, n })
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// Adds `n` permits and wakes the waiters, if any.
+    ///
+    /// # Panics
+    ///
+    /// If the count would exceed [`Semaphore::MAX_PERMITS`]; the count is then unchanged.
+    pub fn release(&self, n: u32) {
+        // Taken before the store below: afterwards `self` may be gone (see the type docs).
+        let word: *const AtomicU32 = &self.word;
+        let mut s = self.word.load(Ordering::Relaxed);
+        loop {
+            let count = (s & COUNT).checked_add(n).filter(|c| *c <= COUNT);
+            let Some(count) = count else {
+                panic!("Semaphore::release: more than {COUNT} permits");
+            };
+            // Release: hands the releaser's writes to the thread that takes these permits.
+            // Clearing WAITERS here is what obliges this thread to wake everyone below.
+            match self.word.compare_exchange_weak(s, count, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        // From here on, `self` is not touched: only the address goes to the kernel.
+        if s & WAITERS != 0 {
+            P::wake(word, u32::MAX);
+        }
+    }
+
+    /// One attempt (retried only on a racing update) to take `n` permits.
+    fn try_take(&self, n: u32) -> bool {
+        let mut s = self.word.load(Ordering::Relaxed);
+        while s & COUNT >= n {
+            // Acquire: pairs with the Release in `release`.
+            match self.word.compare_exchange_weak(s, s - n, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+        false
+    }
+
+    fn acquire_until(&self, n: u32, deadline: Option<Instant>) -> bool {
+        assert!(n <= COUNT, "cannot acquire more than {COUNT} permits");
+        loop {
+            if self.try_take(n) {
+                return true;
+            }
+            let s = self.word.load(Ordering::Relaxed);
+            if s & COUNT >= n {
+                continue; // permits came back meanwhile
+            }
+            let expected = s | WAITERS;
+            if s != expected
+                && self
+                    .word
+                    .compare_exchange(s, expected, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            // Parks only while the word still says "too few, waiters flagged": any release
+            // changes it, so the futex compare closes the race with a release.
+            if P::wait(&self.word, expected, deadline) == ParkResult::TimedOut {
+                // Every parked thread is woken by a release, so timing out consumes no
+                // wake-up that another thread needed. Permits may have come back since.
+                return self.try_take(n);
+            }
+        }
+    }
+}
+
+impl<P: Park> fmt::Debug for Semaphore<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore").field("available", &self.available_permits()).finish()
+    }
+}
+
+/// Permits taken from a [`Semaphore`]; they go back when this is dropped.
+#[must_use = "the permits go back as soon as the Permit is dropped"]
+pub struct Permit<'a, P: Park = DefaultPark> {
+    sem: &'a Semaphore<P>,
+    n: u32,
+}
+
+impl<P: Park> Permit<'_, P> {
+    /// How many permits this holds.
+    pub fn count(&self) -> u32 {
+        self.n
+    }
+
+    /// Keeps the permits out of the semaphore for good (until someone calls
+    /// [`Semaphore::release`]); returns how many.
+    pub fn forget(self) -> u32 {
+        let n = self.n;
+        std::mem::forget(self);
+        n
+    }
+}
+
+impl<P: Park> Drop for Permit<'_, P> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.sem.release(self.n);
+        }
+    }
+}
+
+impl<P: Park> fmt::Debug for Permit<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("count", &self.n).finish()
+    }
+}

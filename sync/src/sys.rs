@@ -1,0 +1,112 @@
+//! The only place in `interproc-sync` that makes syscalls: futex(2) and the monotonic clock.
+//!
+//! # Contract
+//!
+//! - [`futex_wait`] blocks only while the word still holds `expected` (the kernel compares
+//!   and enqueues atomically with respect to [`futex_wake`] on the same word). It retries
+//!   `EINTR` itself against the same *absolute* `CLOCK_MONOTONIC` deadline, so a signal
+//!   neither shortens nor stretches a timed wait.
+//! - [`futex_wake`] never dereferences the address: for a private futex the kernel uses it
+//!   only as a hash key; for a shared futex it looks up the page but does not read or write
+//!   the word. So it may be called after the object holding the word has been freed or
+//!   unmapped by another thread (at worst it returns `EFAULT`, or wakes waiters of a word
+//!   that reused the address, which every futex user must tolerate as a spurious wake-up).
+//! - Neither ever panics on an errno; an unexpected one is reported as a (spurious) wake-up,
+//!   which every caller handles by re-checking its word.
+//!
+//! Only built for the real backends: under `--cfg interproc_loom` the words are loom's
+//! atomics, which have no address the kernel could wait on.
+
+use std::time::Instant;
+
+use crate::loom::atomic::AtomicU32;
+
+/// How a futex wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// `FUTEX_WAKE` (or a spurious return).
+    Woken,
+    /// The word did not hold `expected` (`EAGAIN`).
+    Changed,
+    /// The absolute deadline passed (`ETIMEDOUT`).
+    TimedOut,
+}
+
+/// Converts `deadline` to an absolute `CLOCK_MONOTONIC` timespec.
+///
+/// std's `Instant` is `CLOCK_MONOTONIC` on Linux but does not expose its timespec, so the
+/// remaining duration is added to a fresh reading of the clock, once per wait; the EINTR
+/// retries then reuse the same absolute value.
+fn monotonic_deadline(deadline: Instant) -> libc::timespec {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call, and
+    // CLOCK_MONOTONIC is always supported on Linux (clock_gettime(2)).
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    let mut sec = now.tv_sec.saturating_add(left.as_secs().try_into().unwrap_or(libc::time_t::MAX));
+    let mut nsec = now.tv_nsec + libc::c_long::from(left.subsec_nanos());
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec = sec.saturating_add(1);
+    }
+    libc::timespec { tv_sec: sec, tv_nsec: nsec }
+}
+
+/// `FUTEX_WAIT_BITSET` while `*word == expected`, until woken or until the absolute
+/// `CLOCK_MONOTONIC` `deadline` (futex(2): with `FUTEX_WAIT_BITSET` the timeout is absolute,
+/// measured against CLOCK_MONOTONIC unless `FUTEX_CLOCK_REALTIME` is given).
+///
+/// `shared == false` adds `FUTEX_PRIVATE_FLAG`: cheaper, but only valid when every waiter
+/// and waker is in this process (a private mapping). Words in `MAP_SHARED` memory that other
+/// processes use need `shared == true`.
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    shared: bool,
+) -> Wait {
+    let op = libc::FUTEX_WAIT_BITSET | if shared { 0 } else { libc::FUTEX_PRIVATE_FLAG };
+    let ts = deadline.map(monotonic_deadline);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    loop {
+        // SAFETY: `word` is a live `&AtomicU32`, so the address is valid, 4-byte aligned and
+        // readable for the whole call (the kernel only reads it to compare with `expected`).
+        // `ts_ptr` is null or points at `ts`, which outlives the call. `FUTEX_BITSET_MATCH_ANY`
+        // as val3 makes this a plain wait that any `FUTEX_WAKE` can end.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                op,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                libc::FUTEX_BITSET_MATCH_ANY,
+            )
+        };
+        if rc == 0 {
+            return Wait::Woken;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => return Wait::Changed,
+            Some(libc::ETIMEDOUT) => return Wait::TimedOut,
+            _ => return Wait::Woken,
+        }
+    }
+}
+
+/// `FUTEX_WAKE` up to `n` waiters of the word at `word` (clamped to `i32::MAX`, which the
+/// kernel reads as "all"). Returns how many were woken.
+///
+/// `word` is never dereferenced (see the module contract), so it may dangle.
+pub(crate) fn futex_wake(word: *const AtomicU32, n: u32, shared: bool) -> usize {
+    let op = libc::FUTEX_WAKE | if shared { 0 } else { libc::FUTEX_PRIVATE_FLAG };
+    let n = n.min(i32::MAX as u32) as i32;
+    // SAFETY: FUTEX_WAKE neither reads nor writes user memory at `word`; the address is only
+    // a key (private) or a page lookup that fails with EFAULT if unmapped (shared). No other
+    // pointer argument is used by FUTEX_WAKE.
+    let rc = unsafe { libc::syscall(libc::SYS_futex, word, op, n, 0usize, 0usize, 0u32) };
+    usize::try_from(rc).unwrap_or(0)
+}

@@ -155,6 +155,13 @@ fn child_entry() {
             return;
         }
         match role {
+            // Binds a datagram socket at `arg` and hands it over as a plain fd.
+            "datagram_into_fd" => {
+                let d = UnixDatagram::bind(&UnixAddr::path(arg).unwrap()).unwrap();
+                let fd = std::os::fd::OwnedFd::from(d);
+                assert!(std::path::Path::new(arg).exists(), "into OwnedFd unlinked the file");
+                drop(fd);
+            }
             "bind_and_wait" => {
                 // Bind, tell the parent through fd 3, then wait to be killed.
                 let mut ready = File::from(support::inherited_fds().remove(0));
@@ -780,4 +787,27 @@ fn datagrams_between_bound_sockets_with_replies() {
     a.send_with_fds(b"fd", &[f.as_fd()]).unwrap();
     let (n, fds) = b.recv_with_fds(&mut buf, 1).unwrap();
     assert_eq!((&buf[..n], fds.len()), (&b"fd"[..], 1));
+}
+
+/// Regression: turning a bound datagram socket into a plain fd hands the socket file over
+/// with it: the file is not unlinked under the live socket. Its owner record stays, so
+/// once the process is gone `clean` removes the file.
+#[test]
+fn a_bound_datagram_into_an_fd_keeps_its_file_until_clean() {
+    let dir = TempDir::new();
+    let path = dir.join("dgram.sock");
+    let p = path.to_str().unwrap();
+    support::spawn("child_entry", "datagram_into_fd", p, &[]).wait_success();
+    assert!(path.exists());
+    let entry = interproc::ipc::names::list()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.record.name == p)
+        .expect("the owner record stays");
+    assert!(!entry.alive);
+    assert_eq!(
+        interproc::ipc::names::remove_stale(&entry).unwrap(),
+        interproc::ipc::names::Removal::Removed
+    );
+    assert!(!path.exists());
 }

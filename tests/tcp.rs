@@ -169,10 +169,15 @@ fn errors_name_the_address() {
 
 #[test]
 fn nobody_listening_is_refused() {
-    let addr = {
-        let (l, _) = listener();
-        l.local_addr().unwrap()
+    // A port held by a socket that is bound but never listens: nobody else can take it
+    // while the test runs, and a connect to it is refused.
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
     };
+    let held = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    bind(std::os::fd::AsRawFd::as_raw_fd(&held), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&held)).unwrap();
+    let addr = std::net::SocketAddr::from(std::net::SocketAddrV4::from(bound));
     match TcpStream::connect(addr) {
         Err(Error::Refused { what }) => assert!(what.contains(&addr.to_string()), "{what}"),
         other => panic!("expected Refused, got {other:?}"),

@@ -1,7 +1,8 @@
-//! `interproc ls`: the owner records in the runtime directory.
+//! `interproc ls`: the owner records in the runtime directory, and the System V queues in
+//! interproc's key space that have none.
 
 use clap::Args;
-use interproc::ipc::names;
+use interproc::ipc::{msgq, names};
 
 /// Options of `interproc ls`.
 #[derive(Args)]
@@ -20,8 +21,25 @@ pub fn ls(args: LsArgs) -> i32 {
             return 1;
         }
     };
+    // A queue can exist without a record: its creator died between msgget and writing
+    // the record, or registered it in another runtime directory.
+    let unrecorded: Vec<msgq::QueueEntry> = match msgq::list_interproc() {
+        Ok(qs) => qs
+            .into_iter()
+            .filter(|q| {
+                let key = q.key.to_string();
+                !entries
+                    .iter()
+                    .any(|e| e.record.kind == names::Kind::MsgQueue && e.record.name == key)
+            })
+            .collect(),
+        Err(e) => {
+            eprintln!("interproc ls: cannot read /proc/sysvipc/msg: {e}");
+            Vec::new()
+        }
+    };
     if args.json {
-        let objects: Vec<_> = entries
+        let mut objects: Vec<_> = entries
             .iter()
             .map(|e| {
                 serde_json::json!({
@@ -32,14 +50,35 @@ pub fn ls(args: LsArgs) -> i32 {
                 })
             })
             .collect();
+        objects.extend(unrecorded.iter().map(|q| {
+            serde_json::json!({
+                "kind": "msgq",
+                "name": q.key.to_string(),
+                "owner_pid": null,
+                "owner_alive": null,
+                "messages": q.messages,
+            })
+        }));
         println!("{}", serde_json::json!({ "objects": objects }));
-    } else if entries.is_empty() {
+    } else if entries.is_empty() && unrecorded.is_empty() {
         println!("no interproc objects");
     } else {
-        println!("{:<7} {:>8} {:<6} name", "kind", "owner", "alive");
+        println!("{:<7} {:>8} {:<7} name", "kind", "owner", "alive");
         for e in &entries {
             let alive = if e.alive { "yes" } else { "DEAD" };
-            println!("{:<7} {:>8} {:<6} {}", e.record.kind, e.record.pid, alive, e.record.name);
+            println!(
+                "{:<7} {:>8} {:<7} {}",
+                e.record.kind.as_str(),
+                e.record.pid,
+                alive,
+                e.record.name
+            );
+        }
+        for q in &unrecorded {
+            println!(
+                "{:<7} {:>8} {:<7} {} (no owner record; `ipcrm -Q {}` removes it)",
+                "msgq", "?", "?", q.key, q.key
+            );
         }
     }
     0

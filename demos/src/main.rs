@@ -3,8 +3,11 @@
 mod bench;
 mod clean;
 mod ls;
+mod multiplex;
 mod pc;
 mod procs;
+mod server;
+mod triggers;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +37,14 @@ enum Cmd {
 enum Demo {
     /// Producers and consumers in separate processes, with an exactly-once check.
     Pc(pc::PcArgs),
+    /// select vs poll vs epoll: the cost of one wake-up as the number of idle fds grows.
+    Multiplex(multiplex::MultiplexArgs),
+    /// Level- vs edge-triggered: wake-ups on the same partly read input, and the stall of
+    /// an edge-triggered reader that does not drain.
+    Triggers(triggers::TriggersArgs),
+    /// One event-loop server (or W pre-forked workers) serving many client processes
+    /// over Unix sockets, FIFOs and pipes at once.
+    Server(server::ServerArgs),
 }
 
 fn main() {
@@ -43,6 +54,9 @@ fn main() {
         Cmd::Ls(a) => ls::ls(a),
         Cmd::Clean(a) => clean::clean(a),
         Cmd::Demo(Demo::Pc(a)) => pc::run(a),
+        Cmd::Demo(Demo::Multiplex(a)) => multiplex::run(a),
+        Cmd::Demo(Demo::Triggers(a)) => triggers::run(a),
+        Cmd::Demo(Demo::Server(a)) => server::run(a),
     };
     std::process::exit(code);
 }

@@ -158,3 +158,24 @@ fn clean_removes_only_objects_whose_owner_died() {
     let (_, ls) = interproc(&runtime, &["ls", "--json"]);
     assert_eq!(ls["objects"], serde_json::json!([]));
 }
+
+/// `ls` lists a queue in interproc's key space even when its owner record is not in this
+/// runtime directory (here: it is in the default one), with no owner to name.
+#[test]
+fn ls_lists_a_queue_without_a_record_here() {
+    let tmp = TempDir(std::env::temp_dir().join(names::unique_name("ls-test")));
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&tmp.0)
+        .unwrap();
+    let q = interproc::ipc::msgq::MessageQueue::create_unique().unwrap();
+    let key = q.key().to_string();
+    let (ok, ls) = interproc(&tmp.0, &["ls", "--json"]);
+    assert!(ok, "{ls}");
+    let entry = ls["objects"].as_array().unwrap().iter().find(|o| o["name"] == key).cloned();
+    let entry = entry.unwrap_or_else(|| panic!("queue {key} not listed: {ls}"));
+    assert_eq!(entry["kind"], "msgq");
+    assert!(entry["owner_pid"].is_null());
+    drop(q);
+    let (_, ls) = interproc(&tmp.0, &["ls", "--json"]);
+    assert!(ls["objects"].as_array().unwrap().iter().all(|o| o["name"] != key));
+}

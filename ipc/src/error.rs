@@ -114,7 +114,9 @@ pub enum Error {
         got: usize,
     },
     /// Ancillary data (passed fds) did not fit and was truncated by the kernel (MSG_CTRUNC).
-    /// Any fds that did arrive were closed.
+    /// Any fds that did arrive were closed. The bytes of that message were consumed too:
+    /// on a stream socket they are lost, so treat the connection as broken; ask for as
+    /// many fds as the peer can send (`recv_with_fds`'s `max_fds`).
     #[error("control data truncated (MSG_CTRUNC): the peer passed more fds than the receive buffer holds")]
     ControlTruncated,
     /// A System V message type that msgsnd(2)/msgrcv(2) cannot use: a message's type
@@ -130,6 +132,26 @@ pub enum Error {
     ReceiveBufferTooSmall {
         /// Bytes the receive buffer holds.
         capacity: usize,
+    },
+    /// A reactor backend cannot honour the requested mode (for example edge-triggered
+    /// mode on poll or select). Nothing was registered or changed.
+    #[error("{what} is not supported by the {backend} backend: {hint}")]
+    Unsupported {
+        /// The mode that was asked for.
+        what: &'static str,
+        /// The backend that refused it.
+        backend: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// select(2) cannot watch a fd at or above `FD_SETSIZE`: its `fd_set` is a fixed
+    /// bitmap. Nothing was registered.
+    #[error("select cannot watch fd {fd}: an fd_set holds only fds below FD_SETSIZE = {fd_setsize}; use the poll or epoll backend")]
+    FdTooLarge {
+        /// The fd that was given.
+        fd: i32,
+        /// `FD_SETSIZE` (1024 on Linux).
+        fd_setsize: usize,
     },
     /// The value could not be encoded.
     #[error("encoding the message failed: {0}")]
@@ -201,7 +223,9 @@ impl From<Error> for io::Error {
             Error::MessageTooLarge { .. }
             | Error::LimitExceeded { .. }
             | Error::PathTooLong { .. }
-            | Error::WrongType { .. } => K::InvalidInput,
+            | Error::WrongType { .. }
+            | Error::FdTooLarge { .. } => K::InvalidInput,
+            Error::Unsupported { .. } => K::Unsupported,
             Error::Malformed { .. }
             | Error::ControlTruncated
             | Error::Encode(_)

@@ -10,6 +10,7 @@
 //! | [`socket`] | Unix domain sockets: stream, seqpacket, datagram; abstract names; fd passing; peer credentials |
 //! | [`tcp`] | TCP streams (loopback or any address) with the same framing as Unix streams |
 //! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
+//! | [`reactor`] | readiness for many fds at once: epoll, poll and select backends; timers, signals, waker |
 //! | [`names`] | the lifecycle of named resources: owner records, `interproc ls`/`clean` |
 //!
 //! Errors are one enum, [`Error`], whose variants a caller can act on; sending hands the
@@ -21,6 +22,7 @@ pub mod fifo;
 pub mod msgq;
 pub mod names;
 pub mod pipe;
+pub mod reactor;
 pub mod socket;
 mod stream_end;
 mod sys;

@@ -3,8 +3,9 @@
 //! A channel moves *frames*: whole messages, each at most a configurable maximum size.
 //! Transports provide the two halves:
 //!
-//! - a [`FrameSink`] sends one frame, all of it or none of it (as far as the peer can
-//!   tell: a reader never sees half a frame);
+//! - a [`FrameSink`] sends one frame, all of it or none of it as far as the peer can tell,
+//!   with one exception on byte streams: a sender that dies (or drops its sink) while a
+//!   deadline-cut frame is still partly unsent leaves the reader [`Error::Truncated`];
 //! - a [`FrameSource`] receives one whole frame.
 //!
 //! On byte streams (pipe, FIFO, Unix stream, TCP) frames are length-prefixed by

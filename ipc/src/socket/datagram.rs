@@ -42,6 +42,19 @@ pub struct UnixDatagram {
 connected_socket!(UnixDatagram, stream = false);
 
 impl UnixDatagram {
+    /// The socket as a plain fd (`OwnedFd::from`, `into_raw_fd` go through here). A
+    /// socket file it is bound to goes with it: interproc no longer removes the file when
+    /// the fd closes, since the socket lives on in whoever holds the fd. The owner record
+    /// stays, locked while this process lives, so `interproc clean` removes the file once
+    /// this process has exited.
+    fn into_fd(self) -> OwnedFd {
+        if let Some(file) = self._file {
+            // Dropping it would unlink the file under the live socket.
+            std::mem::forget(file);
+        }
+        self.fd
+    }
+
     fn wrap(fd: OwnedFd) -> Self {
         UnixDatagram { fd, _file: None }
     }

@@ -150,7 +150,9 @@ fn reclaim_stale(path: &Path, ty: SockType) -> Result<()> {
     let probe = sys::unix_socket(ty, true).map_err(|e| Error::os("socket", e))?;
     let raw = UnixAddr::path(path)?.to_raw()?;
     match sys::connect(&probe, &raw) {
-        // Nobody has it bound and listening: a stale file left by a dead process.
+        // Nobody has it bound and listening: a stale file left by a dead process. (Or,
+        // rarely, a process that is not interproc's, or uses another runtime directory,
+        // caught between its bind and its listen: the probe cannot tell the two apart.)
         Err(Errno::ECONNREFUSED) => {
             sys::unlink(path).map_err(|e| Error::from_errno("unlink", what(), e))
         }

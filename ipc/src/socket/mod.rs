@@ -330,13 +330,13 @@ macro_rules! socket_fd {
 
         impl From<$ty> for std::os::fd::OwnedFd {
             fn from(s: $ty) -> std::os::fd::OwnedFd {
-                s.fd
+                s.into_fd()
             }
         }
 
         impl std::os::fd::IntoRawFd for $ty {
             fn into_raw_fd(self) -> std::os::fd::RawFd {
-                self.fd.into_raw_fd()
+                std::os::fd::IntoRawFd::into_raw_fd(self.into_fd())
             }
         }
     };

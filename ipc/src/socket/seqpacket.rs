@@ -76,6 +76,13 @@ pub struct UnixSeqpacket {
     fd: OwnedFd,
 }
 
+impl UnixSeqpacket {
+    /// The socket as a plain fd (the fd conversions go through here).
+    fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
 connected_socket!(UnixSeqpacket, stream = false);
 peer_cred_method!(UnixSeqpacket);
 

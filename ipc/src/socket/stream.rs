@@ -31,6 +31,13 @@ pub struct UnixStream {
     fd: OwnedFd,
 }
 
+impl UnixStream {
+    /// The socket as a plain fd (the fd conversions go through here).
+    fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
 connected_socket!(UnixStream, stream = true);
 peer_cred_method!(UnixStream);
 

@@ -224,3 +224,5 @@ pub(crate) fn flock_try(fd: impl AsFd, exclusive: bool) -> nix::Result<bool> {
 
 mod socket;
 pub(crate) use socket::*;
+
+pub(crate) mod reactor;

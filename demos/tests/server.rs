@@ -1,0 +1,209 @@
+//! `interproc demo server` end to end: many client processes over Unix sockets, FIFOs
+//! and pipes at once get every response; clients killed half-way and clients that send
+//! malformed frames are dropped and counted while the others are served; every backend
+//! and both trigger modes work; an interrupted run leaves nothing behind. Each run uses
+//! a private runtime directory, checked empty afterwards.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WATCHDOG: Duration = Duration::from_secs(180);
+
+struct Runtime(std::path::PathBuf);
+
+impl Runtime {
+    fn new() -> Runtime {
+        let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("server-test"));
+        // The runtime directory must be private (0700), as names::runtime_dir requires.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&p)
+            .unwrap();
+        Runtime(p)
+    }
+
+    /// Every file or directory left in the runtime directory but the owners directory.
+    fn leftovers(&self) -> Vec<String> {
+        fn walk(dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                }
+                out.push(p.display().to_string());
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.0, &mut out);
+        out.retain(|p| !p.ends_with("/owners"));
+        out
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spawn(rt: &Runtime, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_interproc"))
+        .args(args)
+        .env("INTERPROC_RUNTIME_DIR", &rt.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` under the watchdog, collecting its output.
+fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + WATCHDOG;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watchdog: interproc did not finish within {WATCHDOG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn run_ok(rt: &Runtime, args: &[&str]) -> Value {
+    let out = finish(spawn(rt, args));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"))
+}
+
+fn every_response(j: &Value, clients: u64, requests: u64) {
+    assert_eq!(j["clients"], clients);
+    assert_eq!(j["requests_sent"], clients * requests, "{j}");
+    assert_eq!(j["responses_received"], clients * requests, "{j}");
+    assert_eq!(j["errors"], 0, "{j}");
+    assert_eq!(j["disconnected_clients"], 0, "{j}");
+    assert!(j["p50_us"].as_u64().unwrap() <= j["p99_us"].as_u64().unwrap(), "{j}");
+    assert!(j["seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn sixteen_clients_over_three_transports() {
+    let rt = Runtime::new();
+    let j = run_ok(&rt, &["demo", "server", "--clients", "16", "--requests", "100", "--json"]);
+    every_response(&j, 16, 100);
+    assert_eq!(j["transports"], serde_json::json!(["unix", "fifo", "pipe"]));
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn sixty_four_clients_a_thousand_requests_each() {
+    let rt = Runtime::new();
+    let j = run_ok(&rt, &["demo", "server", "--clients", "64", "--requests", "1000", "--json"]);
+    every_response(&j, 64, 1000);
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn every_backend_and_trigger() {
+    for (backend, trigger, workers) in
+        [("poll", "lt", "1"), ("select", "lt", "2"), ("epoll", "et", "1"), ("epoll", "et", "3")]
+    {
+        let rt = Runtime::new();
+        let j = run_ok(
+            &rt,
+            &[
+                "demo",
+                "server",
+                "--clients",
+                "9",
+                "--requests",
+                "50",
+                "--backend",
+                backend,
+                "--trigger",
+                trigger,
+                "--workers",
+                workers,
+                "--json",
+            ],
+        );
+        every_response(&j, 9, 50);
+        assert_eq!(j["backend"], backend);
+        assert_eq!(j["trigger"], trigger);
+        assert_eq!(rt.leftovers(), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn killed_and_malformed_clients_do_not_disturb_the_others() {
+    let rt = Runtime::new();
+    // 10 killed half-way, 3 malformed half-way, 11 healthy; pre-forked workers.
+    let j = run_ok(
+        &rt,
+        &[
+            "demo",
+            "server",
+            "--clients",
+            "24",
+            "--requests",
+            "200",
+            "--workers",
+            "3",
+            "--kill-clients",
+            "10",
+            "--malformed-clients",
+            "3",
+            "--json",
+        ],
+    );
+    assert_eq!(j["completed_clients"], 11, "{j}");
+    assert_eq!(j["disconnected_clients"], 13, "{j}");
+    assert_eq!(j["errors"], 3, "{j}");
+    // Every client sent half its requests before its fault, and got an answer to each.
+    assert_eq!(j["requests_sent"], 11 * 200 + 13 * 100, "{j}");
+    assert_eq!(j["responses_received"], 11 * 200 + 3 * 100, "{j}");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn edge_triggered_needs_epoll() {
+    let rt = Runtime::new();
+    let out = finish(spawn(&rt, &["demo", "server", "--backend", "poll", "--trigger", "et"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("epoll"));
+}
+
+#[test]
+fn sigterm_mid_run_leaves_nothing_behind() {
+    let rt = Runtime::new();
+    let mut child = spawn(&rt, &["demo", "server", "--clients", "6", "--requests", "100000000"]);
+    // Wait until the run has made its named objects, then interrupt it.
+    let deadline = Instant::now() + WATCHDOG;
+    while rt.leftovers().iter().all(|p| !p.ends_with(".sock")) {
+        assert!(Instant::now() < deadline, "the server never bound its socket");
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("the demo ended early: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = finish(child);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}

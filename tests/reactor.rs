@@ -1,0 +1,670 @@
+//! The reactor: one conformance suite run against every backend (epoll, poll, select),
+//! then backend specifics (select's FD_SETSIZE, epoll's edge-triggered draining of a
+//! channel).
+//!
+//! Each scenario is a function of the [`Backend`]; [`reactor_conformance!`] makes a
+//! `#[test]` of each for one backend. A mode the backend cannot honour (edge-triggered
+//! or exclusive on poll/select) must be refused with `Error::Unsupported`: the scenario
+//! checks the refusal there, and the behaviour on epoll. Scenarios that cross a process
+//! boundary spawn this test binary as a child (see `support`), under the watchdog.
+//!
+//! No test asserts how long anything took: "nothing is ready" is asserted as
+//! `Err(Timeout)` from a short wait, and every wait for an expected event is bounded
+//! by [`LONG`], so a missing event fails the test instead of hanging it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use interproc::ipc::channel::{BytesReceiver, StreamSource};
+use interproc::ipc::fifo::{self, Fifo};
+use interproc::ipc::pipe::{self, PipeReader, PipeWriter};
+use interproc::ipc::reactor::{
+    raise_fd_limit, Backend, Event, Events, Interest, Mode, Poller, Signal, Signals, Timer, Token,
+    Trigger, Waker,
+};
+use interproc::ipc::socket::{UnixAddr, UnixListener, UnixStream};
+use interproc::ipc::Error;
+
+/// How long a wait for an event that must come may take before the test fails.
+const LONG: Duration = Duration::from_secs(20);
+/// How long a wait for an event that must *not* come lasts.
+const SHORT: Duration = Duration::from_millis(50);
+
+fn events(p: &mut Poller, cap: usize) -> Vec<Event> {
+    let mut ev = Events::with_capacity(cap);
+    p.wait(&mut ev, Some(LONG))
+        .unwrap_or_else(|e| panic!("{}: expected an event: {e}", p.backend()));
+    ev.iter().copied().collect()
+}
+
+fn assert_idle(p: &mut Poller) {
+    let mut ev = Events::with_capacity(8);
+    match p.wait(&mut ev, Some(SHORT)) {
+        Err(Error::Timeout) => {}
+        r => panic!("{}: expected Timeout, got {r:?} with {:?}", p.backend(), ev),
+    }
+}
+
+fn tokens(ev: &[Event]) -> Vec<Token> {
+    let mut t: Vec<_> = ev.iter().map(|e| e.token()).collect();
+    t.sort();
+    t
+}
+
+fn nonblocking_pipe() -> (PipeReader, PipeWriter) {
+    let (r, w) = pipe::pipe().unwrap();
+    r.set_nonblocking(true).unwrap();
+    w.set_nonblocking(true).unwrap();
+    (r, w)
+}
+
+fn is_unsupported<T: std::fmt::Debug>(r: Result<T, Error>) -> bool {
+    matches!(r, Err(Error::Unsupported { .. }))
+}
+
+// ---- the scenarios ----
+
+/// A wait with nothing ready returns `Timeout`; a zero timeout checks without blocking.
+pub fn idle_wait_times_out(b: Backend) {
+    let (r, _w) = nonblocking_pipe();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&r, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    let mut ev = Events::with_capacity(1);
+    assert!(matches!(p.wait(&mut ev, Some(Duration::ZERO)), Err(Error::Timeout)));
+    assert!(ev.is_empty());
+}
+
+/// Data makes a read end readable, reported with its token; a pipe with room makes the
+/// write end writable.
+pub fn readiness_with_tokens(b: Backend) {
+    let (r, mut w) = nonblocking_pipe();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&r, Token(10), Interest::READABLE, Mode::LEVEL).unwrap();
+    p.register(&w, Token(20), Interest::WRITABLE, Mode::LEVEL).unwrap();
+    assert_eq!(p.len(), 2);
+    let ev = events(&mut p, 8);
+    assert_eq!(tokens(&ev), [Token(20)]);
+    assert!(ev[0].is_writable() && !ev[0].is_readable());
+    w.write_all(b"x").unwrap();
+    let ev = events(&mut p, 8);
+    assert_eq!(tokens(&ev), [Token(10), Token(20)]);
+    let rd = ev.iter().find(|e| e.token() == Token(10)).unwrap();
+    assert!(rd.is_readable() && !rd.is_writable());
+}
+
+/// Level-triggered: a partly read fd is reported again on every wait until drained.
+pub fn level_triggered_repeats(b: Backend) {
+    let (mut r, mut w) = nonblocking_pipe();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&r, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+    w.write_all(&[7u8; 3]).unwrap();
+    let mut one = [0u8; 1];
+    for _ in 0..3 {
+        assert_eq!(tokens(&events(&mut p, 4)), [Token(1)]);
+        r.read_exact(&mut one).unwrap();
+    }
+    assert_idle(&mut p);
+}
+
+/// Edge-triggered: one event per arrival, none for bytes left unread. poll and select
+/// refuse the mode.
+pub fn edge_triggered(b: Backend) {
+    let (mut r, mut w) = nonblocking_pipe();
+    let mut p = Poller::new(b).unwrap();
+    let res = p.register(&r, Token(1), Interest::READABLE, Mode::EDGE);
+    if !b.supports_edge() {
+        assert!(is_unsupported(res), "{b}: edge-triggered must be refused");
+        assert!(p.is_empty(), "a refused registration registers nothing");
+        return;
+    }
+    res.unwrap();
+    w.write_all(b"abc").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(1)]);
+    let mut one = [0u8; 1];
+    r.read_exact(&mut one).unwrap();
+    // Two bytes are still there, but nothing new arrived: no event.
+    assert_idle(&mut p);
+    w.write_all(b"d").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(1)]);
+    let mut rest = [0u8; 8];
+    assert_eq!(r.read(&mut rest).unwrap(), 3);
+    assert_eq!(r.read(&mut rest).map_err(|e| e.kind()), Err(std::io::ErrorKind::WouldBlock));
+}
+
+/// Oneshot: one event, then silence although the fd stays ready, until `modify`
+/// re-arms it (native on epoll, emulated on poll and select).
+pub fn oneshot_until_rearmed(b: Backend) {
+    let (r, mut w) = nonblocking_pipe();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&r, Token(1), Interest::READABLE, Mode::LEVEL.oneshot()).unwrap();
+    w.write_all(b"x").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(1)]);
+    assert_idle(&mut p);
+    assert_idle(&mut p);
+    p.modify(&r, Token(2), Interest::READABLE, Mode::LEVEL.oneshot()).unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(2)]);
+    assert_idle(&mut p);
+    // A disarmed fd is still registered: deregistering it works once.
+    p.deregister(&r).unwrap();
+    assert!(matches!(p.deregister(&r), Err(Error::NotFound { .. })));
+}
+
+/// `modify` changes token and interest; `deregister` stops reports; registering twice,
+/// and modifying or deregistering an unknown fd, are typed errors.
+pub fn modify_and_deregister(b: Backend) {
+    let (r, mut w) = nonblocking_pipe();
+    let mut p = Poller::new(b).unwrap();
+    assert!(matches!(
+        p.modify(&r, Token(1), Interest::READABLE, Mode::LEVEL),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(p.deregister(&r), Err(Error::NotFound { .. })));
+    p.register(&w, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert!(matches!(
+        p.register(&w, Token(1), Interest::READABLE, Mode::LEVEL),
+        Err(Error::AlreadyExists { .. })
+    ));
+    // A write end is never readable.
+    assert_idle(&mut p);
+    p.modify(&w, Token(5), Interest::WRITABLE, Mode::LEVEL).unwrap();
+    let ev = events(&mut p, 4);
+    assert_eq!(tokens(&ev), [Token(5)]);
+    assert!(ev[0].is_writable());
+    p.deregister(&w).unwrap();
+    p.register(&r, Token(6), Interest::BOTH, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    w.write_all(b"x").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(6)]);
+    p.deregister(&r).unwrap();
+    assert!(p.is_empty());
+    // Nothing registered: a wait times out although data is waiting.
+    assert_idle(&mut p);
+}
+
+/// One ready fd among 200 idle ones is reported alone, with its token.
+///
+/// eventfds (one fd each) keep this test's fd numbers low: the select variant runs in
+/// parallel with the other tests and needs every fd below FD_SETSIZE.
+pub fn one_ready_among_many(b: Backend) {
+    let idle: Vec<Waker> = (0..200).map(|_| Waker::new().unwrap()).collect();
+    let mut p = Poller::new(b).unwrap();
+    for (i, w) in idle.iter().enumerate() {
+        p.register(w, Token(i), Interest::READABLE, Mode::LEVEL).unwrap();
+    }
+    assert_idle(&mut p);
+    idle[117].wake().unwrap();
+    let ev = events(&mut p, 16);
+    assert_eq!(tokens(&ev), [Token(117)]);
+    assert!(ev[0].is_readable());
+    assert!(idle[117].reset().unwrap());
+    assert_idle(&mut p);
+}
+
+/// A wait reports at most `capacity` events; the others stay ready for the next wait.
+pub fn capacity_bounds_a_wait(b: Backend) {
+    let pipes: Vec<_> = (0..5).map(|_| nonblocking_pipe()).collect();
+    let mut p = Poller::new(b).unwrap();
+    for (i, (r, w)) in pipes.iter().enumerate() {
+        p.register(r, Token(i), Interest::READABLE, Mode::LEVEL.oneshot()).unwrap();
+        w.try_clone_fd().write_all(b"x").unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let ev = events(&mut p, 2);
+        assert!(ev.len() <= 2, "{b}: {} events in a buffer of 2", ev.len());
+        seen.extend(tokens(&ev));
+    }
+    seen.sort();
+    assert_eq!(seen, (0..5).map(Token).collect::<Vec<_>>());
+    assert_idle(&mut p);
+}
+
+/// A waker woken from another thread wakes a blocked wait; wakes coalesce; reset clears.
+pub fn waker_from_another_thread(b: Backend) {
+    let waker = Arc::new(Waker::new().unwrap());
+    let mut p = Poller::new(b).unwrap();
+    p.register(&*waker, Token(99), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    let w = waker.clone();
+    let t = std::thread::spawn(move || {
+        w.wake().unwrap();
+        w.wake().unwrap();
+    });
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(99)]);
+    t.join().unwrap();
+    assert!(waker.reset().unwrap());
+    assert!(!waker.reset().unwrap());
+    assert_idle(&mut p);
+}
+
+/// A one-shot timer fires once; an interval timer keeps firing; a cancelled one is quiet.
+pub fn timers(b: Backend) {
+    let t = Timer::new().unwrap();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&t, Token(3), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_eq!(t.expirations().unwrap(), 0);
+    assert_idle(&mut p);
+    t.set_after(Duration::from_millis(1)).unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(3)]);
+    assert_eq!(t.expirations().unwrap(), 1);
+    assert_idle(&mut p);
+    t.set_interval(Duration::from_millis(1)).unwrap();
+    let mut total = 0;
+    while total < 3 {
+        events(&mut p, 4);
+        total += t.expirations().unwrap();
+    }
+    t.cancel().unwrap();
+    let _ = t.expirations().unwrap();
+    assert_idle(&mut p);
+    assert!(matches!(t.set_interval(Duration::ZERO), Err(Error::Os { .. })));
+}
+
+/// A signal raised at this thread, blocked by `Signals::new`, arrives as an event.
+pub fn signals(b: Backend) {
+    // Thread-directed (raise), so it stays with this thread whatever the test harness's
+    // other threads block.
+    let s = Signals::new(&[Signal::SIGUSR2]).unwrap();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&s, Token(4), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    assert_eq!(s.next_signal().unwrap(), None);
+    nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(4)]);
+    assert_eq!(s.next_signal().unwrap(), Some(Signal::SIGUSR2));
+    assert_eq!(s.next_signal().unwrap(), None);
+    assert_idle(&mut p);
+}
+
+/// Exclusive wake-up: epoll honours it (and refuses it with oneshot or in `modify`, as
+/// epoll_ctl(2) does); poll and select refuse it.
+pub fn exclusive(b: Backend) {
+    let (r, mut w) = nonblocking_pipe();
+    let mut p = Poller::new(b).unwrap();
+    if !b.supports_exclusive() {
+        assert!(is_unsupported(p.register(
+            &r,
+            Token(1),
+            Interest::READABLE,
+            Mode::LEVEL.exclusive()
+        )));
+        assert!(p.is_empty());
+        return;
+    }
+    assert!(is_unsupported(p.register(
+        &r,
+        Token(1),
+        Interest::READABLE,
+        Mode::LEVEL.exclusive().oneshot()
+    )));
+    // Two pollers (as two worker processes would have) share the fd exclusively.
+    let mut q = Poller::new(b).unwrap();
+    p.register(&r, Token(1), Interest::READABLE, Mode::LEVEL.exclusive()).unwrap();
+    q.register(&r, Token(2), Interest::READABLE, Mode::LEVEL.exclusive()).unwrap();
+    assert!(is_unsupported(p.modify(&r, Token(1), Interest::READABLE, Mode::LEVEL.exclusive())));
+    w.write_all(b"x").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(1)]);
+    assert_eq!(tokens(&events(&mut q, 4)), [Token(2)]);
+}
+
+/// A child process writes into a pipe and is then killed: the parent sees the data,
+/// then the end of the stream (a hang-up, or readable with EOF on select).
+pub fn child_writes_then_is_killed(b: Backend) {
+    let (mut r, w) = nonblocking_pipe();
+    let child = support::spawn("child_entry", "write_then_sleep", "", &[w.as_fd()]);
+    drop(w);
+    let mut p = Poller::new(b).unwrap();
+    p.register(&r, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+    let ev = events(&mut p, 4);
+    assert!(ev[0].is_readable());
+    let mut buf = [0u8; 5];
+    r.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    assert_idle(&mut p);
+    assert!(support::was_killed(&child.kill_and_wait()));
+    let ev = events(&mut p, 4);
+    assert!(ev[0].is_hangup() || ev[0].is_readable(), "{b}: {ev:?}");
+    assert_eq!(r.read(&mut buf).unwrap(), 0, "EOF after the writer died");
+}
+
+/// A listening Unix socket is readable when a child connects; the accepted stream is
+/// readable when the child's frames arrive, and the receiver drains them all.
+pub fn unix_listener_and_stream_from_child(b: Backend) {
+    let dir = support::TempDir::new();
+    let addr = UnixAddr::path(dir.join("s.sock")).unwrap();
+    let listener = UnixListener::bind(&addr).unwrap();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&listener, Token(0), Interest::READABLE, Mode::LEVEL).unwrap();
+    let child = support::spawn("child_entry", "connect_and_send", &addr_arg(&dir), &[]);
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(0)]);
+    let conn = listener.try_accept().unwrap().expect("a pending connection");
+    let mut rx = BytesReceiver::new(StreamSource::new(conn).unwrap());
+    p.register(rx.fd().unwrap(), Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+    let mut got = Vec::new();
+    let mut ended = false;
+    while !ended {
+        let ev = events(&mut p, 4);
+        assert_eq!(tokens(&ev), [Token(1)]);
+        loop {
+            match rx.try_recv() {
+                Ok(m) => got.push(m),
+                Err(Error::Empty) => break,
+                Err(Error::Disconnected) => {
+                    ended = true;
+                    break;
+                }
+                Err(e) => panic!("{b}: {e}"),
+            }
+        }
+    }
+    assert_eq!(got, (0..5u8).map(|i| vec![i; 100 * i as usize + 1]).collect::<Vec<_>>());
+    p.deregister(rx.fd().unwrap()).unwrap();
+    child.wait_success();
+}
+
+/// A FIFO read end (opened non-blocking before any writer) is readable when a child
+/// opens the FIFO and writes.
+pub fn fifo_from_child(b: Backend) {
+    let dir = support::TempDir::new();
+    let f = Fifo::create(dir.join("f")).unwrap();
+    let mut r = f.open_reader_nonblocking().unwrap();
+    let mut p = Poller::new(b).unwrap();
+    p.register(&r, Token(8), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    let child = support::spawn("child_entry", "fifo_write", f.path().to_str().unwrap(), &[]);
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(8)]);
+    child.wait_success();
+    let mut s = String::new();
+    r.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "through the fifo");
+}
+
+/// The other socket kinds register like any fd: a TCP listener is readable with a
+/// pending connection, a TCP stream whose peer closed reports a hang-up (readable EOF
+/// on select), and a Unix seqpacket or datagram socket is readable while a packet waits.
+pub fn tcp_seqpacket_and_datagram(b: Backend) {
+    use interproc::ipc::socket::{UnixDatagram, UnixSeqpacket};
+    use interproc::ipc::tcp::{TcpListener, TcpStream};
+    let mut p = Poller::new(b).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    p.register(&listener, Token(0), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(0)]);
+    let server = listener.try_accept().unwrap().expect("a pending connection");
+    p.deregister(&listener).unwrap();
+    p.register(&server, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    drop(client);
+    let ev = events(&mut p, 4);
+    assert_eq!(tokens(&ev), [Token(1)]);
+    assert!(ev[0].is_hangup() || ev[0].is_readable(), "{b}: {ev:?}");
+    p.deregister(&server).unwrap();
+
+    let (a, z) = UnixSeqpacket::pair().unwrap();
+    p.register(&z, Token(2), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    a.send(b"packet").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(2)]);
+    let mut buf = [0u8; 16];
+    assert_eq!(z.recv(&mut buf).unwrap(), 6);
+    assert_idle(&mut p);
+    p.deregister(&z).unwrap();
+
+    let (d1, d2) = UnixDatagram::pair().unwrap();
+    p.register(&d2, Token(3), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    d1.send(b"dgram").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(3)]);
+    assert_eq!(d2.recv(&mut buf).unwrap(), 5);
+    assert_idle(&mut p);
+}
+
+fn addr_arg(dir: &support::TempDir) -> String {
+    dir.join("s.sock").to_str().unwrap().to_string()
+}
+
+/// A pipe write end's second handle, for tests that write through a shared reference.
+trait CloneFd {
+    fn try_clone_fd(&self) -> PipeWriter;
+}
+
+impl CloneFd for PipeWriter {
+    fn try_clone_fd(&self) -> PipeWriter {
+        PipeWriter::from(self.as_fd().try_clone_to_owned().unwrap())
+    }
+}
+
+/// Instantiates every scenario for one backend, as `#[test]`s in module `$m`.
+macro_rules! reactor_conformance {
+    ($m:ident, $b:expr) => {
+        mod $m {
+            use super::*;
+            const B: Backend = $b;
+            #[test]
+            fn idle_wait_times_out() {
+                super::idle_wait_times_out(B)
+            }
+            #[test]
+            fn readiness_with_tokens() {
+                super::readiness_with_tokens(B)
+            }
+            #[test]
+            fn level_triggered_repeats() {
+                super::level_triggered_repeats(B)
+            }
+            #[test]
+            fn edge_triggered() {
+                super::edge_triggered(B)
+            }
+            #[test]
+            fn oneshot_until_rearmed() {
+                super::oneshot_until_rearmed(B)
+            }
+            #[test]
+            fn modify_and_deregister() {
+                super::modify_and_deregister(B)
+            }
+            #[test]
+            fn one_ready_among_many() {
+                super::one_ready_among_many(B)
+            }
+            #[test]
+            fn capacity_bounds_a_wait() {
+                super::capacity_bounds_a_wait(B)
+            }
+            #[test]
+            fn waker_from_another_thread() {
+                super::waker_from_another_thread(B)
+            }
+            #[test]
+            fn timers() {
+                super::timers(B)
+            }
+            #[test]
+            fn signals() {
+                super::signals(B)
+            }
+            #[test]
+            fn exclusive() {
+                super::exclusive(B)
+            }
+            #[test]
+            fn child_writes_then_is_killed() {
+                super::child_writes_then_is_killed(B)
+            }
+            #[test]
+            fn unix_listener_and_stream_from_child() {
+                super::unix_listener_and_stream_from_child(B)
+            }
+            #[test]
+            fn fifo_from_child() {
+                super::fifo_from_child(B)
+            }
+            #[test]
+            fn tcp_seqpacket_and_datagram() {
+                super::tcp_seqpacket_and_datagram(B)
+            }
+        }
+    };
+}
+
+reactor_conformance!(epoll, Backend::Epoll);
+reactor_conformance!(poll, Backend::Poll);
+reactor_conformance!(select, Backend::Select);
+
+// ---- backend specifics ----
+
+/// select refuses a fd at or above FD_SETSIZE with a typed error that names the limit;
+/// poll and epoll take the same fd.
+#[test]
+fn select_refuses_fd_at_or_above_fd_setsize() {
+    let (soft, hard) = raise_fd_limit(1100).unwrap();
+    assert!(soft >= 1100.min(hard));
+    if soft < 1100 {
+        eprintln!("skipped: RLIMIT_NOFILE hard limit {hard} < 1100, cannot open fd 1024");
+        return;
+    }
+    let (r, _w) = nonblocking_pipe();
+    let raw = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(1024)).unwrap();
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+    let high = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    assert!(high.as_raw_fd() >= 1024);
+    let mut s = Poller::new(Backend::Select).unwrap();
+    match s.register(&high, Token(1), Interest::READABLE, Mode::LEVEL) {
+        Err(e @ Error::FdTooLarge { fd, fd_setsize: 1024 }) => {
+            assert_eq!(fd, high.as_raw_fd());
+            let msg = e.to_string();
+            assert!(msg.contains("FD_SETSIZE") && msg.contains("poll or epoll"), "{msg}");
+        }
+        r => panic!("expected FdTooLarge, got {r:?}"),
+    }
+    assert!(s.is_empty());
+    assert_eq!(Backend::Select.max_fd(), Some(1023));
+    for b in [Backend::Poll, Backend::Epoll] {
+        let mut p = Poller::new(b).unwrap();
+        p.register(&high, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+        assert_idle(&mut p);
+    }
+}
+
+/// Edge-triggered with a channel: one event for several frames that arrived together,
+/// and all of them come out of `try_recv` before `Empty` (the receiver buffers them).
+#[test]
+fn edge_triggered_channel_is_drained_until_empty() {
+    let (r, w) = pipe::pipe().unwrap();
+    let mut rx = r.into_bytes_receiver().unwrap();
+    let mut tx = w.into_bytes_sender().unwrap();
+    let mut p = Poller::new(Backend::Epoll).unwrap();
+    p.register(rx.fd().unwrap(), Token(1), Interest::READABLE, Mode::EDGE).unwrap();
+    for i in 0..10u8 {
+        tx.send(&[i; 32]).unwrap();
+    }
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(1)]);
+    let mut got = 0u8;
+    loop {
+        match rx.try_recv() {
+            Ok(m) => {
+                assert_eq!(m, [got; 32]);
+                got += 1;
+            }
+            Err(Error::Empty) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, 10);
+    assert_idle(&mut p);
+}
+
+#[test]
+fn backend_names_round_trip() {
+    for b in Backend::ALL {
+        assert_eq!(b.name().parse::<Backend>().unwrap(), b);
+        assert_eq!(b.to_string(), b.name());
+    }
+    assert!("kqueue".parse::<Backend>().is_err());
+    assert_eq!(Mode::default(), Mode::LEVEL);
+    assert_eq!(Mode::EDGE.trigger, Trigger::Edge);
+}
+
+#[test]
+fn child_entry() {
+    support::child_entry(|role, arg| match role {
+        "write_then_sleep" => {
+            let mut w = PipeWriter::from(support::inherited_fds().remove(0));
+            w.write_all(b"hello").unwrap();
+            // Killed by the parent; the watchdog bounds this if the parent dies.
+            std::thread::sleep(support::WATCHDOG);
+        }
+        "connect_and_send" => {
+            let addr = UnixAddr::path(arg).unwrap();
+            let (mut tx, _rx) = UnixStream::connect(&addr).unwrap().into_bytes_channel().unwrap();
+            for i in 0..5u8 {
+                tx.send(&vec![i; 100 * i as usize + 1]).unwrap();
+            }
+        }
+        "fifo_write" => {
+            let mut w = fifo::open_writer_timeout(arg, LONG).unwrap();
+            w.write_all(b"through the fifo").unwrap();
+        }
+        "msgq_send" => {
+            use interproc::ipc::msgq::{Key, MessageQueue};
+            let q = MessageQueue::open(Key::from_raw(arg.parse().unwrap())).unwrap();
+            for i in 1..=20i64 {
+                q.send(i, &vec![i as u8; i as usize * 10]).unwrap();
+            }
+        }
+        r => panic!("unknown role {r}"),
+    });
+}
+
+/// A System V queue, made pollable by the bridge: messages a child process sends wake
+/// the poller and come out with their types, in order; removing the queue ends the
+/// bridge with `Disconnected` after the messages already forwarded.
+#[test]
+fn msgq_bridge_makes_a_queue_pollable() {
+    use interproc::ipc::msgq::{MessageQueue, Select};
+    use interproc::ipc::reactor::MsgqBridge;
+    let queue = Arc::new(MessageQueue::create_unique().unwrap());
+    let mut bridge = MsgqBridge::new(queue.clone(), Select::Any).unwrap();
+    let mut p = Poller::new(Backend::Epoll).unwrap();
+    p.register(bridge.fd(), Token(5), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_idle(&mut p);
+    assert!(matches!(bridge.try_recv(), Err(Error::Empty)));
+    let key = queue.key();
+    let child = support::spawn("child_entry", "msgq_send", &key.as_raw().to_string(), &[]);
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        assert_eq!(tokens(&events(&mut p, 4)), [Token(5)]);
+        loop {
+            match bridge.try_recv() {
+                Ok(m) => got.push(m),
+                Err(Error::Empty) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    child.wait_success();
+    let want: Vec<(i64, Vec<u8>)> =
+        (1..=20i64).map(|i| (i, vec![i as u8; i as usize * 10])).collect();
+    assert_eq!(got, want);
+    // One more message is forwarded, then the queue is removed (the bridge's thread
+    // holds an `Arc` of it, so dropping ours would not remove it).
+    queue.send(3, b"last").unwrap();
+    events(&mut p, 4);
+    interproc::ipc::msgq::remove_by_key(key).unwrap();
+    assert_eq!(bridge.try_recv().unwrap(), (3, b"last".to_vec()));
+    loop {
+        events(&mut p, 4);
+        match bridge.try_recv() {
+            Err(Error::Disconnected) => break,
+            Err(Error::Empty) => continue,
+            r => panic!("expected Disconnected, got {r:?}"),
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `interproc`: demos of every interproc mechanism across real OS processes.
 
+mod bench;
 mod clean;
 mod ls;
 mod multiplex;
@@ -20,6 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Latency and throughput of every transport across two processes, against raw
+    /// syscall loops, ipc-channel and the machine's limits.
+    Bench(bench::BenchArgs),
     /// Run a demo.
     #[command(subcommand)]
     Demo(Demo),
@@ -46,6 +50,7 @@ enum Demo {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
+        Cmd::Bench(a) => bench::run(a),
         Cmd::Ls(a) => ls::ls(a),
         Cmd::Clean(a) => clean::clean(a),
         Cmd::Demo(Demo::Pc(a)) => pc::run(a),

@@ -3,85 +3,20 @@
 //! "not possible" row instead of a clamped one, and nothing is left behind. No test
 //! asserts a speed: that belongs to the benchmark itself.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::Value;
 
-const WATCHDOG: Duration = Duration::from_secs(180);
+mod common;
 
-/// A private runtime directory and output files, removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("bench-test"));
-        // The runtime directory must be private to this user.
-        std::fs::create_dir(&p).unwrap();
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-            .create(p.join("rt"))
-            .unwrap();
-        Scratch(p)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Whatever a run left in the runtime directory, apart from empty owner records.
-    fn leftovers(&self) -> Vec<String> {
-        fn walk(dir: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out);
-                    let empty = std::fs::read_dir(&p).unwrap().next().is_none();
-                    if !(empty && p.ends_with("owners")) {
-                        out.push(p.display().to_string());
-                    }
-                } else {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.0.join("rt"), &mut out);
-        out
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Waits for `child` under the watchdog, collecting its output.
-fn finish(mut child: Child) -> Output {
-    let deadline = Instant::now() + WATCHDOG;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: interproc bench did not finish within {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
+use common::{finish, Scratch};
 
 fn bench(s: &Scratch, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_interproc"))
-        .arg("bench")
-        .args(args)
-        .env("INTERPROC_RUNTIME_DIR", s.0.join("rt"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    finish(child)
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    common::run(Some(s), &all)
 }
 
 fn read_json(path: &Path) -> Value {
@@ -108,7 +43,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn quick_run_writes_consistent_json_and_plot() {
-    let s = Scratch::new();
+    let s = Scratch::new("bench-test");
     let (json, svg) = (s.file("out.json"), s.file("out.svg"));
     let out = bench(
         &s,
@@ -176,7 +111,7 @@ fn quick_run_writes_consistent_json_and_plot() {
 
 #[test]
 fn a_size_over_msgmax_is_not_possible_not_clamped() {
-    let s = Scratch::new();
+    let s = Scratch::new("bench-test");
     let json = s.file("out.json");
     // 64 KiB is over the default msgmax (8192); on a machine where it is not, the row
     // must run instead.
@@ -202,7 +137,7 @@ fn a_size_over_msgmax_is_not_possible_not_clamped() {
 
 #[test]
 fn a_size_below_the_stamp_is_refused() {
-    let s = Scratch::new();
+    let s = Scratch::new("bench-test");
     let out = bench(&s, &["--sizes", "4"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("from 8 bytes"));
@@ -210,16 +145,9 @@ fn a_size_below_the_stamp_is_refused() {
 
 #[test]
 fn an_interrupted_run_stops_after_its_row_and_leaves_nothing() {
-    let s = Scratch::new();
+    let s = Scratch::new("bench-test");
     // The full budget at every size takes minutes in any build: the signal lands mid-run.
-    let child = Command::new(env!("CARGO_BIN_EXE_interproc"))
-        .args(["bench", "--transports", "raw-pipe,fifo,unix,msgq"])
-        .env("INTERPROC_RUNTIME_DIR", s.0.join("rt"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::spawn(Some(&s), &["bench", "--transports", "raw-pipe,fifo,unix,msgq"]);
     std::thread::sleep(Duration::from_millis(1500));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();

@@ -9,99 +9,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const WATCHDOG: Duration = Duration::from_secs(120);
+mod common;
 
-struct Runtime(std::path::PathBuf);
+use common::{finish, last_json, Scratch, WATCHDOG};
 
-impl Runtime {
-    fn new() -> Runtime {
-        let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("pc-test"));
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-            .create(&p)
-            .unwrap();
-        Runtime(p)
-    }
-
-    /// Every file left in the runtime directory (owner records, FIFOs, ...).
-    fn leftovers(&self) -> Vec<String> {
-        fn walk(dir: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out);
-                    if std::fs::read_dir(&p).unwrap().next().is_some() || !p.ends_with("owners") {
-                        out.push(p.display().to_string());
-                    }
-                } else {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.0, &mut out);
-        out.retain(|p| !p.ends_with("/owners"));
-        out
-    }
+fn command(rt: &Scratch, args: &[&str]) -> Command {
+    common::command(Some(rt), args)
 }
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn command(rt: &Runtime, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_interproc"));
-    c.args(args).env("INTERPROC_RUNTIME_DIR", &rt.0).stdin(Stdio::null());
-    c
-}
-
-/// Waits for `child` under the watchdog, collecting its output. The output is read on
-/// threads, and their end is awaited under the watchdog too: a grandchild that outlived
-/// the child would hold the pipes open, and a plain read would then block forever.
-fn finish(mut child: Child) -> Output {
-    fn drain(r: Option<impl std::io::Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            let _ = tx.send(buf);
-        });
-        rx
-    }
-    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: interproc did not finish within {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    let stdout = out.recv_timeout(left).expect("watchdog: something still holds stdout open");
-    let stderr = err.recv_timeout(left).expect("watchdog: something still holds stderr open");
-    Output { status, stdout, stderr }
-}
-
-fn run(rt: &Runtime, args: &[&str]) -> Output {
-    finish(command(rt, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
-}
-
-fn last_json(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {stdout}"))
+fn run(rt: &Scratch, args: &[&str]) -> Output {
+    common::run(Some(rt), args)
 }
 
 fn exactly_once(transport: &str, producers: u64, consumers: u64, messages: u64, size: u64) {
-    let rt = Runtime::new();
+    let rt = Scratch::new("pc-test");
     let (p, c, m, s) =
         (producers.to_string(), consumers.to_string(), messages.to_string(), size.to_string());
     let out = run(
@@ -187,7 +108,7 @@ fn msgq_exists(key_hex: &str) -> bool {
 /// Owner records of this runtime directory, as `interproc ls --json` reports them.
 /// (`ls` also lists keyed queues that have no record here, such as those of tests running
 /// beside this one, with no owner: those are not this run's.)
-fn objects(rt: &Runtime) -> Vec<Value> {
+fn objects(rt: &Scratch) -> Vec<Value> {
     let out = run(rt, &["ls", "--json"]);
     assert!(out.status.success());
     let all = last_json(&out)["objects"].as_array().unwrap().clone();
@@ -195,7 +116,7 @@ fn objects(rt: &Runtime) -> Vec<Value> {
 }
 
 /// Starts a long run and waits until its objects exist.
-fn start_long_run(rt: &Runtime, transport: &str) -> (Child, Vec<Value>) {
+fn start_long_run(rt: &Scratch, transport: &str) -> (Child, Vec<Value>) {
     let child =
         command(rt, &["demo", "pc", "--transport", transport, "--messages", "100000000", "--json"])
             .stdout(Stdio::piped())
@@ -240,7 +161,7 @@ fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
 }
 
-fn check_gone(rt: &Runtime, objs: &[Value]) {
+fn check_gone(rt: &Scratch, objs: &[Value]) {
     for o in objs {
         let name = o["name"].as_str().unwrap();
         match o["kind"].as_str().unwrap() {
@@ -252,7 +173,7 @@ fn check_gone(rt: &Runtime, objs: &[Value]) {
 }
 
 fn interrupted(transport: &str, sig: nix::sys::signal::Signal) {
-    let rt = Runtime::new();
+    let rt = Scratch::new("pc-test");
     let (child, objs) = start_long_run(&rt, transport);
     signal(child.id() as i32, sig);
     let out = finish(child);
@@ -279,7 +200,7 @@ fn sigint_removes_the_queue() {
 /// queue, which gives consumers no EOF, is still removed.
 #[test]
 fn a_killed_producer_fails_the_run_without_a_hang() {
-    let rt = Runtime::new();
+    let rt = Scratch::new("pc-test");
     let (child, objs) = start_long_run(&rt, "msgq");
     let kids = wait_for_children(child.id(), 4);
     assert_eq!(kids.len(), 4, "2 consumers + 2 producers");
@@ -307,7 +228,7 @@ fn alive(pid: i32) -> bool {
 /// remove what the parent left.
 #[test]
 fn a_killed_parent_takes_its_children_and_clean_removes_the_queue() {
-    let rt = Runtime::new();
+    let rt = Scratch::new("pc-test");
     let (child, objs) = start_long_run(&rt, "msgq");
     let kids = wait_for_children(child.id(), 4);
     signal(child.id() as i32, nix::sys::signal::Signal::SIGKILL);

@@ -4,76 +4,20 @@
 //! and both trigger modes work; an interrupted run leaves nothing behind. Each run uses
 //! a private runtime directory, checked empty afterwards.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const WATCHDOG: Duration = Duration::from_secs(180);
+mod common;
 
-struct Runtime(std::path::PathBuf);
+use common::{finish, Scratch, WATCHDOG};
 
-impl Runtime {
-    fn new() -> Runtime {
-        let p = std::env::temp_dir().join(interproc::ipc::names::unique_name("server-test"));
-        // The runtime directory must be private (0700), as names::runtime_dir requires.
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-            .create(&p)
-            .unwrap();
-        Runtime(p)
-    }
-
-    /// Every file or directory left in the runtime directory but the owners directory.
-    fn leftovers(&self) -> Vec<String> {
-        fn walk(dir: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, out);
-                }
-                out.push(p.display().to_string());
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.0, &mut out);
-        out.retain(|p| !p.ends_with("/owners"));
-        out
-    }
+fn spawn(rt: &Scratch, args: &[&str]) -> Child {
+    common::spawn(Some(rt), args)
 }
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn spawn(rt: &Runtime, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_interproc"))
-        .args(args)
-        .env("INTERPROC_RUNTIME_DIR", &rt.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for `child` under the watchdog, collecting its output.
-fn finish(mut child: Child) -> Output {
-    let deadline = Instant::now() + WATCHDOG;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: interproc did not finish within {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn run_ok(rt: &Runtime, args: &[&str]) -> Value {
+fn run_ok(rt: &Scratch, args: &[&str]) -> Value {
     let out = finish(spawn(rt, args));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -98,7 +42,7 @@ fn every_response(j: &Value, clients: u64, requests: u64) {
 
 #[test]
 fn sixteen_clients_over_three_transports() {
-    let rt = Runtime::new();
+    let rt = Scratch::new("server-test");
     let j = run_ok(&rt, &["demo", "server", "--clients", "16", "--requests", "100", "--json"]);
     every_response(&j, 16, 100);
     assert_eq!(j["transports"], serde_json::json!(["unix", "fifo", "pipe"]));
@@ -107,7 +51,7 @@ fn sixteen_clients_over_three_transports() {
 
 #[test]
 fn sixty_four_clients_a_thousand_requests_each() {
-    let rt = Runtime::new();
+    let rt = Scratch::new("server-test");
     let j = run_ok(&rt, &["demo", "server", "--clients", "64", "--requests", "1000", "--json"]);
     every_response(&j, 64, 1000);
     assert_eq!(rt.leftovers(), Vec::<String>::new());
@@ -118,7 +62,7 @@ fn every_backend_and_trigger() {
     for (backend, trigger, workers) in
         [("poll", "lt", "1"), ("select", "lt", "2"), ("epoll", "et", "1"), ("epoll", "et", "3")]
     {
-        let rt = Runtime::new();
+        let rt = Scratch::new("server-test");
         let j = run_ok(
             &rt,
             &[
@@ -146,7 +90,7 @@ fn every_backend_and_trigger() {
 
 #[test]
 fn killed_and_malformed_clients_do_not_disturb_the_others() {
-    let rt = Runtime::new();
+    let rt = Scratch::new("server-test");
     // 10 killed half-way, 3 malformed half-way, 11 healthy; pre-forked workers.
     let j = run_ok(
         &rt,
@@ -177,7 +121,7 @@ fn killed_and_malformed_clients_do_not_disturb_the_others() {
 
 #[test]
 fn edge_triggered_needs_epoll() {
-    let rt = Runtime::new();
+    let rt = Scratch::new("server-test");
     let out = finish(spawn(&rt, &["demo", "server", "--backend", "poll", "--trigger", "et"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("epoll"));
@@ -185,7 +129,7 @@ fn edge_triggered_needs_epoll() {
 
 #[test]
 fn sigterm_mid_run_leaves_nothing_behind() {
-    let rt = Runtime::new();
+    let rt = Scratch::new("server-test");
     let mut child = spawn(&rt, &["demo", "server", "--clients", "6", "--requests", "100000000"]);
     // Wait until the run has made its named objects, then interrupt it.
     let deadline = Instant::now() + WATCHDOG;

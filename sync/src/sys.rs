@@ -70,10 +70,9 @@ pub(crate) fn futex_wait(
     let ts = deadline.map(monotonic_deadline);
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     loop {
-        // SAFETY: `word` is a live `&AtomicU32`, so the address is valid, 4-byte aligned and
-        // readable for the whole call (the kernel only reads it to compare with `expected`).
-        // `ts_ptr` is null or points at `ts`, which outlives the call. `FUTEX_BITSET_MATCH_ANY`
-        // as val3 makes this a plain wait that any `FUTEX_WAKE` can end.
+        // `FUTEX_BITSET_MATCH_ANY` as val3 makes this a plain wait that any FUTEX_WAKE ends.
+        // SAFETY: `word` is a live `&AtomicU32`: valid, 4-byte aligned, readable for the call
+        // (the kernel only compares it). `ts_ptr` is null or points at `ts`, which outlives it.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_futex,

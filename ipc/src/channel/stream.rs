@@ -138,7 +138,13 @@ impl<F: AsFd + Send> FrameSink for StreamSink<F> {
             match r {
                 Ok(n) => written += n,
                 Err(Errno::EAGAIN) => {
-                    if !self.wait_writable(deadline)? {
+                    let room = self.wait_writable(deadline);
+                    if let (Err(Error::Os { errno, .. }), true) = (&room, written > 0) {
+                        // Like a failed write: part of the frame is out, the rest never
+                        // will be, so the stream is out of step for good.
+                        self.failed = Some(*errno);
+                    }
+                    if !room? {
                         if written == 0 {
                             return Err(Error::Timeout);
                         }

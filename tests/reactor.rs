@@ -668,3 +668,23 @@ fn msgq_bridge_makes_a_queue_pollable() {
         }
     }
 }
+
+/// Regression: a timeout too large to add to the clock means "forever", not a panic.
+#[test]
+fn a_huge_timeout_waits_without_panicking() {
+    use std::io::Write;
+    let (r, mut w) = interproc::ipc::pipe::pipe().unwrap();
+    w.write_all(b"x").unwrap();
+    let mut poller =
+        interproc::ipc::reactor::Poller::new(interproc::ipc::reactor::Backend::Epoll).unwrap();
+    poller
+        .register(
+            &r,
+            interproc::ipc::reactor::Token(7),
+            interproc::ipc::reactor::Interest::READABLE,
+            interproc::ipc::reactor::Mode::LEVEL,
+        )
+        .unwrap();
+    let mut events = interproc::ipc::reactor::Events::with_capacity(4);
+    assert_eq!(poller.wait(&mut events, Some(Duration::MAX)).unwrap(), 1);
+}

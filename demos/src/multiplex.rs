@@ -102,8 +102,8 @@ fn open_idle(n: u32, soft: u64) -> Result<Vec<Waker>, String> {
             Ok(w) => v.push(w),
             Err(Error::Os { errno: nix::errno::Errno::EMFILE, .. }) => {
                 return Err(format!(
-                    "{n} idle fds do not fit under RLIMIT_NOFILE = {soft} (the hard limit; \
-                     raise it with `ulimit -Hn` as root)"
+                    "{n} idle fds do not fit under the RLIMIT_NOFILE soft limit {soft} (raised \
+                     as far as the hard limit allows; root can raise that with `ulimit -Hn`)"
                 ))
             }
             Err(e) => return Err(format!("opening {n} eventfds: {e}")),

@@ -31,7 +31,7 @@ use interproc::ipc::socket::{
     UnixStream,
 };
 use interproc::ipc::tcp::{TcpListener, TcpStream};
-use interproc::ipc::{names, Error};
+use interproc::ipc::{names, reactor, Error};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -257,20 +257,9 @@ fn check_size(transport: Transport, len: usize) -> Result<(), String> {
     }
 }
 
-/// The soft limit on open files, after [`raise_nofile_limit`].
+/// The soft limit on open files (after `run` raised it to the hard limit).
 fn nofile_limit() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(0, |l| l.0)
-}
-
-/// Raises the soft limit on open files to the hard limit: a fan-out of P x C streams
-/// needs several fds per stream in the parent.
-fn raise_nofile_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
-    }
+    reactor::raise_fd_limit(0).map_or(0, |(soft, _)| soft)
 }
 
 /// How long a child waits in a FIFO open for its peer before giving up.
@@ -619,7 +608,8 @@ struct Summary {
 
 /// Runs the demo; returns the exit status.
 pub fn run(args: PcArgs) -> i32 {
-    raise_nofile_limit();
+    // A fan-out of P x C streams needs several fds per stream in the parent.
+    let _ = reactor::raise_fd_limit(u64::MAX);
     let children = Children::new();
     let (np, nc) = (args.producers as usize, args.consumers as usize);
     let mut plan = match Plan::new(&args) {

@@ -34,7 +34,9 @@ use clap::{Args, ValueEnum};
 use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSource};
 use interproc::ipc::fifo::{self, Fifo};
 use interproc::ipc::pipe::{self, PipeReader, PipeWriter};
-use interproc::ipc::reactor::{Backend, Events, Interest, Mode, Poller, Signal, Signals, Token};
+use interproc::ipc::reactor::{
+    self, Backend, Events, Interest, Mode, Poller, Signal, Signals, Token,
+};
 use interproc::ipc::socket::{UnixAddr, UnixListener, UnixStream};
 use interproc::ipc::{names, Error};
 use nix::sys::signal::kill;
@@ -384,8 +386,12 @@ fn serve(
         }
         Ok::<(), Error>(())
     };
+    // A connection that cannot be adopted (out of fds, an fd select cannot hold) is that
+    // connection's problem: count it and drop it, and serve the others.
     for (rx, tx) in mine {
-        add(&mut conns, &mut poller, rx, tx)?;
+        if let Err(e) = add(&mut conns, &mut poller, rx, tx) {
+            rep.errors.push(format!("connection dropped: {e}"));
+        }
     }
     let mut events = Events::with_capacity(64);
     loop {
@@ -405,14 +411,32 @@ fn serve(
                     // Accept until none is pending: required under edge triggering, and
                     // another worker may have taken the connection (Ok(None)).
                     let l = listener.expect("listener");
-                    while let Some(s) = l.try_accept()? {
+                    loop {
+                        let s = match l.try_accept() {
+                            Ok(Some(s)) => s,
+                            Ok(None) => break,
+                            Err(e) => {
+                                // Out of fds, most likely: the listener would stay ready and
+                                // spin. This worker stops accepting; the others go on.
+                                rep.errors
+                                    .push(format!("accept: {e}; this worker stops accepting"));
+                                let _ = poller.deregister(l);
+                                break;
+                            }
+                        };
                         rep.accepted += 1;
                         let fd: OwnedFd = s.into();
-                        let dup = fd.as_fd().try_clone_to_owned().map_err(|e| Error::Os {
-                            op: "dup",
-                            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-                        })?;
-                        add(&mut conns, &mut poller, fd, dup)?;
+                        let adopted = fd
+                            .as_fd()
+                            .try_clone_to_owned()
+                            .map_err(|e| Error::Os {
+                                op: "dup",
+                                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                            })
+                            .and_then(|dup| add(&mut conns, &mut poller, fd, dup));
+                        if let Err(e) = adopted {
+                            rep.errors.push(format!("connection dropped: {e}"));
+                        }
                     }
                 }
                 Token(t) => {
@@ -497,6 +521,8 @@ struct Summary {
 
 /// Runs the demo; returns the exit status.
 pub fn run(args: ServerArgs) -> i32 {
+    // The parent holds a few fds per FIFO or pipe client: allow as many as the hard limit.
+    let _ = reactor::raise_fd_limit(u64::MAX);
     let backend = match args.backend {
         BackendArg::Epoll => Backend::Epoll,
         BackendArg::Poll => Backend::Poll,

@@ -83,6 +83,9 @@ const READERS: [Reader; 5] = [
     Reader { name: "et-drain-to-eagain", backend: Backend::Epoll, mode: Mode::EDGE, drains: true },
 ];
 
+/// How long to wait for the writer's first record before calling the run broken.
+const FIRST_EVENT: Duration = Duration::from_secs(30);
+
 /// Reads records from `r` as `reader` does until all arrived or a wait times out.
 fn read_as(
     reader: &Reader,
@@ -97,7 +100,10 @@ fn read_as(
     let mut rec = vec![0u8; size];
     let (mut wakeups, mut read) = (0, 0);
     while read < records {
-        match poller.wait(&mut events, Some(stall)) {
+        // The first event only says that the writer has written: on a loaded machine that
+        // may take a while, and is no stall. The stall timeout applies after it.
+        let wait = if wakeups == 0 { FIRST_EVENT } else { stall };
+        match poller.wait(&mut events, Some(wait)) {
             Ok(_) => wakeups += 1,
             Err(Error::Timeout) => return Ok((wakeups, read, true)),
             Err(e) => return Err(e),

@@ -69,6 +69,12 @@ impl<P: Park> RawMutex<P> {
             if state != CONTENDED && self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
                 return true;
             }
+            // The futex only times out when it really sleeps: under churn it keeps returning
+            // at once, so check the deadline here too. The state is CONTENDED now, so the
+            // owner's unlock wakes another waiter: leaving loses nobody's wake-up.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
             if P::wait(&self.state, CONTENDED, deadline) == ParkResult::TimedOut {
                 // The timeout was not a wake-up meant for us (a waiter a `wake` reached
                 // reports `Woken`), so giving up loses nobody's wake-up. One last try in

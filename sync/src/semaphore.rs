@@ -205,6 +205,12 @@ impl<P: Park> Semaphore<P> {
             if self.try_take(n) {
                 return true;
             }
+            // The futex only times out when it really sleeps; while other threads keep
+            // changing the word it returns at once, so the deadline is checked here too.
+            // Giving up strands nobody: a release wakes every waiter.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
             let s = self.word.load(Ordering::Relaxed);
             if s & COUNT >= n {
                 continue; // permits came back meanwhile

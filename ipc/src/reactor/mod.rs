@@ -447,7 +447,8 @@ impl Poller {
     /// [`Error::Timeout`] (`Some(Duration::ZERO)` checks without blocking). Signals
     /// (EINTR) are retried with the time left.
     pub fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<usize> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large for the clock means forever.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         events.clear();
         match &mut self.inner {
             Inner::Epoll(p) => p.wait(events, deadline)?,

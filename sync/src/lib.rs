@@ -69,6 +69,7 @@ mod mutex;
 pub mod park;
 mod raw;
 mod semaphore;
+pub mod shm;
 #[cfg(not(interproc_loom))]
 mod sys;
 

@@ -17,6 +17,8 @@
 #[cfg(not(interproc_loom))]
 mod error;
 #[cfg(not(interproc_loom))]
+pub mod layout;
+#[cfg(not(interproc_loom))]
 mod segment;
 #[cfg(not(interproc_loom))]
 mod sys;
@@ -24,7 +26,9 @@ mod sys;
 #[cfg(not(interproc_loom))]
 pub use error::ShmError;
 #[cfg(not(interproc_loom))]
-pub use segment::{Origin, Segment, SegmentOptions, LAYOUT_VERSION, SHM_DIR};
+pub use layout::LAYOUT_VERSION;
+#[cfg(not(interproc_loom))]
+pub use segment::{Origin, Segment, SegmentOptions, SHM_DIR};
 
 /// Data that may live in memory shared between processes.
 ///

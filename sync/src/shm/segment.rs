@@ -1,116 +1,24 @@
 //! [`Segment<T>`]: a typed value in POSIX shared memory (`/dev/shm`) or in a memfd.
 
-// The header's 64-bit words are std's atomics: the header is never modelled by loom (this
-// module is not built under `--cfg interproc_loom`), and the facade has no 64-bit atomic.
-#![allow(clippy::disallowed_types)]
-
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::{align_of, size_of};
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
+use super::layout::{self, Layout, INIT_WAIT};
 use super::sys;
 use super::{ShmError, ShmSafe};
-use crate::loom::atomic::{AtomicU32, Ordering};
 
 /// Where named segments live: the tmpfs that `shm_open(3)` uses on Linux.
 pub const SHM_DIR: &str = "/dev/shm";
 
-/// The layout version of the segment header. A segment made by a build with another
-/// version is refused by [`Segment::open`] with [`ShmError::Invalid`].
-pub const LAYOUT_VERSION: u32 = 1;
-
-/// The first 8 bytes of every interproc segment.
-const MAGIC: u64 = u64::from_le_bytes(*b"IPRCSEG\0");
-
-/// The value of [`Header::initialised`] once header and value are complete.
-const INITIALISED: u32 = 1;
-
-/// The value and the extra area start on a cache line of their own, away from the header.
-const CACHE_LINE: usize = 64;
-
-/// How long `open` waits for a creator that is still building the segment. Only the
-/// fallback creation path (no `O_TMPFILE`) ever shows a segment before it is complete.
-const INIT_WAIT: Duration = Duration::from_secs(5);
-
 /// The longest segment name: a file name in `/dev/shm` (`NAME_MAX`).
 const NAME_MAX: usize = 255;
-
-/// The start of every mapping. Written once by the creator before the segment can be
-/// opened; every field is an atomic, so a reader can never observe a torn or racing
-/// write as undefined behaviour, whatever another process does to the memory.
-#[repr(C)]
-struct Header {
-    magic: AtomicU64,
-    version: AtomicU32,
-    /// [`INITIALISED`] once the header and the value are written (Release; open reads it
-    /// with Acquire before it trusts anything else).
-    initialised: AtomicU32,
-    total_size: AtomicU64,
-    value_offset: AtomicU64,
-    extra_offset: AtomicU64,
-    extra_size: AtomicU64,
-    type_size: AtomicU64,
-    type_align: AtomicU64,
-    type_hash: AtomicU64,
-}
-
-/// Where everything sits in a mapping for a `T` and `extra` trailing bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Layout {
-    total: usize,
-    value_offset: usize,
-    extra_offset: usize,
-    extra: usize,
-}
-
-fn round_up(n: usize, to: usize) -> Option<usize> {
-    n.checked_add(to - 1).map(|v| v / to * to)
-}
-
-impl Layout {
-    fn of<T>(extra: usize) -> Result<Layout, String> {
-        let page = sys::page_size();
-        if align_of::<T>() > page {
-            return Err(format!(
-                "the type's alignment {} exceeds the page size {page}",
-                align_of::<T>()
-            ));
-        }
-        let too_large = || format!("{extra} extra bytes make the segment larger than memory");
-        let value_offset =
-            round_up(size_of::<Header>(), CACHE_LINE.max(align_of::<T>())).ok_or_else(too_large)?;
-        let value_end = value_offset.checked_add(size_of::<T>()).ok_or_else(too_large)?;
-        let extra_offset = round_up(value_end, CACHE_LINE).ok_or_else(too_large)?;
-        let end = extra_offset.checked_add(extra).ok_or_else(too_large)?;
-        let total = round_up(end, page).ok_or_else(too_large)?;
-        if i64::try_from(total).is_err() {
-            return Err(too_large());
-        }
-        Ok(Layout { total, value_offset, extra_offset, extra })
-    }
-}
-
-/// FNV-1a over the type's name, size and alignment: two builds agree on it if they agree
-/// on the type. `type_name` is meant for diagnostics and may change between compiler
-/// versions; then `open` refuses the segment (a false "type mismatch", never a false
-/// match for a type of another size or alignment, which are checked apart).
-fn type_hash<T>() -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let name = std::any::type_name::<T>();
-    let sizes = [size_of::<T>() as u64, align_of::<T>() as u64];
-    for b in name.bytes().chain(sizes.iter().flat_map(|s| s.to_le_bytes())) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
 
 /// Options for [`Segment::create_with`] and [`Segment::anonymous_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,7 +312,7 @@ impl<T: ShmSafe> Segment<T> {
         let layout = Self::layout_for("(anonymous)", opts.extra)?;
         let fd = sys::memfd("interproc-segment")
             .map_err(|e| ShmError::Os { op: "memfd_create", errno: e })?;
-        reserve(&fd, layout.total, "memfd (RAM)")?;
+        reserve(&fd, layout.total(), "memfd (RAM)")?;
         sys::seal_size(&fd).map_err(|e| ShmError::Os { op: "fcntl(F_ADD_SEALS)", errno: e })?;
         let mut seg = Self::map_new(fd, layout, value)?;
         seg.owner = Some(Owner { pid: std::process::id() });
@@ -427,18 +335,18 @@ impl<T: ShmSafe> Segment<T> {
     pub fn extra_ptr(&self) -> *mut u8 {
         // SAFETY: `extra_offset <= total` (checked by `Layout::of` and on open), so the
         // result is within (or one past the end of) the mapping.
-        unsafe { self.base.as_ptr().add(self.layout.extra_offset) }
+        unsafe { self.base.as_ptr().add(self.layout.extra_offset()) }
     }
 
     /// The length of the extra area in bytes, as requested at creation.
     pub fn extra_len(&self) -> usize {
-        self.layout.extra
+        self.layout.extra()
     }
 
     /// The size of the whole mapping in bytes (header, value and extra area, rounded up
     /// to pages).
     pub fn mapped_len(&self) -> usize {
-        self.layout.total
+        self.layout.total()
     }
 
     /// The segment's name, for a named segment.
@@ -470,13 +378,6 @@ impl<T: ShmSafe> Segment<T> {
         Layout::of::<T>(extra).map_err(|what| ShmError::Invalid { name: name.to_string(), what })
     }
 
-    fn header(&self) -> &Header {
-        // SAFETY: the mapping is at least one page, page-aligned (so aligned for
-        // `Header`), and lives as long as `self`; `Header` is all atomics, valid for any
-        // bytes.
-        unsafe { self.base.cast::<Header>().as_ref() }
-    }
-
     /// Builds a complete segment as an unnamed `O_TMPFILE` file in `/dev/shm`.
     fn build_unnamed(layout: Layout, mode: u32, value: T) -> Result<Self, Unnamed<T>> {
         let fd = match sys::open_tmpfile(SHM_DIR, 0o600) {
@@ -494,7 +395,7 @@ impl<T: ShmSafe> Segment<T> {
         };
         let build = || {
             sys::fchmod(&fd, mode & 0o777).map_err(|e| ShmError::Os { op: "fchmod", errno: e })?;
-            reserve(&fd, layout.total, SHM_DIR)
+            reserve(&fd, layout.total(), SHM_DIR)
         };
         build().map_err(Unnamed::Failed)?;
         Self::map_new(fd, layout, value).map_err(Unnamed::Failed)
@@ -535,7 +436,7 @@ impl<T: ShmSafe> Segment<T> {
         let id = sys::fstat(&fd).map(|st| identity(&st)).ok();
         let built = (|| {
             sys::fchmod(&fd, mode & 0o777).map_err(|e| ShmError::Os { op: "fchmod", errno: e })?;
-            reserve(&fd, layout.total, SHM_DIR)?;
+            reserve(&fd, layout.total(), SHM_DIR)?;
             Ok(())
         })();
         let built = built.and_then(|()| Self::map_new(fd, layout, value()));
@@ -557,30 +458,12 @@ impl<T: ShmSafe> Segment<T> {
 
     /// Maps the sized file `fd` and writes header and value, then publishes the flag.
     fn map_new(fd: OwnedFd, layout: Layout, value: T) -> Result<Self, ShmError> {
-        let base = sys::map_shared(&fd, layout.total)
+        let base = sys::map_shared(&fd, layout.total())
             .map_err(|e| ShmError::Os { op: "mmap", errno: e })?;
         let seg: Self = Segment { base, layout, fd, name: None, owner: None, _type: PhantomData };
-        let header = Header {
-            magic: AtomicU64::new(MAGIC),
-            version: AtomicU32::new(LAYOUT_VERSION),
-            initialised: AtomicU32::new(0),
-            total_size: AtomicU64::new(layout.total as u64),
-            value_offset: AtomicU64::new(layout.value_offset as u64),
-            extra_offset: AtomicU64::new(layout.extra_offset as u64),
-            extra_size: AtomicU64::new(layout.extra as u64),
-            type_size: AtomicU64::new(size_of::<T>() as u64),
-            type_align: AtomicU64::new(align_of::<T>() as u64),
-            type_hash: AtomicU64::new(type_hash::<T>()),
-        };
-        // SAFETY: the mapping is fresh (only this process has the file, which has no name
-        // yet, or a name under which openers wait for the flag), page-aligned and at least
-        // `layout.total` bytes; `value_offset` is aligned for `T` and `value_offset +
-        // size_of::<T>() <= total` (`Layout::of`). Writing does not drop the zeroes there.
-        unsafe {
-            seg.base.cast::<Header>().as_ptr().write(header);
-            seg.base.as_ptr().add(layout.value_offset).cast::<T>().write(value);
-        }
-        seg.header().initialised.store(INITIALISED, Ordering::Release);
+        // SAFETY: a fresh mapping of `layout.total` bytes, page-aligned, that no other
+        // process reads yet (the file has no name, or openers wait for the flag).
+        unsafe { layout::init(seg.base, &layout, value) };
         Ok(seg)
     }
 
@@ -589,7 +472,7 @@ impl<T: ShmSafe> Segment<T> {
         let label = name.clone().unwrap_or_else(|| format!("fd {}", fd.as_raw_fd()));
         let invalid = |what: String| ShmError::Invalid { name: label.clone(), what };
         let deadline = Instant::now() + INIT_WAIT;
-        let header_len = size_of::<Header>();
+        let header_len = layout::header_len();
         let size = loop {
             let st = sys::fstat(&fd).map_err(|e| ShmError::Os { op: "fstat", errno: e })?;
             if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -610,73 +493,10 @@ impl<T: ShmSafe> Segment<T> {
         };
         let base = sys::map_shared(&fd, size).map_err(|e| ShmError::Os { op: "mmap", errno: e })?;
         // Until validated, the layout covers exactly the mapping, so `drop` unmaps it all.
-        let layout = Layout { total: size, value_offset: 0, extra_offset: 0, extra: 0 };
+        let layout = Layout::unchecked(size);
         let mut seg: Self = Segment { base, layout, fd, name, owner: None, _type: PhantomData };
-        let h = seg.header();
-        loop {
-            let magic = h.magic.load(Ordering::Relaxed);
-            if magic != MAGIC && magic != 0 {
-                return Err(invalid(format!(
-                    "magic number {magic:#018x}, expected {MAGIC:#018x}: not an interproc segment"
-                )));
-            }
-            if h.initialised.load(Ordering::Acquire) == INITIALISED {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(invalid(format!(
-                    "never initialised within {INIT_WAIT:?}: its creator died while building it"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let magic = h.magic.load(Ordering::Relaxed);
-        if magic != MAGIC {
-            return Err(invalid(format!("magic number {magic:#018x}, expected {MAGIC:#018x}")));
-        }
-        let version = h.version.load(Ordering::Relaxed);
-        if version != LAYOUT_VERSION {
-            return Err(invalid(format!(
-                "layout version {version}, this build reads version {LAYOUT_VERSION}"
-            )));
-        }
-        let (tsize, talign) =
-            (h.type_size.load(Ordering::Relaxed), h.type_align.load(Ordering::Relaxed));
-        if (tsize, talign) != (size_of::<T>() as u64, align_of::<T>() as u64) {
-            return Err(invalid(format!(
-                "type size/alignment {tsize}/{talign}, but {} is {}/{}",
-                std::any::type_name::<T>(),
-                size_of::<T>(),
-                align_of::<T>()
-            )));
-        }
-        let hash = h.type_hash.load(Ordering::Relaxed);
-        if hash != type_hash::<T>() {
-            return Err(invalid(format!(
-                "type hash {hash:#018x}, but {} hashes to {:#018x} (another type of the same size)",
-                std::any::type_name::<T>(),
-                type_hash::<T>()
-            )));
-        }
-        let extra = usize::try_from(h.extra_size.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        let expect = Layout::of::<T>(extra).map_err(|w| invalid(format!("its extra size: {w}")))?;
-        let total = h.total_size.load(Ordering::Relaxed);
-        let offsets =
-            (h.value_offset.load(Ordering::Relaxed), h.extra_offset.load(Ordering::Relaxed));
-        if total != size as u64 || expect.total != size {
-            return Err(invalid(format!(
-                "size mismatch: the header says {total} bytes, the file has {size}, and a {} \
-                 with {extra} extra bytes needs {}",
-                std::any::type_name::<T>(),
-                expect.total
-            )));
-        }
-        if offsets != (expect.value_offset as u64, expect.extra_offset as u64) {
-            return Err(invalid(format!(
-                "value/extra offsets {}/{}, expected {}/{}",
-                offsets.0, offsets.1, expect.value_offset, expect.extra_offset
-            )));
-        }
+        // SAFETY: the mapping is `size` bytes, page-aligned, and lives as long as `seg`.
+        let expect = unsafe { layout::validate::<T>(seg.base, size, &label, deadline) }?;
         seg.layout = expect;
         Ok(seg)
     }
@@ -698,7 +518,7 @@ impl<T: ShmSafe> Deref for Segment<T> {
         // (open: size, alignment, type hash, offsets), so `value_offset` is in bounds and
         // aligned, and the value was written before `initialised` was published. The
         // mapping lives as long as `self`; `T: ShmSafe` makes shared access sound.
-        unsafe { &*self.base.as_ptr().add(self.layout.value_offset).cast::<T>() }
+        unsafe { &*self.base.as_ptr().add(self.layout.value_offset()).cast::<T>() }
     }
 }
 
@@ -714,8 +534,8 @@ impl<T: ShmSafe> fmt::Debug for Segment<T> {
             .field("type", &std::any::type_name::<T>())
             .field("name", &self.name)
             .field("owner", &self.is_owner())
-            .field("mapped_len", &self.layout.total)
-            .field("extra_len", &self.layout.extra)
+            .field("mapped_len", &self.layout.total())
+            .field("extra_len", &self.layout.extra())
             .finish()
     }
 }
@@ -733,7 +553,7 @@ impl<T: ShmSafe> Drop for Segment<T> {
         }
         // SAFETY: `base`/`total` is the whole mapping made by `map_shared` in the
         // constructor; `&mut self` proves no reference into it remains.
-        unsafe { sys::unmap(self.base, self.layout.total) };
+        unsafe { sys::unmap(self.base, self.layout.total()) };
     }
 }
 
@@ -748,18 +568,6 @@ mod tests {
         }
         assert!(matches!(shm_path(&"x".repeat(256)), Err(ShmError::NameInvalid { .. })));
         assert_eq!(shm_path("interproc-x").unwrap(), "/dev/shm/interproc-x");
-    }
-
-    #[test]
-    fn layout_is_page_rounded_and_aligned() {
-        let l = Layout::of::<[u64; 3]>(100).unwrap();
-        assert_eq!(l.value_offset % 64, 0);
-        assert!(l.value_offset >= size_of::<Header>());
-        assert_eq!(l.extra_offset % 64, 0);
-        assert!(l.extra_offset >= l.value_offset + 24);
-        assert_eq!(l.total % sys::page_size(), 0);
-        assert!(l.total >= l.extra_offset + 100);
-        assert!(Layout::of::<u8>(usize::MAX).is_err());
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl Layout {
 
     /// The layout of an unchecked mapping of `len` bytes: nothing but its length, so that
     /// it can be unmapped before it is validated.
-    pub(crate) fn unchecked(len: usize) -> Layout {
+    pub fn unchecked(len: usize) -> Layout {
         Layout { total: len, value_offset: 0, extra_offset: 0, extra: 0 }
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use interproc::ipc::names;
 use interproc::ipc::shm::{Guarded, Key, SysvSegment};
+use interproc::ipc::socket::{UnixAddr, UnixListener, UnixStream};
 use interproc::ipc::Error;
 use interproc::sync::shm::{Origin, Segment, SegmentOptions, ShmError, ShmSafe};
 
@@ -90,6 +91,23 @@ fn child_entry() {
                 Err(ShmError::PermissionDenied { name }) => assert_eq!(name, arg),
                 other => panic!("expected PermissionDenied, got {other:?}"),
             }
+        }
+        "memfd_over_scm_rights" => {
+            let s = UnixStream::connect(&UnixAddr::path(arg).unwrap()).unwrap();
+            let mut buf = [0u8; 16];
+            let (n, mut fds) = s.recv_with_fds(&mut buf, 1).unwrap();
+            assert_eq!((&buf[..n], fds.len()), (&b"segment"[..], 1));
+            let seg = Segment::<Board>::from_fd(fds.remove(0)).unwrap();
+            assert_eq!(seg.word.load(Ordering::Acquire), 0xfeed);
+            assert!(!seg.is_owner());
+            seg.hits.fetch_add(1, Ordering::AcqRel);
+            seg.word.store(0xbeef, Ordering::Release);
+            // The wrong type is refused for a received fd too.
+            let (_, mut fds) = s.recv_with_fds(&mut buf, 1).unwrap();
+            assert!(matches!(
+                Segment::<Impostor>::from_fd(fds.remove(0)),
+                Err(ShmError::Invalid { .. })
+            ));
         }
         "sysv_open_and_hit" => {
             let seg = SysvSegment::<Board>::open(arg.parse().unwrap()).unwrap();
@@ -575,4 +593,20 @@ fn a_failed_try_lock_leaves_the_lock_held() {
     assert!(g.try_lock().unwrap().is_none());
     drop(held);
     assert!(g.try_lock().unwrap().is_some());
+}
+
+#[test]
+fn an_anonymous_segment_passed_over_scm_rights_is_mapped_by_another_process() {
+    let dir = support::TempDir::new();
+    let path = dir.join("segment.sock");
+    let listener = UnixListener::bind(&UnixAddr::path(&path).unwrap()).unwrap();
+    let child = support::spawn("child_entry", "memfd_over_scm_rights", path.to_str().unwrap(), &[]);
+    let conn = listener.accept_timeout(support::WATCHDOG).unwrap();
+    // Made after the child started: it can only get the segment through the socket.
+    let seg = Segment::anonymous(Board::new(0xfeed)).unwrap();
+    conn.send_with_fds(b"segment", &[seg.as_fd()]).unwrap();
+    conn.send_with_fds(b"again", &[seg.as_fd()]).unwrap();
+    child.wait_success();
+    assert_eq!(seg.hits.load(Ordering::Acquire), 1);
+    assert_eq!(seg.word.load(Ordering::Acquire), 0xbeef);
 }

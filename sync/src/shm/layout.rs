@@ -5,7 +5,7 @@
 //! so every kind of segment is built and checked one way. Most users never need this
 //! module.
 //!
-//! A mapping is: the [`Header`] (magic number, [`LAYOUT_VERSION`], total size, offsets,
+//! A mapping is: the header (magic number, [`LAYOUT_VERSION`], total size, offsets,
 //! the type's size, alignment and name hash, the `initialised` flag), then the value at a
 //! cache-line-aligned offset, then the optional *extra* bytes on a cache line of their
 //! own, the whole rounded up to pages.

@@ -80,7 +80,7 @@ struct Owner {
 ///
 /// # Layout and validation
 ///
-/// The mapping starts with a `#[repr(C)]` header: a magic number, [`LAYOUT_VERSION`], the
+/// The mapping starts with a `#[repr(C)]` header: a magic number, [`LAYOUT_VERSION`](super::LAYOUT_VERSION), the
 /// total size, where the value and the extra area sit, the type's size, alignment and a
 /// hash of its name, and an `initialised` flag. [`open`](Segment::open) and
 /// [`from_fd`](Segment::from_fd) check every field against `T` and refuse a mismatch with

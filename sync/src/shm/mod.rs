@@ -9,6 +9,17 @@
 //! a memfd, behind a versioned header that every opener checks against `T`; see its docs
 //! for the example. `interproc::ipc::shm` re-exports it, and adds System V segments and
 //! semaphore-guarded segments.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use interproc_sync::shm::Segment;
+//!
+//! // A memfd segment: a `fork`ed child shares it, or pass its fd over a Unix socket.
+//! let hits = Segment::anonymous(AtomicU64::new(0))?;
+//! hits.fetch_add(1, Ordering::Relaxed);
+//! assert_eq!(hits.load(Ordering::Relaxed), 1);
+//! # Ok::<(), interproc_sync::shm::ShmError>(())
+//! ```
 
 // std's atomics are named here only to implement the marker for users' data; the
 // crate's own algorithms still take theirs from the loom facade.

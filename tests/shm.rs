@@ -610,3 +610,20 @@ fn an_anonymous_segment_passed_over_scm_rights_is_mapped_by_another_process() {
     assert_eq!(seg.hits.load(Ordering::Acquire), 1);
     assert_eq!(seg.word.load(Ordering::Acquire), 0xbeef);
 }
+
+/// A segment whose creator died after naming it but before initialising it (possible only
+/// on the fallback path without `O_TMPFILE`): `open` waits for the flag, then refuses it
+/// instead of handing out a half-built value.
+#[test]
+fn a_never_initialised_segment_is_refused_after_a_bounded_wait() {
+    let name = name();
+    std::fs::write(path(&name), vec![0u8; 4096]).unwrap();
+    let r = Segment::<Board>::open(&name);
+    std::fs::remove_file(path(&name)).unwrap();
+    match r {
+        Err(ShmError::Invalid { what, .. }) => {
+            assert!(what.contains("never initialised"), "{what}")
+        }
+        other => panic!("expected Invalid (never initialised), got {other:?}"),
+    }
+}

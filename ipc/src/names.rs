@@ -89,15 +89,9 @@ pub fn unique_name(tag: &str) -> String {
     format!("{PREFIX}-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Which one a create-or-open call did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Origin {
-    /// The object did not exist; this call created it, and the returned handle owns it
-    /// (removes it on drop).
-    Created,
-    /// The object existed; this call opened it, and someone else owns it.
-    Opened,
-}
+/// Which one a create-or-open call did: one type for every kind of object, shared with
+/// `interproc::sync::shm::Segment::create_or_open`.
+pub use interproc_sync::shm::Origin;
 
 /// What kind of object a record names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -39,7 +39,19 @@ pub use error::ShmError;
 #[cfg(not(interproc_loom))]
 pub use layout::LAYOUT_VERSION;
 #[cfg(not(interproc_loom))]
-pub use segment::{Origin, Segment, SegmentOptions, SHM_DIR};
+pub use segment::{Segment, SegmentOptions, SHM_DIR};
+
+/// Which one a create-or-open call did (`Segment::create_or_open`, and every
+/// `create_or_open` of `interproc::ipc`, which uses this same type as
+/// `interproc::ipc::names::Origin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The object did not exist; this call created it, and the returned handle owns it
+    /// (removes it on drop).
+    Created,
+    /// The object existed; this call opened it, and someone else owns it.
+    Opened,
+}
 
 /// Data that may live in memory shared between processes.
 ///

@@ -208,9 +208,11 @@ impl<T, P: Park> Monitor<T, P> {
         at: Site,
     ) -> Result<bool, BlockError> {
         self.meta.before_lock(at);
-        let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
-        let locked = self.raw.lock_until_hooked(deadline, || slot.block())?;
-        drop(slot);
+        let locked = {
+            // The wait record lives while the thread may block, and goes at the block's end.
+            let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
+            self.raw.lock_until_hooked(deadline, || slot.block())?
+        };
         if locked {
             self.meta.acquired(at);
             self.meta.attach();
@@ -342,13 +344,15 @@ impl<T, P: Park> Monitor<T, P> {
                 return Err(e);
             }
         };
-        c.waiters.fetch_add(1, Ordering::Relaxed);
-        let seq = c.seq.load(Ordering::Relaxed);
-        // SAFETY: only called through a `MonitorGuard`, whose existence proves this thread
-        // holds the lock; it is taken again below before the guard can be used.
-        unsafe { self.raw.unlock() };
-        let r = P::wait(&c.seq, seq, deadline);
-        drop(slot);
+        let r = {
+            let _waiting = slot; // the wait record goes when the park ends
+            c.waiters.fetch_add(1, Ordering::Relaxed);
+            let seq = c.seq.load(Ordering::Relaxed);
+            // SAFETY: only called through a `MonitorGuard`, whose existence proves this
+            // thread holds the lock; it is taken again below before the guard can be used.
+            unsafe { self.raw.unlock() };
+            P::wait(&c.seq, seq, deadline)
+        };
         // Back in: a deadlock here can only be reported (the guard must come back inside).
         let entered = matches!(self.acquire(None, false, at), Ok(true));
         debug_assert!(entered, "a lock without deadline or check cannot fail");

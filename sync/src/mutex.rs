@@ -136,9 +136,11 @@ impl<T, P: Park> Mutex<T, P> {
         at: Site,
     ) -> Result<bool, BlockError> {
         self.meta.before_lock(at);
-        let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
-        let locked = self.raw.lock_until_hooked(deadline, || slot.block())?;
-        drop(slot);
+        let locked = {
+            // The wait record lives while the thread may block, and goes at the block's end.
+            let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
+            self.raw.lock_until_hooked(deadline, || slot.block())?
+        };
         if locked {
             self.meta.acquired(at);
         }

@@ -133,9 +133,11 @@ impl<P: Park> Semaphore<P> {
         at: Site,
     ) -> Result<Option<Permit<'_, P>>, BlockError> {
         self.meta.attach();
-        let mut slot = self.meta.wait_slot(WaitKind::Permits(n), at, checked);
-        let got = self.acquire_until(n, deadline, || slot.block())?;
-        drop(slot);
+        let got = {
+            // The wait record lives while the thread may block, and goes at the block's end.
+            let mut slot = self.meta.wait_slot(WaitKind::Permits(n), at, checked);
+            self.acquire_until(n, deadline, || slot.block())?
+        };
         Ok(got.then(|| Permit { sem: self, n, tag: self.meta.took(n, at) }))
     }
 

@@ -608,7 +608,12 @@ impl LockMeta {
                 let mut edges: Vec<OrderEdge> =
                     path.windows(2).map(|p| reg.order_edge(p[0], p[1])).collect();
                 edges.push(reg.order_edge(a, b));
-                Report { kind: ReportKind::LockOrderInversion, parties: Vec::new(), edges, held: Vec::new() }
+                Report {
+                    kind: ReportKind::LockOrderInversion,
+                    parties: Vec::new(),
+                    edges,
+                    held: Vec::new(),
+                }
             })
         };
         if let Some(r) = report {
@@ -691,8 +696,9 @@ impl LockMeta {
         checked: bool,
     ) -> Result<WaitSlot<'_>, Deadlock> {
         self.attach();
-        let held: Vec<(u32, Site)> =
-            HELD.try_with(|h| h.borrow().iter().map(|e| (e.class, e.at)).collect()).unwrap_or_default();
+        let held: Vec<(u32, Site)> = HELD
+            .try_with(|h| h.borrow().iter().map(|e| (e.class, e.at)).collect())
+            .unwrap_or_default();
         if !held.is_empty() {
             self.hazard(cond, at, &held);
         }
@@ -726,7 +732,9 @@ impl LockMeta {
                 edges: Vec::new(),
                 held: held
                     .iter()
-                    .map(|(c, s)| format!("\"{}\" (taken at {})", reg.classes[*c as usize], site(s)))
+                    .map(|(c, s)| {
+                        format!("\"{}\" (taken at {})", reg.classes[*c as usize], site(s))
+                    })
                     .collect(),
             }
         };

@@ -10,11 +10,14 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 
 /// Where a lock was taken: nothing when detection is off.
-pub(crate) type Site = ();
+#[derive(Clone, Copy)]
+pub(crate) struct Site;
 
 /// The caller's location: nothing when detection is off.
 #[inline(always)]
-pub(crate) fn caller() -> Site {}
+pub(crate) fn caller() -> Site {
+    Site
+}
 
 /// What a blocking hook can fail with: nothing when detection is off.
 pub(crate) type BlockError = Infallible;

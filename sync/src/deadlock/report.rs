@@ -243,11 +243,15 @@ impl fmt::Display for Report {
                 writeln!(f, "       held by nobody")?;
             }
             for h in &p.held_by {
-                writeln!(
-                    f,
-                    "       held by {} ({} permit(s)), acquired at {}",
-                    h.thread, h.permits, h.acquired_at
-                )?;
+                if p.waits_for.kind == LockKind::Semaphore {
+                    writeln!(
+                        f,
+                        "       {} permit(s) held by {}, acquired at {}",
+                        h.permits, h.thread, h.acquired_at
+                    )?;
+                } else {
+                    writeln!(f, "       held by {}, acquired at {}", h.thread, h.acquired_at)?;
+                }
             }
         }
         for e in &self.edges {

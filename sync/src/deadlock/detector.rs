@@ -139,40 +139,83 @@ impl Drop for ExitGuard {
     }
 }
 
+/// A cheap hasher for the thread-local sets of small integer keys (std's SipHash would
+/// cost more than the rest of an acquire).
+#[derive(Default, Clone, Copy)]
+struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IntSet<T> = HashSet<T, std::hash::BuildHasherDefault<IntHasher>>;
+
 thread_local! {
-    /// This thread's detector id; 0 until it first touches a lock.
-    static ME: Cell<u64> = const { Cell::new(0) };
+    /// What every acquire and release touches, in one thread-local (one access each).
+    static LOCAL: Local = const { Local { me: Cell::new(0), held: RefCell::new(Vec::new()) } };
     static EXIT: ExitGuard = const { ExitGuard(Cell::new(0)) };
-    /// The mutexes and monitors this thread holds, in acquisition order.
-    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
     /// Lock-order edges this thread already reported to the registry.
-    static SEEN: RefCell<HashSet<(u32, u32)>> = RefCell::new(HashSet::new());
+    static SEEN: RefCell<IntSet<(u32, u32)>> = RefCell::new(IntSet::default());
     /// Monitors and semaphores this thread is attached to.
-    static ATTACHED: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+    static ATTACHED: RefCell<IntSet<u64>> = RefCell::new(IntSet::default());
+}
+
+struct Local {
+    /// This thread's detector id; 0 until it first touches a lock.
+    me: Cell<u64>,
+    /// The mutexes and monitors this thread holds, in acquisition order.
+    held: RefCell<Vec<Held>>,
+}
+
+impl Local {
+    #[inline]
+    fn id(&self) -> u64 {
+        match self.me.get() {
+            0 => register(&self.me),
+            id => id,
+        }
+    }
 }
 
 /// This thread's id, registering it on first use; 0 while the thread is being torn down
 /// (its thread-locals are gone), which the hooks treat as "unknown".
 fn me() -> u64 {
-    ME.try_with(|c| match c.get() {
-        0 => {
-            let id = NEXT_THREAD.fetch_add(1, Relaxed);
-            let info = ThreadInfo {
-                pid: std::process::id(),
-                tid: crate::sys::gettid(),
-                name: std::thread::current().name().map(str::to_owned),
-            };
-            registry().threads.insert(id, ThreadEntry { info, wait: None });
-            if EXIT.try_with(|g| g.0.set(id)).is_err() {
-                registry().threads.remove(&id);
-                return 0;
-            }
-            c.set(id);
-            id
-        }
-        id => id,
-    })
-    .unwrap_or(0)
+    LOCAL.try_with(Local::id).unwrap_or(0)
+}
+
+/// Registers the calling thread (its first lock): an id, and its pid, tid and name for
+/// reports. `c` is the thread's id cell.
+#[cold]
+fn register(c: &Cell<u64>) -> u64 {
+    let id = NEXT_THREAD.fetch_add(1, Relaxed);
+    let info = ThreadInfo {
+        pid: std::process::id(),
+        tid: crate::sys::gettid(),
+        name: std::thread::current().name().map(str::to_owned),
+    };
+    registry().threads.insert(id, ThreadEntry { info, wait: None });
+    if EXIT.try_with(|g| g.0.set(id)).is_err() {
+        registry().threads.remove(&id);
+        return 0;
+    }
+    c.set(id);
+    id
 }
 
 // ---------------------------------------------------------------------------------------
@@ -559,6 +602,7 @@ impl LockMeta {
 
     /// The lock class id. Takes the registry lock the first time: never call it while
     /// holding the registry.
+    #[inline]
     fn class(&self) -> u32 {
         *self.class.get_or_init(|| registry().intern(self.class_name()))
     }
@@ -576,8 +620,8 @@ impl LockMeta {
     /// held lock -> this class", and reports an edge that closes a cycle.
     #[inline]
     pub(crate) fn before_lock(&self, at: Site) {
-        let _ = HELD.try_with(|held| {
-            let held = held.borrow();
+        let _ = LOCAL.try_with(|l| {
+            let held = l.held.borrow();
             if held.is_empty() {
                 return;
             }
@@ -623,25 +667,28 @@ impl LockMeta {
 
     /// The record of this thread blocking on this lock; registered by its first `block`.
     pub(crate) fn wait_slot(&self, what: WaitKind, at: Site, checked: bool) -> WaitSlot<'_> {
-        WaitSlot { meta: self, what, at, checked, since: Instant::now(), registered: 0 }
+        WaitSlot { meta: self, what, at, checked, registered: 0 }
     }
 
     /// The calling thread now holds this mutex or monitor.
     #[inline]
     pub(crate) fn acquired(&self, at: Site) {
-        let me = me();
-        self.owner.store(me, Relaxed);
-        self.owner_at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
         let class = self.class();
-        let _ = HELD.try_with(|h| h.borrow_mut().push(Held { lock: self.id, class, at }));
+        self.owner_at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
+        let _ = LOCAL.try_with(|l| {
+            self.owner.store(l.id(), Relaxed);
+            l.held.borrow_mut().push(Held { lock: self.id, class, at });
+        });
     }
 
     /// The calling thread is about to release this mutex or monitor.
     #[inline]
     pub(crate) fn released(&self) {
-        let _ = HELD.try_with(|h| {
-            let mut h = h.borrow_mut();
-            if let Some(i) = h.iter().rposition(|e| e.lock == self.id) {
+        let _ = LOCAL.try_with(|l| {
+            let mut h = l.held.borrow_mut();
+            if h.last().is_some_and(|e| e.lock == self.id) {
+                h.pop();
+            } else if let Some(i) = h.iter().rposition(|e| e.lock == self.id) {
                 h.remove(i);
             }
         });
@@ -696,8 +743,8 @@ impl LockMeta {
         checked: bool,
     ) -> Result<WaitSlot<'_>, Deadlock> {
         self.attach();
-        let held: Vec<(u32, Site)> = HELD
-            .try_with(|h| h.borrow().iter().map(|e| (e.class, e.at)).collect())
+        let held: Vec<(u32, Site)> = LOCAL
+            .try_with(|l| l.held.borrow().iter().map(|e| (e.class, e.at)).collect())
             .unwrap_or_default();
         if !held.is_empty() {
             self.hazard(cond, at, &held);
@@ -749,7 +796,6 @@ pub(crate) struct WaitSlot<'a> {
     what: WaitKind,
     at: Site,
     checked: bool,
-    since: Instant,
     /// The registered thread's id, or 0.
     registered: u64,
 }
@@ -772,7 +818,9 @@ impl WaitSlot<'_> {
                 e.wait = Some(WaitRecord {
                     lock: MetaPtr(self.meta),
                     what: self.what,
-                    since: self.since,
+                    // Timed from the first park: reading the clock on every acquire would
+                    // cost the uncontended path more than all the rest of the hooks.
+                    since: Instant::now(),
                     at: self.at,
                 });
             }
@@ -786,11 +834,17 @@ impl WaitSlot<'_> {
 }
 
 impl Drop for WaitSlot<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.registered != 0 {
-            if let Some(e) = registry().threads.get_mut(&self.registered) {
-                e.wait = None;
-            }
+            unregister(self.registered);
         }
+    }
+}
+
+#[cold]
+fn unregister(thread: u64) {
+    if let Some(e) = registry().threads.get_mut(&thread) {
+        e.wait = None;
     }
 }

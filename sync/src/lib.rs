@@ -59,7 +59,7 @@
 //!
 //! ## Deadlock detection
 //!
-//! With the cargo feature `deadlock-detection`, the [`deadlock`] module finds wait-for
+//! With the cargo feature `deadlock-detection`, the `deadlock` module finds wait-for
 //! cycles between threads when they happen (and breaks them under its `Error` policy),
 //! lock-order inversions before they happen, and monitor or semaphore waits that nobody is
 //! left to end. Without the feature it costs nothing: no detector code is compiled in.

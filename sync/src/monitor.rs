@@ -82,7 +82,7 @@ struct CondWord<P> {
 ///
 /// # Deadlock detection
 ///
-/// With the cargo feature `deadlock-detection` (see [`deadlock`](crate::deadlock)),
+/// With the cargo feature `deadlock-detection` (see the `deadlock` module),
 /// entering is checked like locking a [`Mutex`](crate::Mutex); a wait while holding another
 /// lock is reported as a hazard; and a wait when every thread attached to the monitor (its
 /// creator and every thread that entered) is blocked is reported: nobody is left to notify.

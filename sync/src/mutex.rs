@@ -29,7 +29,7 @@ use crate::raw::RawMutex;
 ///
 /// # Deadlock detection
 ///
-/// With the cargo feature `deadlock-detection` (see [`deadlock`](crate::deadlock)), the
+/// With the cargo feature `deadlock-detection` (see the `deadlock` module), the
 /// mutex records its owner and where it was locked, a blocked locker checks for a wait-for
 /// cycle, and nested locking checks the lock order. [`labelled`](Mutex::labelled) names
 /// the mutex in reports (without the feature the label is dropped, at no cost).

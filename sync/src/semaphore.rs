@@ -39,7 +39,7 @@ const COUNT: u32 = WAITERS - 1;
 ///
 /// # Deadlock detection
 ///
-/// With the cargo feature `deadlock-detection` (see [`deadlock`](crate::deadlock)), the
+/// With the cargo feature `deadlock-detection` (see the `deadlock` module), the
 /// semaphore keeps a ledger of who holds how many permits, and a thread that blocks for
 /// permits waits on those holders: if they are all stuck waiting on it (or, when nobody
 /// holds permits, every thread attached to the semaphore is blocked), the wait is reported.

@@ -203,7 +203,13 @@ fn me() -> u64 {
 /// reports. `c` is the thread's id cell.
 #[cold]
 fn register(c: &Cell<u64>) -> u64 {
-    let id = NEXT_THREAD.fetch_add(1, Relaxed);
+    // The pid in the high half: after a fork, the child's copy of the registry and of the
+    // forking thread's cached id still name the parent's threads, which `alive` then
+    // treats as unknown (so they can never complete a cycle in the child); and an owner
+    // id read from a lock in memory shared with another process never matches a thread
+    // of this one.
+    let id =
+        (u64::from(std::process::id()) << 32) | (NEXT_THREAD.fetch_add(1, Relaxed) & 0xFFFF_FFFF);
     let info = ThreadInfo {
         pid: std::process::id(),
         tid: crate::sys::gettid(),
@@ -302,8 +308,9 @@ impl Registry {
         id
     }
 
+    /// Whether `t` is a live thread of this process (see `register` for the pid check).
     fn alive(&self, t: u64) -> bool {
-        self.threads.contains_key(&t)
+        (t >> 32) == u64::from(std::process::id()) && self.threads.contains_key(&t)
     }
 
     fn releasers(&self, w: &WaitRecord) -> Releasers {

@@ -68,7 +68,9 @@
 //! ## Not yet here
 //!
 //! The process-shared flavours (placed in shared memory, robust to the death of the owner)
-//! and deadlock detection are planned (issue 3); [`SharedFutex`] is their blocking backend.
+//! are planned (issue 3); [`SharedFutex`] is their blocking backend. Deadlock detection
+//! across processes (a registry in shared memory, `interproc deadlocks`) follows them
+//! (issue 5); today's detector sees the threads of one process.
 
 #[cfg(all(feature = "deadlock-detection", interproc_loom))]
 compile_error!(

@@ -5,6 +5,7 @@ mod clean;
 mod ls;
 mod multiplex;
 mod pc;
+mod philosophers;
 mod procs;
 mod server;
 mod shm_sem;
@@ -46,6 +47,10 @@ enum Demo {
     /// One event-loop server (or W pre-forked workers) serving many client processes
     /// over Unix sockets, FIFOs and pipes at once.
     Server(server::ServerArgs),
+    /// The dining philosophers: a certain deadlock found and broken by deadlock detection
+    /// (`--mode deadlock`, needs the feature `deadlock-detection`), and two fixes
+    /// (`ordered`, `waiter`).
+    Philosophers(philosophers::PhilosophersArgs),
 }
 
 fn main() {
@@ -58,6 +63,7 @@ fn main() {
         Cmd::Demo(Demo::Multiplex(a)) => multiplex::run(a),
         Cmd::Demo(Demo::Triggers(a)) => triggers::run(a),
         Cmd::Demo(Demo::Server(a)) => server::run(a),
+        Cmd::Demo(Demo::Philosophers(a)) => philosophers::run(a),
     };
     std::process::exit(code);
 }

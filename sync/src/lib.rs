@@ -58,11 +58,31 @@
 //!
 //! A monitor: see [`Monitor`] for the bounded buffer, the reference example.
 //!
+//! ## Deadlock detection
+//!
+//! With the cargo feature `deadlock-detection`, the `deadlock` module finds wait-for
+//! cycles between threads when they happen (and breaks them under its `Error` policy),
+//! lock-order inversions before they happen, and monitor or semaphore waits that nobody is
+//! left to end. Without the feature it costs nothing: no detector code is compiled in.
+//! Locks can be labelled either way ([`Mutex::labelled`]), so reports name them.
+//!
 //! ## Not yet here
 //!
 //! The process-shared flavours (placed in shared memory, robust to the death of the owner)
-//! and deadlock detection are planned (issue 3); [`SharedFutex`] is their blocking backend.
+//! are planned (issue 3); [`SharedFutex`] is their blocking backend. Deadlock detection
+//! across processes (a registry in shared memory, `interproc deadlocks`) follows them
+//! (issue 5); today's detector sees the threads of one process.
 
+#[cfg(all(feature = "deadlock-detection", interproc_loom))]
+compile_error!(
+    "the loom models check the primitives without the deadlock detector: run them without the `deadlock-detection` feature"
+);
+
+#[cfg(feature = "deadlock-detection")]
+pub mod deadlock;
+#[cfg(not(feature = "deadlock-detection"))]
+#[path = "deadlock/off.rs"]
+mod deadlock;
 mod error;
 mod loom;
 mod monitor;

@@ -1,10 +1,12 @@
 //! [`Monitor<T>`]: a mutex around a `T` plus named conditions, with Mesa semantics.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use crate::deadlock::{self, BlockError, LockKind, LockMeta, Site, WaitKind};
 use crate::error::Error;
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::loom::cell::UnsafeCell;
@@ -78,6 +80,13 @@ struct CondWord<P> {
 /// condition variable accepted. There is no poisoning: a panic inside the monitor just
 /// leaves it.
 ///
+/// # Deadlock detection
+///
+/// With the cargo feature `deadlock-detection` (see the `deadlock` module),
+/// entering is checked like locking a [`Mutex`](crate::Mutex); a wait while holding another
+/// lock is reported as a hazard; and a wait when every thread attached to the monitor (its
+/// creator and every thread that entered) is blocked is reported: nobody is left to notify.
+///
 /// # Example: a bounded buffer
 ///
 /// The reference example: producers wait while the buffer is full, consumers while it is
@@ -133,6 +142,8 @@ struct CondWord<P> {
 pub struct Monitor<T, P: Park = DefaultPark> {
     raw: RawMutex<P>,
     conds: Box<[CondWord<P>]>,
+    /// Deadlock detection's state: zero-sized without the feature.
+    meta: LockMeta,
     data: UnsafeCell<T>,
 }
 
@@ -146,6 +157,7 @@ unsafe impl<T: Send, P: Park> Sync for Monitor<T, P> {}
 impl<T> Monitor<T> {
     /// A monitor around `value` with `conditions` conditions, named by
     /// `Condition::new(0)` to `Condition::new(conditions - 1)`.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn new(value: T, conditions: usize) -> Self {
         Self::with_park(value, conditions)
     }
@@ -153,6 +165,7 @@ impl<T> Monitor<T> {
 
 impl<T, P: Park> Monitor<T, P> {
     /// A monitor that parks with the backend `P`.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn with_park(value: T, conditions: usize) -> Self {
         let conds = (0..conditions)
             .map(|_| CondWord {
@@ -161,7 +174,69 @@ impl<T, P: Park> Monitor<T, P> {
                 _park: PhantomData,
             })
             .collect();
-        Self { raw: RawMutex::new(), conds, data: UnsafeCell::new(value) }
+        Self {
+            raw: RawMutex::new(),
+            conds,
+            meta: LockMeta::new(LockKind::Monitor),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Names the monitor for deadlock reports (and lock-order checks). Without the feature
+    /// `deadlock-detection` the label is dropped.
+    #[must_use]
+    pub fn labelled(mut self, label: impl Into<Cow<'static, str>>) -> Self {
+        self.meta.set_label(label.into());
+        self
+    }
+
+    /// What a deadlock through a thread blocked on this monitor does (instead of the global
+    /// [`deadlock::policy`]).
+    #[cfg(feature = "deadlock-detection")]
+    #[must_use]
+    pub fn deadlock_policy(self, policy: deadlock::Policy) -> Self {
+        self.meta.set_policy(policy);
+        self
+    }
+
+    /// Takes the lock with the deadlock hooks (as `Mutex::acquire`).
+    #[inline]
+    fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<bool, BlockError> {
+        self.meta.before_lock(at);
+        let locked = {
+            // The wait record lives while the thread may block, and goes at the block's end.
+            let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
+            self.raw.lock_until_hooked(deadline, || slot.block())?
+        };
+        if locked {
+            self.meta.acquired(at);
+            self.meta.attach();
+        }
+        Ok(locked)
+    }
+
+    fn guard(&self) -> MonitorGuard<'_, T, P> {
+        MonitorGuard { monitor: self, _not_send: PhantomData }
+    }
+
+    /// Enters the monitor, waiting until no other thread is inside, unless waiting would
+    /// never end: under the [`Error`](deadlock::Policy::Error) policy the thread that closes
+    /// a wait-for cycle gets the report instead.
+    ///
+    /// # Errors
+    ///
+    /// [`deadlock::Deadlock`] as above.
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn enter_checked(&self) -> Result<MonitorGuard<'_, T, P>, deadlock::Deadlock> {
+        let entered = self.acquire(None, true, deadlock::caller())?;
+        debug_assert!(entered, "a lock without deadline cannot time out");
+        Ok(self.guard())
     }
 
     /// How many conditions the monitor has.
@@ -170,10 +245,11 @@ impl<T, P: Park> Monitor<T, P> {
     }
 
     /// Enters the monitor, waiting until no other thread is inside.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn enter(&self) -> MonitorGuard<'_, T, P> {
-        let entered = self.raw.lock_until(None);
-        debug_assert!(entered, "a lock without deadline cannot time out");
-        MonitorGuard { monitor: self, _not_send: PhantomData }
+        let entered = matches!(self.acquire(None, false, deadlock::caller()), Ok(true));
+        debug_assert!(entered, "a lock without deadline or check cannot fail");
+        self.guard()
     }
 
     /// Enters the monitor if no other thread is inside, without waiting.
@@ -181,9 +257,12 @@ impl<T, P: Park> Monitor<T, P> {
     /// # Errors
     ///
     /// [`Error::WouldBlock`] if another thread is inside.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_enter(&self) -> Result<MonitorGuard<'_, T, P>, Error> {
         if self.raw.try_lock() {
-            Ok(MonitorGuard { monitor: self, _not_send: PhantomData })
+            self.meta.acquired(deadlock::caller());
+            self.meta.attach();
+            Ok(self.guard())
         } else {
             Err(Error::WouldBlock)
         }
@@ -194,9 +273,11 @@ impl<T, P: Park> Monitor<T, P> {
     /// # Errors
     ///
     /// [`Error::Timeout`] if another thread stayed inside until the timeout passed.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn enter_timeout(&self, timeout: Duration) -> Result<MonitorGuard<'_, T, P>, Error> {
-        if self.raw.lock_until(Instant::now().checked_add(timeout)) {
-            Ok(MonitorGuard { monitor: self, _not_send: PhantomData })
+        let deadline = Instant::now().checked_add(timeout);
+        if matches!(self.acquire(deadline, false, deadlock::caller()), Ok(true)) {
+            Ok(self.guard())
         } else {
             Err(Error::Timeout)
         }
@@ -242,18 +323,41 @@ impl<T, P: Park> Monitor<T, P> {
 
     /// Leaves the monitor, parks on `cond` until notified, the deadline or a spurious
     /// return, and enters again. The caller must be inside (hold the lock).
-    fn wait_inside(&self, cond: Condition, deadline: Option<Instant>) -> ParkResult {
+    ///
+    /// With deadlock detection, the wait is registered (and checked) before the monitor is
+    /// left; an `Err` (the `Error` policy, `checked` calls only) returns at once, still
+    /// inside, without having waited.
+    fn wait_inside(
+        &self,
+        cond: Condition,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<ParkResult, BlockError> {
         let c = self.cond(cond);
-        c.waiters.fetch_add(1, Ordering::Relaxed);
-        let seq = c.seq.load(Ordering::Relaxed);
-        // SAFETY: only called through a `MonitorGuard`, whose existence proves this thread
-        // holds the lock; it is taken again below before the guard can be used.
-        unsafe { self.raw.unlock() };
-        let r = P::wait(&c.seq, seq, deadline);
-        let entered = self.raw.lock_until(None);
-        debug_assert!(entered, "a lock without deadline cannot time out");
+        // Not the owner while waiting: nobody should count on this thread to leave.
+        self.meta.released();
+        let slot = match self.meta.cond_wait(cond.0, at, checked) {
+            Ok(slot) => slot,
+            Err(e) => {
+                self.meta.acquired(at);
+                return Err(e);
+            }
+        };
+        let r = {
+            let _waiting = slot; // the wait record goes when the park ends
+            c.waiters.fetch_add(1, Ordering::Relaxed);
+            let seq = c.seq.load(Ordering::Relaxed);
+            // SAFETY: only called through a `MonitorGuard`, whose existence proves this
+            // thread holds the lock; it is taken again below before the guard can be used.
+            unsafe { self.raw.unlock() };
+            P::wait(&c.seq, seq, deadline)
+        };
+        // Back in: a deadlock here can only be reported (the guard must come back inside).
+        let entered = matches!(self.acquire(None, false, at), Ok(true));
+        debug_assert!(entered, "a lock without deadline or check cannot fail");
         c.waiters.fetch_sub(1, Ordering::Relaxed);
-        r
+        Ok(r)
     }
 
     /// Consumes the monitor and returns the value.
@@ -294,8 +398,27 @@ impl<T, P: Park> MonitorGuard<'_, T, P> {
     /// # Panics
     ///
     /// If `cond` is not one of the monitor's conditions.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait(&mut self, cond: Condition) {
-        self.monitor.wait_inside(cond, None);
+        let _ = self.monitor.wait_inside(cond, None, false, deadlock::caller());
+    }
+
+    /// Like [`wait`](MonitorGuard::wait), unless nobody could ever notify: under the
+    /// [`Error`](deadlock::Policy::Error) policy, when every thread attached to the monitor
+    /// is blocked (or the wait closes a wait-for cycle), the report comes back instead and
+    /// the thread stays inside without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`deadlock::Deadlock`] as above.
+    ///
+    /// # Panics
+    ///
+    /// If `cond` is not one of the monitor's conditions.
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn wait_checked(&mut self, cond: Condition) -> Result<(), deadlock::Deadlock> {
+        self.monitor.wait_inside(cond, None, true, deadlock::caller()).map(drop)
     }
 
     /// Waits on `cond` for as long as `condition` returns `true` for the state; returns
@@ -304,9 +427,11 @@ impl<T, P: Park> MonitorGuard<'_, T, P> {
     /// # Panics
     ///
     /// If `cond` is not one of the monitor's conditions.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_while(&mut self, cond: Condition, mut condition: impl FnMut(&mut T) -> bool) {
+        let at = deadlock::caller();
         while condition(&mut **self) {
-            self.wait(cond);
+            let _ = self.monitor.wait_inside(cond, None, false, at);
         }
     }
 
@@ -320,10 +445,12 @@ impl<T, P: Park> MonitorGuard<'_, T, P> {
     /// # Panics
     ///
     /// If `cond` is not one of the monitor's conditions.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout(&mut self, cond: Condition, timeout: Duration) -> Result<(), Error> {
-        match self.monitor.wait_inside(cond, Instant::now().checked_add(timeout)) {
-            ParkResult::TimedOut => Err(Error::Timeout),
-            ParkResult::Woken | ParkResult::Changed => Ok(()),
+        let deadline = Instant::now().checked_add(timeout);
+        match self.monitor.wait_inside(cond, deadline, false, deadlock::caller()) {
+            Ok(ParkResult::TimedOut) => Err(Error::Timeout),
+            _ => Ok(()),
         }
     }
 
@@ -338,6 +465,7 @@ impl<T, P: Park> MonitorGuard<'_, T, P> {
     /// # Panics
     ///
     /// If `cond` is not one of the monitor's conditions.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout_while(
         &mut self,
         cond: Condition,
@@ -345,8 +473,12 @@ impl<T, P: Park> MonitorGuard<'_, T, P> {
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> Result<(), Error> {
         let deadline = Instant::now().checked_add(timeout);
+        let at = deadlock::caller();
         while condition(&mut **self) {
-            if self.monitor.wait_inside(cond, deadline) == ParkResult::TimedOut {
+            if matches!(
+                self.monitor.wait_inside(cond, deadline, false, at),
+                Ok(ParkResult::TimedOut)
+            ) {
                 return if condition(&mut **self) { Err(Error::Timeout) } else { Ok(()) };
             }
         }
@@ -385,6 +517,7 @@ impl<T, P: Park> DerefMut for MonitorGuard<'_, T, P> {
 
 impl<T, P: Park> Drop for MonitorGuard<'_, T, P> {
     fn drop(&mut self) {
+        self.monitor.meta.released();
         // SAFETY: a guard exists only while its thread is inside; each guard leaves exactly
         // once, here (`wait*` leave and re-enter before returning).
         unsafe { self.monitor.raw.unlock() };

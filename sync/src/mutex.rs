@@ -1,10 +1,12 @@
 //! [`Mutex<T>`]: a futex mutex around a value, with optional poisoning.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use crate::deadlock::{self, BlockError, LockKind, LockMeta, Site, WaitKind};
 use crate::error::{LockError, PoisonError};
 use crate::loom::atomic::{AtomicBool, Ordering};
 use crate::loom::cell::UnsafeCell;
@@ -24,6 +26,13 @@ use crate::raw::RawMutex;
 /// take the data anyway with [`PoisonError::into_inner`] or reset the flag with
 /// [`clear_poison`](Mutex::clear_poison). A mutex from [`Mutex::new_unpoisoned`] never
 /// poisons, like `parking_lot::Mutex`.
+///
+/// # Deadlock detection
+///
+/// With the cargo feature `deadlock-detection` (see the `deadlock` module), the
+/// mutex records its owner and where it was locked, a blocked locker checks for a wait-for
+/// cycle, and nested locking checks the lock order. [`labelled`](Mutex::labelled) names
+/// the mutex in reports (without the feature the label is dropped, at no cost).
 ///
 /// # Example
 ///
@@ -53,6 +62,8 @@ pub struct Mutex<T, P: Park = DefaultPark> {
     /// Whether guards set `poisoned` when dropped during a panic.
     poisoning: bool,
     poisoned: AtomicBool,
+    /// Deadlock detection's state: zero-sized without the feature.
+    meta: LockMeta,
     data: UnsafeCell<T>,
 }
 
@@ -65,11 +76,13 @@ unsafe impl<T: Send, P: Park> Sync for Mutex<T, P> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex that poisons if a holder panics.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn new(value: T) -> Self {
         Self::with_park(value, true)
     }
 
     /// A new unlocked mutex that never poisons: a panic while holding it just unlocks it.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn new_unpoisoned(value: T) -> Self {
         Self::with_park(value, false)
     }
@@ -77,13 +90,61 @@ impl<T> Mutex<T> {
 
 impl<T, P: Park> Mutex<T, P> {
     /// A new unlocked mutex that parks with the backend `P`, poisoning if `poisoning`.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn with_park(value: T, poisoning: bool) -> Self {
         Self {
             raw: RawMutex::new(),
             poisoning,
             poisoned: AtomicBool::new(false),
+            meta: LockMeta::new(LockKind::Mutex),
             data: UnsafeCell::new(value),
         }
+    }
+
+    /// Names the mutex for deadlock reports; the label is also its lock class for
+    /// lock-order checks (mutexes with one label share a class). Without the feature
+    /// `deadlock-detection` the label is dropped.
+    ///
+    /// ```
+    /// use interproc_sync::Mutex;
+    ///
+    /// let accounts = Mutex::new(Vec::<u64>::new()).labelled("accounts");
+    /// # drop(accounts);
+    /// ```
+    #[must_use]
+    pub fn labelled(mut self, label: impl Into<Cow<'static, str>>) -> Self {
+        self.meta.set_label(label.into());
+        self
+    }
+
+    /// What a deadlock through a thread blocked on this mutex does (instead of the global
+    /// [`deadlock::policy`]).
+    #[cfg(feature = "deadlock-detection")]
+    #[must_use]
+    pub fn deadlock_policy(self, policy: deadlock::Policy) -> Self {
+        self.meta.set_policy(policy);
+        self
+    }
+
+    /// Takes the lock (blocking unless `deadline` passes), with the deadlock hooks: the
+    /// lock-order check, the wait record and check while blocked, and the owner record.
+    #[inline]
+    fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<bool, BlockError> {
+        self.meta.before_lock(at);
+        let locked = {
+            // The wait record lives while the thread may block, and goes at the block's end.
+            let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
+            self.raw.lock_until_hooked(deadline, || slot.block())?
+        };
+        if locked {
+            self.meta.acquired(at);
+        }
+        Ok(locked)
     }
 
     /// Locks, blocking until the lock is free.
@@ -91,10 +152,34 @@ impl<T, P: Park> Mutex<T, P> {
     /// # Errors
     ///
     /// [`PoisonError`] (with the guard inside) if the mutex is poisoned.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn lock(&self) -> Result<MutexGuard<'_, T, P>, PoisonError<MutexGuard<'_, T, P>>> {
-        let locked = self.raw.lock_until(None);
-        debug_assert!(locked, "a lock without deadline cannot time out");
+        let locked = matches!(self.acquire(None, false, deadlock::caller()), Ok(true));
+        debug_assert!(locked, "a lock without deadline or check cannot fail");
         self.guard()
+    }
+
+    /// Locks, blocking until the lock is free, unless waiting would never end: under the
+    /// [`Error`](deadlock::Policy::Error) policy, the thread that closes a wait-for cycle
+    /// gets the report instead of waiting forever. It keeps the locks it already holds.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckedLockError::Deadlock`](deadlock::CheckedLockError::Deadlock) as above;
+    /// [`CheckedLockError::Poisoned`](deadlock::CheckedLockError::Poisoned) if the mutex is
+    /// poisoned (the guard is inside).
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn lock_checked(
+        &self,
+    ) -> Result<MutexGuard<'_, T, P>, deadlock::CheckedLockError<MutexGuard<'_, T, P>>> {
+        match self.acquire(None, true, deadlock::caller()) {
+            Ok(locked) => {
+                debug_assert!(locked, "a lock without deadline cannot time out");
+                Ok(self.guard()?)
+            }
+            Err(d) => Err(deadlock::CheckedLockError::Deadlock(d)),
+        }
     }
 
     /// Locks if the lock is free, without blocking.
@@ -103,8 +188,11 @@ impl<T, P: Park> Mutex<T, P> {
     ///
     /// [`LockError::WouldBlock`] if another thread holds the lock;
     /// [`LockError::Poisoned`] if the lock was taken but is poisoned.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         if self.raw.try_lock() {
+            // No lock-order edge for a try: it cannot deadlock. The lock is held, though.
+            self.meta.acquired(deadlock::caller());
             Ok(self.guard()?)
         } else {
             Err(LockError::WouldBlock)
@@ -117,12 +205,13 @@ impl<T, P: Park> Mutex<T, P> {
     ///
     /// [`LockError::Timeout`] if the lock did not come free in time;
     /// [`LockError::Poisoned`] if the lock was taken but is poisoned.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         let deadline = Instant::now().checked_add(timeout);
-        if self.raw.lock_until(deadline) {
+        if matches!(self.acquire(deadline, false, deadlock::caller()), Ok(true)) {
             Ok(self.guard()?)
         } else {
             Err(LockError::Timeout)
@@ -186,6 +275,7 @@ impl<T, P: Park> Mutex<T, P> {
 }
 
 impl<T: Default> Default for Mutex<T> {
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     fn default() -> Self {
         Self::new(T::default())
     }
@@ -239,6 +329,7 @@ impl<T, P: Park> Drop for MutexGuard<'_, T, P> {
         if self.mutex.poisoning && !self.panicking && crate::loom::thread::panicking() {
             self.mutex.poisoned.store(true, Ordering::Relaxed);
         }
+        self.mutex.meta.released();
         // SAFETY: a guard exists only while its thread holds the lock, and each guard
         // unlocks exactly once, here.
         unsafe { self.mutex.raw.unlock() };

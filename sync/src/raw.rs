@@ -12,7 +12,13 @@
 //! swaps in `0`, knows from the old value whether a `wake` is needed: uncontended lock and
 //! unlock make no syscall. A thread that takes the lock through that swap owns it in state
 //! `2`, which costs at most one unneeded wake but never loses one.
+//!
+//! The contended path calls an `on_block` hook right before each park (after the spin
+//! phase, with the word already `2`). Deadlock detection registers the wait there and may
+//! make the lock give up; without the feature the hook is `|| Ok(())` with an uninhabited
+//! error type, which compiles away: the algorithm (and what loom models) is unchanged.
 
+use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::time::Instant;
 
@@ -43,12 +49,35 @@ impl<P: Park> RawMutex<P> {
     /// Takes the lock, waiting until `deadline` (forever if `None`). Returns whether it
     /// got the lock.
     #[inline]
+    #[allow(dead_code)] // the entry point without hooks, for primitives that need none
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> bool {
-        self.try_lock() || self.lock_contended(deadline)
+        match self.lock_until_hooked(deadline, || Ok::<(), Infallible>(())) {
+            Ok(locked) => locked,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`lock_until`](Self::lock_until), calling `on_block` each time before the thread
+    /// parks; an `Err` from it makes the lock give up, as a timeout would (the word is `2`
+    /// then, so leaving loses nobody's wake-up), and is returned.
+    #[inline]
+    pub(crate) fn lock_until_hooked<E>(
+        &self,
+        deadline: Option<Instant>,
+        on_block: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
+        if self.try_lock() {
+            return Ok(true);
+        }
+        self.lock_contended(deadline, on_block)
     }
 
     #[cold]
-    fn lock_contended(&self, deadline: Option<Instant>) -> bool {
+    fn lock_contended<E>(
+        &self,
+        deadline: Option<Instant>,
+        mut on_block: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
         // The shape of std's futex mutex (library/std/src/sys/sync/mutex/futex.rs), plus
         // the deadline.
         let mut state = self.spin();
@@ -59,7 +88,7 @@ impl<P: Park> RawMutex<P> {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return Ok(true),
                 Err(now) => state = now,
             }
         }
@@ -67,23 +96,25 @@ impl<P: Park> RawMutex<P> {
             // Mark the lock contended before parking. If it was free, we own it now, as
             // contended: other threads may still be parked.
             if state != CONTENDED && self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
-                return true;
+                return Ok(true);
             }
             // The futex only times out when it really sleeps: under churn it keeps returning
             // at once, so check the deadline here too. The state is CONTENDED now, so the
             // owner's unlock wakes another waiter: leaving loses nobody's wake-up.
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
+                return Ok(false);
             }
+            // About to park: the same reasoning lets the hook make us leave.
+            on_block()?;
             if P::wait(&self.state, CONTENDED, deadline) == ParkResult::TimedOut {
                 // The timeout was not a wake-up meant for us (a waiter a `wake` reached
                 // reports `Woken`), so giving up loses nobody's wake-up. One last try in
                 // case the lock came free meanwhile; taking it as 2 stays conservative
                 // about the other parked threads.
-                return self
+                return Ok(self
                     .state
                     .compare_exchange(UNLOCKED, CONTENDED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok();
+                    .is_ok());
             }
             state = self.spin();
         }

@@ -1,9 +1,11 @@
 //! [`Semaphore`]: a counting semaphore on one futex word.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
+use crate::deadlock::{self, BlockError, HolderTag, LockKind, LockMeta, Site, WaitKind};
 use crate::error::Error;
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::park::{DefaultPark, Park, ParkResult};
@@ -35,6 +37,13 @@ const COUNT: u32 = WAITERS - 1;
 /// afterwards only hands that address to [`Park::wake`], which must not dereference it
 /// (a futex wake uses the address as a key; see [`Park`]).
 ///
+/// # Deadlock detection
+///
+/// With the cargo feature `deadlock-detection` (see the `deadlock` module), the
+/// semaphore keeps a ledger of who holds how many permits, and a thread that blocks for
+/// permits waits on those holders: if they are all stuck waiting on it (or, when nobody
+/// holds permits, every thread attached to the semaphore is blocked), the wait is reported.
+///
 /// # Example
 ///
 /// At most two of four workers are ever inside the section:
@@ -59,6 +68,8 @@ const COUNT: u32 = WAITERS - 1;
 /// ```
 pub struct Semaphore<P: Park = DefaultPark> {
     word: AtomicU32,
+    /// Deadlock detection's state (the ledger): zero-sized without the feature.
+    meta: LockMeta,
     _park: PhantomData<fn() -> P>,
 }
 
@@ -68,6 +79,7 @@ impl Semaphore {
     /// # Panics
     ///
     /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn new(permits: u32) -> Self {
         Self::with_park(permits)
     }
@@ -83,9 +95,79 @@ impl<P: Park> Semaphore<P> {
     /// # Panics
     ///
     /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn with_park(permits: u32) -> Self {
         assert!(permits <= COUNT, "a semaphore holds at most {COUNT} permits");
-        Self { word: AtomicU32::new(permits), _park: PhantomData }
+        Self {
+            word: AtomicU32::new(permits),
+            meta: LockMeta::new(LockKind::Semaphore),
+            _park: PhantomData,
+        }
+    }
+
+    /// Names the semaphore for deadlock reports. Without the feature `deadlock-detection`
+    /// the label is dropped.
+    #[must_use]
+    pub fn labelled(mut self, label: impl Into<Cow<'static, str>>) -> Self {
+        self.meta.set_label(label.into());
+        self
+    }
+
+    /// What a deadlock through a thread blocked on this semaphore does (instead of the
+    /// global [`deadlock::policy`]).
+    #[cfg(feature = "deadlock-detection")]
+    #[must_use]
+    pub fn deadlock_policy(self, policy: deadlock::Policy) -> Self {
+        self.meta.set_policy(policy);
+        self
+    }
+
+    /// Takes `n` permits, waiting until `deadline`, with the deadlock hooks (the wait
+    /// record and check while blocked, the ledger entry once taken).
+    #[inline]
+    fn take(
+        &self,
+        n: u32,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<Option<Permit<'_, P>>, BlockError> {
+        self.meta.attach();
+        let got = {
+            // The wait record lives while the thread may block, and goes at the block's end.
+            let mut slot = self.meta.wait_slot(WaitKind::Permits(n), at, checked);
+            self.acquire_until(n, deadline, || slot.block())?
+        };
+        Ok(got.then(|| Permit { sem: self, n, tag: self.meta.took(n, at) }))
+    }
+
+    /// Takes `n` permits, waiting as long as needed, unless waiting would never end: under
+    /// the [`Error`](deadlock::Policy::Error) policy, a thread whose wait closes a
+    /// deadlock gets the report instead. It keeps what it already holds.
+    ///
+    /// # Errors
+    ///
+    /// [`deadlock::Deadlock`] as above.
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Semaphore::MAX_PERMITS`].
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn acquire_many_checked(&self, n: u32) -> Result<Permit<'_, P>, deadlock::Deadlock> {
+        let permit = self.take(n, None, true, deadlock::caller())?;
+        Ok(permit.expect("an acquire without deadline cannot time out"))
+    }
+
+    /// [`acquire_many_checked`](Semaphore::acquire_many_checked) of one permit.
+    ///
+    /// # Errors
+    ///
+    /// [`deadlock::Deadlock`] under the `Error` policy, if waiting would never end.
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn acquire_checked(&self) -> Result<Permit<'_, P>, deadlock::Deadlock> {
+        self.acquire_many_checked(1)
     }
 
     /// The number of free permits: a snapshot that may be stale at once.
@@ -94,6 +176,7 @@ impl<P: Park> Semaphore<P> {
     }
 
     /// Takes one permit, waiting as long as none is free.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) -> Permit<'_, P> {
         self.acquire_many(1)
     }
@@ -104,10 +187,12 @@ impl<P: Park> Semaphore<P> {
     /// # Panics
     ///
     /// If `n` exceeds [`Semaphore::MAX_PERMITS`] (it could never succeed).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many(&self, n: u32) -> Permit<'_, P> {
-        let got = self.acquire_until(n, None);
-        debug_assert!(got, "an acquire without deadline cannot time out");
-        Permit { sem: self, n }
+        match self.take(n, None, false, deadlock::caller()) {
+            Ok(Some(permit)) => permit,
+            _ => unreachable!("an acquire without deadline or check cannot fail"),
+        }
     }
 
     /// Takes one permit if one is free, without waiting.
@@ -115,6 +200,7 @@ impl<P: Park> Semaphore<P> {
     /// # Errors
     ///
     /// [`Error::WouldBlock`] if no permit is free.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_acquire(&self) -> Result<Permit<'_, P>, Error> {
         self.try_acquire_many(1)
     }
@@ -124,9 +210,10 @@ impl<P: Park> Semaphore<P> {
     /// # Errors
     ///
     /// [`Error::WouldBlock`] if fewer than `n` are free.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
         if self.try_take(n) {
-            Ok(Permit { sem: self, n })
+            Ok(Permit { sem: self, n, tag: self.meta.took(n, deadlock::caller()) })
         } else {
             Err(Error::WouldBlock)
         }
@@ -138,6 +225,7 @@ impl<P: Park> Semaphore<P> {
     ///
     /// [`Error::Timeout`] if no permit came free in time. A timed-out acquire holds nothing
     /// and leaves the count as it found it.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_, P>, Error> {
         self.acquire_many_timeout(1, timeout)
     }
@@ -151,11 +239,11 @@ impl<P: Park> Semaphore<P> {
     /// # Panics
     ///
     /// If `n` exceeds [`Semaphore::MAX_PERMITS`].
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Permit<'_, P>, Error> {
-        if self.acquire_until(n, Instant::now().checked_add(timeout)) {
-            Ok(Permit { sem: self, n })
-        } else {
-            Err(Error::Timeout)
+        match self.take(n, Instant::now().checked_add(timeout), false, deadlock::caller()) {
+            Ok(Some(permit)) => Ok(permit),
+            _ => Err(Error::Timeout),
         }
     }
 
@@ -165,6 +253,12 @@ impl<P: Park> Semaphore<P> {
     ///
     /// If the count would exceed [`Semaphore::MAX_PERMITS`]; the count is then unchanged.
     pub fn release(&self, n: u32) {
+        self.meta.attach();
+        self.release_word(n);
+    }
+
+    /// The releasing half of [`release`](Semaphore::release), with no hook.
+    fn release_word(&self, n: u32) {
         // Taken before the store below: afterwards `self` may be gone (see the type docs).
         let word: *const AtomicU32 = &self.word;
         let mut s = self.word.load(Ordering::Relaxed);
@@ -199,17 +293,26 @@ impl<P: Park> Semaphore<P> {
         false
     }
 
-    fn acquire_until(&self, n: u32, deadline: Option<Instant>) -> bool {
+    /// Takes `n` permits, waiting until `deadline`. `on_block` runs each time before the
+    /// thread parks (deadlock detection; `|| Ok(())` without it); its `Err` makes the
+    /// acquire give up like a timeout (a release wakes every waiter, so leaving strands
+    /// nobody) and is returned.
+    fn acquire_until<E>(
+        &self,
+        n: u32,
+        deadline: Option<Instant>,
+        mut on_block: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
         assert!(n <= COUNT, "cannot acquire more than {COUNT} permits");
         loop {
             if self.try_take(n) {
-                return true;
+                return Ok(true);
             }
             // The futex only times out when it really sleeps; while other threads keep
             // changing the word it returns at once, so the deadline is checked here too.
             // Giving up strands nobody: a release wakes every waiter.
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
+                return Ok(false);
             }
             let s = self.word.load(Ordering::Relaxed);
             if s & COUNT >= n {
@@ -224,12 +327,13 @@ impl<P: Park> Semaphore<P> {
             {
                 continue;
             }
+            on_block()?;
             // Parks only while the word still says "too few, waiters flagged": any release
             // changes it, so the futex compare closes the race with a release.
             if P::wait(&self.word, expected, deadline) == ParkResult::TimedOut {
                 // Every parked thread is woken by a release, so timing out consumes no
                 // wake-up that another thread needed. Permits may have come back since.
-                return self.try_take(n);
+                return Ok(self.try_take(n));
             }
         }
     }
@@ -246,6 +350,8 @@ impl<P: Park> fmt::Debug for Semaphore<P> {
 pub struct Permit<'a, P: Park = DefaultPark> {
     sem: &'a Semaphore<P>,
     n: u32,
+    /// Who took the permits, for the ledger: zero-sized without deadlock detection.
+    tag: HolderTag,
 }
 
 impl<P: Park> Permit<'_, P> {
@@ -258,6 +364,8 @@ impl<P: Park> Permit<'_, P> {
     /// [`Semaphore::release`]); returns how many.
     pub fn forget(self) -> u32 {
         let n = self.n;
+        // Forgotten permits have no holder any more: they leave the ledger.
+        self.sem.meta.gave_back(&self.tag, n);
         std::mem::forget(self);
         n
     }
@@ -266,7 +374,9 @@ impl<P: Park> Permit<'_, P> {
 impl<P: Park> Drop for Permit<'_, P> {
     fn drop(&mut self) {
         if self.n > 0 {
-            self.sem.release(self.n);
+            // The ledger first: after the release the semaphore may be gone.
+            self.sem.meta.gave_back(&self.tag, self.n);
+            self.sem.release_word(self.n);
         }
     }
 }

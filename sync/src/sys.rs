@@ -109,3 +109,10 @@ pub(crate) fn futex_wake(word: *const AtomicU32, n: u32, shared: bool) -> usize 
     let rc = unsafe { libc::syscall(libc::SYS_futex, word, op, n, 0usize, 0usize, 0u32) };
     usize::try_from(rc).unwrap_or(0)
 }
+
+/// The calling thread's kernel id (gettid(2)), for deadlock reports.
+#[cfg(feature = "deadlock-detection")]
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
+    unsafe { libc::gettid() }
+}

@@ -1,0 +1,857 @@
+//! The in-process detector: per-lock state ([`LockMeta`]), per-thread state (thread-locals)
+//! and one registry of threads, their waits and the lock-order graph.
+//!
+//! This code is not part of the modelled algorithms: the primitives call it only through
+//! hooks that are no-ops without the feature (`off.rs`), and the feature cannot be combined
+//! with `--cfg interproc_loom`. It uses std's atomics and `Mutex` directly.
+//!
+//! # Consistency
+//!
+//! Owners are recorded in the lock (`owner`, `owner_at`) with plain atomic stores after the
+//! lock is taken and before it is released, with no registry lock: that is the whole cost
+//! of an uncontended acquire. A thread that blocks registers its wait and analyses the
+//! graph in one critical section of the registry mutex. A blocked thread's holdings are
+//! stable (it cannot release while blocked), and everything it did before blocking is
+//! visible to the analysing thread through the registry mutex. So a cycle is only reported
+//! among threads that are all registered as blocked, each waiting for what the next one
+//! holds: the last thread to close a cycle always sees it. A thread that is running, or
+//! whose state the detector does not know (an unregistered or exited owner, a lock whose
+//! owner is not yet recorded), counts as able to make progress: the detector errs towards
+//! silence, never towards a false report.
+#![allow(clippy::disallowed_types)] // std's atomics: not modelled (see above)
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::panic::Location;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard, OnceLock};
+use std::time::Instant;
+
+use super::report::{
+    Holding, LockInfo, LockKind, OrderEdge, Party, Report, ReportKind, ThreadInfo, WaitFor,
+};
+use super::{Deadlock, Policy};
+
+/// Where a lock was taken or created: a `#[track_caller]` location.
+pub(crate) type Site = &'static Location<'static>;
+
+/// The caller's location (through every `#[track_caller]` frame above).
+#[track_caller]
+#[inline(always)]
+pub(crate) fn caller() -> Site {
+    Location::caller()
+}
+
+/// What a blocking hook fails with under the `Error` policy.
+pub(crate) type BlockError = Deadlock;
+
+pub(crate) use super::report::WaitFor as WaitKind;
+
+fn site(s: Site) -> String {
+    format!("{}:{}:{}", s.file(), s.line(), s.column())
+}
+
+// ---------------------------------------------------------------------------------------
+// Global settings and the report log.
+
+static POLICY: AtomicU8 = AtomicU8::new(0);
+static LOGGING: AtomicU8 = AtomicU8::new(1);
+static REPORTS: StdMutex<Vec<Report>> = StdMutex::new(Vec::new());
+/// How many reports [`take_reports`] keeps; older ones are dropped first.
+const KEEP_REPORTS: usize = 1024;
+
+fn policy_code(p: Policy) -> u8 {
+    match p {
+        Policy::Report => 1,
+        Policy::Error => 2,
+        Policy::Panic => 3,
+    }
+}
+
+fn policy_from(code: u8) -> Option<Policy> {
+    match code {
+        1 => Some(Policy::Report),
+        2 => Some(Policy::Error),
+        3 => Some(Policy::Panic),
+        _ => None,
+    }
+}
+
+pub(super) fn set_policy(p: Policy) {
+    POLICY.store(policy_code(p), Relaxed);
+}
+
+pub(super) fn policy() -> Policy {
+    policy_from(POLICY.load(Relaxed)).unwrap_or(Policy::Report)
+}
+
+pub(super) fn set_logging(on: bool) {
+    LOGGING.store(u8::from(on), Relaxed);
+}
+
+pub(super) fn take_reports() -> Vec<Report> {
+    std::mem::take(&mut *REPORTS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Logs and keeps `report`, then applies `policy`: `Err` only under `Error` when the caller
+/// can return it (`can_err`); a panic under `Panic`.
+fn deliver(report: Report, policy: Policy, can_err: bool) -> Result<(), Deadlock> {
+    if LOGGING.load(Relaxed) != 0 && policy != Policy::Panic {
+        eprintln!("interproc-sync: {report}");
+    }
+    {
+        let mut kept = REPORTS.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() == KEEP_REPORTS {
+            kept.remove(0);
+        }
+        kept.push(report.clone());
+    }
+    match policy {
+        Policy::Error if can_err => Err(Deadlock::new(report)),
+        Policy::Report | Policy::Error => Ok(()),
+        Policy::Panic => panic!("interproc-sync: {report}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Threads.
+
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+static NEXT_LOCK: AtomicU64 = AtomicU64::new(1);
+
+/// A lock this thread holds (mutexes and monitors; permits live in the semaphore's ledger).
+struct Held {
+    lock: u64,
+    class: u32,
+    at: Site,
+}
+
+/// Removes the thread from the registry when it exits.
+struct ExitGuard(Cell<u64>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let id = self.0.get();
+        if id != 0 {
+            registry().threads.remove(&id);
+        }
+    }
+}
+
+/// A cheap hasher for the thread-local sets of small integer keys (std's SipHash would
+/// cost more than the rest of an acquire).
+#[derive(Default, Clone, Copy)]
+struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IntSet<T> = HashSet<T, std::hash::BuildHasherDefault<IntHasher>>;
+
+thread_local! {
+    /// What every acquire and release touches, in one thread-local (one access each).
+    static LOCAL: Local = const { Local { me: Cell::new(0), held: RefCell::new(Vec::new()) } };
+    static EXIT: ExitGuard = const { ExitGuard(Cell::new(0)) };
+    /// Lock-order edges this thread already reported to the registry.
+    static SEEN: RefCell<IntSet<(u32, u32)>> = RefCell::new(IntSet::default());
+    /// Monitors and semaphores this thread is attached to.
+    static ATTACHED: RefCell<IntSet<u64>> = RefCell::new(IntSet::default());
+}
+
+struct Local {
+    /// This thread's detector id; 0 until it first touches a lock.
+    me: Cell<u64>,
+    /// The mutexes and monitors this thread holds, in acquisition order.
+    held: RefCell<Vec<Held>>,
+}
+
+impl Local {
+    #[inline]
+    fn id(&self) -> u64 {
+        match self.me.get() {
+            0 => register(&self.me),
+            id => id,
+        }
+    }
+}
+
+/// This thread's id, registering it on first use; 0 while the thread is being torn down
+/// (its thread-locals are gone), which the hooks treat as "unknown".
+fn me() -> u64 {
+    LOCAL.try_with(Local::id).unwrap_or(0)
+}
+
+/// Registers the calling thread (its first lock): an id, and its pid, tid and name for
+/// reports. `c` is the thread's id cell.
+#[cold]
+fn register(c: &Cell<u64>) -> u64 {
+    // The pid in the high half: after a fork, the child's copy of the registry and of the
+    // forking thread's cached id still name the parent's threads, which `alive` then
+    // treats as unknown (so they can never complete a cycle in the child); and an owner
+    // id read from a lock in memory shared with another process never matches a thread
+    // of this one.
+    let id =
+        (u64::from(std::process::id()) << 32) | (NEXT_THREAD.fetch_add(1, Relaxed) & 0xFFFF_FFFF);
+    let info = ThreadInfo {
+        pid: std::process::id(),
+        tid: crate::sys::gettid(),
+        name: std::thread::current().name().map(str::to_owned),
+    };
+    registry().threads.insert(id, ThreadEntry { info, wait: None });
+    if EXIT.try_with(|g| g.0.set(id)).is_err() {
+        registry().threads.remove(&id);
+        return 0;
+    }
+    c.set(id);
+    id
+}
+
+// ---------------------------------------------------------------------------------------
+// The registry.
+
+/// A pointer to the `LockMeta` a thread waits on.
+#[derive(Clone, Copy)]
+struct MetaPtr(*const LockMeta);
+
+// SAFETY: a `MetaPtr` is only stored in the registry while its thread is blocked inside a
+// call that borrows the lock (the `WaitSlot` borrows the `LockMeta` and removes the record
+// in its `Drop`), and only dereferenced under the registry mutex, so the `LockMeta` (which
+// is `Sync`) is alive whenever another thread reads through it.
+unsafe impl Send for MetaPtr {}
+
+struct WaitRecord {
+    lock: MetaPtr,
+    what: WaitKind,
+    since: Instant,
+    at: Site,
+}
+
+impl WaitRecord {
+    fn meta(&self) -> &LockMeta {
+        // SAFETY: see `MetaPtr`: the record is read only under the registry mutex, while
+        // its thread is still blocked with the lock borrowed.
+        unsafe { &*self.lock.0 }
+    }
+}
+
+struct ThreadEntry {
+    info: ThreadInfo,
+    wait: Option<WaitRecord>,
+}
+
+struct EdgeInfo {
+    thread: ThreadInfo,
+    at: Site,
+    holding_since: Site,
+}
+
+struct Registry {
+    threads: BTreeMap<u64, ThreadEntry>,
+    /// Lock class names by id, and ids by name.
+    classes: Vec<String>,
+    class_ids: BTreeMap<String, u32>,
+    /// The lock-order graph between classes: (from, to) -> first time seen.
+    edges: BTreeMap<(u32, u32), EdgeInfo>,
+    /// (monitor class, held class) hazards already reported.
+    hazards: BTreeSet<(u32, u32)>,
+}
+
+static REGISTRY: StdMutex<Registry> = StdMutex::new(Registry {
+    threads: BTreeMap::new(),
+    classes: Vec::new(),
+    class_ids: BTreeMap::new(),
+    edges: BTreeMap::new(),
+    hazards: BTreeSet::new(),
+});
+
+fn registry() -> StdGuard<'static, Registry> {
+    // A panic under the `Panic` policy happens outside the registry lock, but a poisoned
+    // registry is still consistent (every update is a single insert or remove).
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Who could end a wait.
+enum Releasers {
+    /// Someone the detector cannot see as blocked: the wait may end.
+    Live,
+    /// These threads (possibly none), and whether they hold what is waited for (rather than
+    /// being merely attached).
+    Threads(Vec<u64>, bool),
+}
+
+impl Registry {
+    fn intern(&mut self, name: String) -> u32 {
+        if let Some(&id) = self.class_ids.get(&name) {
+            return id;
+        }
+        let id = u32::try_from(self.classes.len()).expect("fewer than 2^32 lock classes");
+        self.classes.push(name.clone());
+        self.class_ids.insert(name, id);
+        id
+    }
+
+    /// Whether `t` is a live thread of this process (see `register` for the pid check).
+    fn alive(&self, t: u64) -> bool {
+        (t >> 32) == u64::from(std::process::id()) && self.threads.contains_key(&t)
+    }
+
+    fn releasers(&self, w: &WaitRecord) -> Releasers {
+        let meta = w.meta();
+        match w.what {
+            WaitFor::Lock => {
+                let owner = meta.owner.load(Relaxed);
+                if owner == 0 || !self.alive(owner) {
+                    Releasers::Live
+                } else {
+                    Releasers::Threads(vec![owner], true)
+                }
+            }
+            WaitFor::Permits(_) => {
+                let ledger = meta.ledger();
+                if ledger.holders.is_empty() {
+                    Releasers::Threads(self.attached(&ledger.attached), false)
+                } else if ledger.holders.iter().any(|h| !self.alive(h.thread)) {
+                    Releasers::Live
+                } else {
+                    Releasers::Threads(ledger.holders.iter().map(|h| h.thread).collect(), true)
+                }
+            }
+            WaitFor::Condition(_) => {
+                Releasers::Threads(self.attached(&meta.ledger().attached), false)
+            }
+        }
+    }
+
+    fn attached(&self, list: &[u64]) -> Vec<u64> {
+        list.iter().copied().filter(|&t| self.alive(t)).collect()
+    }
+
+    fn wait_of(&self, t: u64) -> Option<&WaitRecord> {
+        self.threads.get(&t).and_then(|e| e.wait.as_ref())
+    }
+
+    /// The blocked threads that can never go on: the greatest set of blocked threads all
+    /// of whose releasers are in the set.
+    fn stuck(&self) -> BTreeSet<u64> {
+        let mut stuck: BTreeSet<u64> =
+            self.threads.iter().filter(|(_, e)| e.wait.is_some()).map(|(&t, _)| t).collect();
+        loop {
+            let before = stuck.clone();
+            stuck.retain(|&t| match self.wait_of(t).map(|w| self.releasers(w)) {
+                Some(Releasers::Threads(ids, _)) => ids.iter().all(|r| before.contains(r)),
+                _ => false,
+            });
+            if stuck.len() == before.len() {
+                return stuck;
+            }
+        }
+    }
+
+    /// A path of stuck threads from `me` back to `me`, each waiting for the next.
+    fn cycle_through(&self, me: u64, stuck: &BTreeSet<u64>) -> Option<Vec<u64>> {
+        fn dfs(
+            r: &Registry,
+            t: u64,
+            me: u64,
+            stuck: &BTreeSet<u64>,
+            seen: &mut BTreeSet<u64>,
+            path: &mut Vec<u64>,
+        ) -> bool {
+            let Some(Releasers::Threads(ids, _)) = r.wait_of(t).map(|w| r.releasers(w)) else {
+                return false;
+            };
+            for n in ids.into_iter().filter(|n| stuck.contains(n)) {
+                if n == me {
+                    return true;
+                }
+                if seen.insert(n) {
+                    path.push(n);
+                    if dfs(r, n, me, stuck, seen, path) {
+                        return true;
+                    }
+                    path.pop();
+                }
+            }
+            false
+        }
+        let mut path = vec![me];
+        let mut seen = BTreeSet::from([me]);
+        dfs(self, me, me, stuck, &mut seen, &mut path).then_some(path)
+    }
+
+    /// Whether `me`, which has just registered its wait, can never go on; the report if so.
+    fn check(&self, me: u64) -> Option<Report> {
+        let w = self.wait_of(me)?;
+        let quick = self.releasers(w);
+        let (ids, holders) = match &quick {
+            Releasers::Live => return None,
+            Releasers::Threads(ids, holders) => (ids, *holders),
+        };
+        // Fast exit, the common contended case: a releaser is running.
+        if ids.iter().any(|&r| r != me && self.wait_of(r).is_none()) {
+            return None;
+        }
+        let stuck = self.stuck();
+        if !stuck.contains(&me) {
+            return None;
+        }
+        let now = Instant::now();
+        if !holders {
+            // A monitor condition, or permits that nobody holds: only attached parties
+            // could signal, and all of them are blocked for good.
+            let mut parties = vec![self.party(me, now)];
+            parties.extend(ids.iter().filter(|&&t| t != me).map(|&t| self.party(t, now)));
+            return Some(Report {
+                kind: ReportKind::NobodyLeftToSignal,
+                parties,
+                edges: Vec::new(),
+                held: Vec::new(),
+            });
+        }
+        let cycle = self.cycle_through(me, &stuck)?;
+        Some(Report {
+            kind: ReportKind::WaitCycle,
+            parties: cycle.iter().map(|&t| self.party(t, now)).collect(),
+            edges: Vec::new(),
+            held: Vec::new(),
+        })
+    }
+
+    fn thread_info(&self, t: u64) -> ThreadInfo {
+        self.threads.get(&t).map_or_else(
+            || ThreadInfo { pid: std::process::id(), tid: 0, name: Some("<exited>".into()) },
+            |e| e.info.clone(),
+        )
+    }
+
+    fn party(&self, t: u64, now: Instant) -> Party {
+        let e = &self.threads[&t];
+        let w = e.wait.as_ref().expect("parties are blocked threads");
+        let meta = w.meta();
+        let held_by = match w.what {
+            WaitFor::Lock => {
+                let owner = meta.owner.load(Relaxed);
+                let at = meta.owner_at.load(Relaxed);
+                if owner == 0 || at.is_null() {
+                    Vec::new()
+                } else {
+                    // SAFETY: `owner_at` only ever holds pointers made from
+                    // `&'static Location<'static>`.
+                    let at: Site = unsafe { &*at };
+                    vec![Holding {
+                        thread: self.thread_info(owner),
+                        permits: 1,
+                        acquired_at: site(at),
+                    }]
+                }
+            }
+            WaitFor::Permits(_) | WaitFor::Condition(_) => meta
+                .ledger()
+                .holders
+                .iter()
+                .map(|h| Holding {
+                    thread: self.thread_info(h.thread),
+                    permits: h.permits,
+                    acquired_at: site(h.at),
+                })
+                .collect(),
+        };
+        Party {
+            thread: e.info.clone(),
+            waits_for: meta.info(),
+            wait: w.what,
+            waiting_at: site(w.at),
+            waited_us: u64::try_from(now.saturating_duration_since(w.since).as_micros())
+                .unwrap_or(u64::MAX),
+            held_by,
+        }
+    }
+
+    /// A path of lock-order edges from class `from` to class `to`, if any (breadth-first).
+    fn order_path(&self, from: u32, to: u32) -> Option<Vec<u32>> {
+        let mut prev: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([from]);
+        let mut seen = BTreeSet::from([from]);
+        while let Some(c) = queue.pop_front() {
+            if c == to {
+                let mut path = vec![to];
+                let mut x = to;
+                while let Some(&p) = prev.get(&x) {
+                    path.push(p);
+                    x = p;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for (&(_, n), _) in self.edges.range((c, 0)..=(c, u32::MAX)) {
+                if seen.insert(n) {
+                    prev.insert(n, c);
+                    queue.push_back(n);
+                }
+            }
+        }
+        None
+    }
+
+    fn order_edge(&self, a: u32, b: u32) -> OrderEdge {
+        let e = &self.edges[&(a, b)];
+        OrderEdge {
+            from: self.classes[a as usize].clone(),
+            to: self.classes[b as usize].clone(),
+            thread: e.thread.clone(),
+            at: site(e.at),
+            holding_since: site(e.holding_since),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-lock state.
+
+#[derive(Default)]
+struct Ledger {
+    /// Semaphores: who holds how many permits.
+    holders: Vec<Hold>,
+    /// Monitors and semaphores: the threads that used it (they may notify or release).
+    attached: Vec<u64>,
+}
+
+struct Hold {
+    thread: u64,
+    permits: u32,
+    at: Site,
+}
+
+/// The detector's state in each mutex, monitor and semaphore.
+pub(crate) struct LockMeta {
+    id: u64,
+    kind: LockKind,
+    label: Option<Cow<'static, str>>,
+    created: Site,
+    class: OnceLock<u32>,
+    policy: AtomicU8,
+    /// The owning thread's detector id (mutexes, monitors); 0 when free or not yet known.
+    owner: AtomicU64,
+    owner_at: AtomicPtr<Location<'static>>,
+    ledger: StdMutex<Ledger>,
+}
+
+impl std::fmt::Debug for LockMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockMeta").field("class", &self.class_name()).finish_non_exhaustive()
+    }
+}
+
+/// Who took a semaphore's permits (the thread that acquired them).
+#[derive(Debug)]
+pub(crate) struct HolderTag(u64);
+
+impl LockMeta {
+    /// State for a new lock of `kind`, created at the caller's location. A semaphore or
+    /// monitor is attached to the thread that creates it.
+    #[track_caller]
+    pub(crate) fn new(kind: LockKind) -> Self {
+        let meta = LockMeta {
+            id: NEXT_LOCK.fetch_add(1, Relaxed),
+            kind,
+            label: None,
+            created: Location::caller(),
+            class: OnceLock::new(),
+            policy: AtomicU8::new(0),
+            owner: AtomicU64::new(0),
+            owner_at: AtomicPtr::new(std::ptr::null_mut()),
+            ledger: StdMutex::new(Ledger::default()),
+        };
+        if kind != LockKind::Mutex {
+            meta.attach();
+        }
+        meta
+    }
+
+    pub(crate) fn set_label(&mut self, label: Cow<'static, str>) {
+        self.label = Some(label);
+        self.class = OnceLock::new();
+    }
+
+    pub(crate) fn set_policy(&self, p: Policy) {
+        self.policy.store(policy_code(p), Relaxed);
+    }
+
+    fn policy(&self) -> Policy {
+        policy_from(self.policy.load(Relaxed)).unwrap_or_else(policy)
+    }
+
+    fn ledger(&self) -> StdGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn class_name(&self) -> String {
+        self.label.as_deref().map_or_else(|| site(self.created), str::to_owned)
+    }
+
+    /// The lock class id. Takes the registry lock the first time: never call it while
+    /// holding the registry.
+    #[inline]
+    fn class(&self) -> u32 {
+        *self.class.get_or_init(|| registry().intern(self.class_name()))
+    }
+
+    fn info(&self) -> LockInfo {
+        LockInfo {
+            label: self.class_name(),
+            labelled: self.label.is_some(),
+            kind: self.kind,
+            created_at: site(self.created),
+        }
+    }
+
+    /// Lock order: before a blocking acquisition (not `try_lock`), records "class of each
+    /// held lock -> this class", and reports an edge that closes a cycle.
+    #[inline]
+    pub(crate) fn before_lock(&self, at: Site) {
+        let _ = LOCAL.try_with(|l| {
+            let held = l.held.borrow();
+            if held.is_empty() {
+                return;
+            }
+            let b = self.class();
+            for h in held.iter() {
+                let a = h.class;
+                if a == b {
+                    continue; // nesting within one class is not ordered (see the module docs)
+                }
+                if SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
+                    self.new_edge(a, b, at, h.at);
+                }
+            }
+        });
+    }
+
+    #[cold]
+    fn new_edge(&self, a: u32, b: u32, at: Site, holding_since: Site) {
+        let me = me();
+        let report = {
+            let mut reg = registry();
+            if reg.edges.contains_key(&(a, b)) {
+                return;
+            }
+            let thread = reg.thread_info(me);
+            reg.edges.insert((a, b), EdgeInfo { thread, at, holding_since });
+            reg.order_path(b, a).map(|path| {
+                let mut edges: Vec<OrderEdge> =
+                    path.windows(2).map(|p| reg.order_edge(p[0], p[1])).collect();
+                edges.push(reg.order_edge(a, b));
+                Report {
+                    kind: ReportKind::LockOrderInversion,
+                    parties: Vec::new(),
+                    edges,
+                    held: Vec::new(),
+                }
+            })
+        };
+        if let Some(r) = report {
+            let _ = deliver(r, self.policy(), false);
+        }
+    }
+
+    /// The record of this thread blocking on this lock; registered by its first `block`.
+    pub(crate) fn wait_slot(&self, what: WaitKind, at: Site, checked: bool) -> WaitSlot<'_> {
+        WaitSlot { meta: self, what, at, checked, registered: 0 }
+    }
+
+    /// The calling thread now holds this mutex or monitor.
+    #[inline]
+    pub(crate) fn acquired(&self, at: Site) {
+        let class = self.class();
+        self.owner_at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
+        let _ = LOCAL.try_with(|l| {
+            self.owner.store(l.id(), Relaxed);
+            l.held.borrow_mut().push(Held { lock: self.id, class, at });
+        });
+    }
+
+    /// The calling thread is about to release this mutex or monitor.
+    #[inline]
+    pub(crate) fn released(&self) {
+        let _ = LOCAL.try_with(|l| {
+            let mut h = l.held.borrow_mut();
+            if h.last().is_some_and(|e| e.lock == self.id) {
+                h.pop();
+            } else if let Some(i) = h.iter().rposition(|e| e.lock == self.id) {
+                h.remove(i);
+            }
+        });
+        self.owner.store(0, Relaxed);
+    }
+
+    /// The calling thread uses this monitor or semaphore (so it may notify or release).
+    #[inline]
+    pub(crate) fn attach(&self) {
+        if ATTACHED.try_with(|a| a.borrow_mut().insert(self.id)).unwrap_or(false) {
+            let me = me();
+            if me != 0 {
+                self.ledger().attached.push(me);
+            }
+        }
+    }
+
+    /// The calling thread took `n` permits of this semaphore.
+    pub(crate) fn took(&self, n: u32, at: Site) -> HolderTag {
+        self.attach();
+        let me = me();
+        let mut l = self.ledger();
+        match l.holders.iter_mut().find(|h| h.thread == me) {
+            Some(h) => {
+                h.permits += n;
+                h.at = at;
+            }
+            None => l.holders.push(Hold { thread: me, permits: n, at }),
+        }
+        HolderTag(me)
+    }
+
+    /// Permits taken by `tag` go back (or are forgotten).
+    pub(crate) fn gave_back(&self, tag: &HolderTag, n: u32) {
+        let mut l = self.ledger();
+        if let Some(i) = l.holders.iter().position(|h| h.thread == tag.0) {
+            let h = &mut l.holders[i];
+            h.permits = h.permits.saturating_sub(n);
+            if h.permits == 0 {
+                l.holders.remove(i);
+            }
+        }
+    }
+
+    /// Before a monitor wait (the caller is inside and has called `released`): reports a
+    /// wait while holding other locks as a hazard, then registers the wait on `cond` and
+    /// checks that someone is left to notify.
+    pub(crate) fn cond_wait(
+        &self,
+        cond: usize,
+        at: Site,
+        checked: bool,
+    ) -> Result<WaitSlot<'_>, Deadlock> {
+        self.attach();
+        let held: Vec<(u32, Site)> = LOCAL
+            .try_with(|l| l.held.borrow().iter().map(|e| (e.class, e.at)).collect())
+            .unwrap_or_default();
+        if !held.is_empty() {
+            self.hazard(cond, at, &held);
+        }
+        let mut slot = self.wait_slot(WaitFor::Condition(cond), at, checked);
+        slot.block()?;
+        Ok(slot)
+    }
+
+    #[cold]
+    fn hazard(&self, cond: usize, at: Site, held: &[(u32, Site)]) {
+        let me = me();
+        let class = self.class();
+        let report = {
+            let mut reg = registry();
+            let new: Vec<&(u32, Site)> =
+                held.iter().filter(|(c, _)| reg.hazards.insert((class, *c))).collect();
+            if new.is_empty() {
+                return;
+            }
+            let thread = reg.thread_info(me);
+            Report {
+                kind: ReportKind::WaitWhileHolding,
+                parties: vec![Party {
+                    thread,
+                    waits_for: self.info(),
+                    wait: WaitFor::Condition(cond),
+                    waiting_at: site(at),
+                    waited_us: 0,
+                    held_by: Vec::new(),
+                }],
+                edges: Vec::new(),
+                held: held
+                    .iter()
+                    .map(|(c, s)| {
+                        format!("\"{}\" (taken at {})", reg.classes[*c as usize], site(s))
+                    })
+                    .collect(),
+            }
+        };
+        let _ = deliver(report, self.policy(), false);
+    }
+}
+
+/// A thread about to block on a lock: registers the wait (once) and checks for a deadlock
+/// through this thread; removes the record when dropped.
+pub(crate) struct WaitSlot<'a> {
+    meta: &'a LockMeta,
+    what: WaitKind,
+    at: Site,
+    checked: bool,
+    /// The registered thread's id, or 0.
+    registered: u64,
+}
+
+impl WaitSlot<'_> {
+    /// Called each time the thread is about to park (after its spin phase). The first call
+    /// registers the wait and analyses the graph; the policy decides what a deadlock does.
+    pub(crate) fn block(&mut self) -> Result<(), Deadlock> {
+        if self.registered != 0 {
+            return Ok(());
+        }
+        let me = me();
+        if me == 0 {
+            return Ok(());
+        }
+        self.registered = me;
+        let report = {
+            let mut reg = registry();
+            if let Some(e) = reg.threads.get_mut(&me) {
+                e.wait = Some(WaitRecord {
+                    lock: MetaPtr(self.meta),
+                    what: self.what,
+                    // Timed from the first park: reading the clock on every acquire would
+                    // cost the uncontended path more than all the rest of the hooks.
+                    since: Instant::now(),
+                    at: self.at,
+                });
+            }
+            reg.check(me)
+        };
+        match report {
+            Some(r) => deliver(r, self.meta.policy(), self.checked),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WaitSlot<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.registered != 0 {
+            unregister(self.registered);
+        }
+    }
+}
+
+#[cold]
+fn unregister(thread: u64) {
+    if let Some(e) = registry().threads.get_mut(&thread) {
+        e.wait = None;
+    }
+}

@@ -1,0 +1,102 @@
+//! Deadlock detection switched off (the cargo feature `deadlock-detection` is not enabled):
+//! every hook the primitives call is an empty `#[inline(always)]` function on a zero-sized
+//! type, so the primitives compile to exactly the code they had without hooks. No detector
+//! code is compiled in (`tests/deadlock_off.rs` checks the symbols of a test binary).
+//!
+//! The signatures match `detector.rs`, so the primitives call the hooks without `cfg`s.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::marker::PhantomData;
+
+/// Where a lock was taken: nothing when detection is off.
+#[derive(Clone, Copy)]
+pub(crate) struct Site;
+
+/// The caller's location: nothing when detection is off.
+#[inline(always)]
+pub(crate) fn caller() -> Site {
+    Site
+}
+
+/// What a blocking hook can fail with: nothing when detection is off.
+pub(crate) type BlockError = Infallible;
+
+/// Which primitive a [`LockMeta`] belongs to.
+#[derive(Clone, Copy)]
+pub(crate) enum LockKind {
+    Mutex,
+    Monitor,
+    Semaphore,
+}
+
+/// What a blocked thread waits for.
+#[derive(Clone, Copy)]
+#[allow(dead_code)] // the detector reads the count; here nothing does
+pub(crate) enum WaitKind {
+    Lock,
+    Permits(u32),
+}
+
+/// A lock's detector state: zero-sized.
+#[derive(Debug, Default)]
+pub(crate) struct LockMeta;
+
+/// The record of a blocked thread: zero-sized.
+pub(crate) struct WaitSlot<'a>(PhantomData<&'a ()>);
+
+/// Who took a semaphore's permits: zero-sized.
+#[derive(Debug)]
+pub(crate) struct HolderTag;
+
+impl LockMeta {
+    #[inline(always)]
+    pub(crate) fn new(_kind: LockKind) -> Self {
+        LockMeta
+    }
+
+    #[inline(always)]
+    pub(crate) fn set_label(&mut self, _label: Cow<'static, str>) {}
+
+    #[inline(always)]
+    pub(crate) fn before_lock(&self, _at: Site) {}
+
+    #[inline(always)]
+    pub(crate) fn wait_slot(&self, _what: WaitKind, _at: Site, _checked: bool) -> WaitSlot<'_> {
+        WaitSlot(PhantomData)
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquired(&self, _at: Site) {}
+
+    #[inline(always)]
+    pub(crate) fn released(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn attach(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn took(&self, _n: u32, _at: Site) -> HolderTag {
+        HolderTag
+    }
+
+    #[inline(always)]
+    pub(crate) fn gave_back(&self, _tag: &HolderTag, _n: u32) {}
+
+    #[inline(always)]
+    pub(crate) fn cond_wait(
+        &self,
+        _cond: usize,
+        _at: Site,
+        _checked: bool,
+    ) -> Result<WaitSlot<'_>, BlockError> {
+        Ok(WaitSlot(PhantomData))
+    }
+}
+
+impl WaitSlot<'_> {
+    #[inline(always)]
+    pub(crate) fn block(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,430 @@
+//! Deadlock detection (feature `deadlock-detection`): real deadlocks between real threads,
+//! found and broken; lock-order inversions found without any deadlock; no false positive.
+//!
+//! Every scenario runs in a child process (this test binary, re-executed to run that one
+//! test) under a watchdog: a scenario whose deadlock goes undetected hangs, the watchdog
+//! kills the child, and the test fails. The child also keeps the detector's process-wide
+//! registry and report log to one scenario.
+#![cfg(all(feature = "deadlock-detection", not(interproc_loom)))]
+#![allow(clippy::disallowed_methods)] // std::thread: these tests run real threads
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use interproc_sync::deadlock::{self, LockKind, Policy, Report, ReportKind, WaitFor};
+use interproc_sync::{Condition, Monitor, Mutex, Semaphore};
+
+const SCENARIO_ENV: &str = "INTERPROC_DEADLOCK_SCENARIO";
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// In the child (the environment names this scenario), runs `body`; in the parent, runs
+/// this test alone in a child process under the watchdog and checks that it passed.
+fn scenario(name: &str, body: impl FnOnce()) {
+    if std::env::var(SCENARIO_ENV).as_deref() == Ok(name) {
+        deadlock::set_logging(false);
+        body();
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(SCENARIO_ENV, name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let give_up = Instant::now() + WATCHDOG;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() >= give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watchdog: scenario {name} hung (an undetected deadlock?) and was killed");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "scenario {name} failed: {status:?}\n{out}\n{err}");
+    assert!(out.contains("1 passed"), "scenario {name} did not run:\n{out}\n{err}");
+}
+
+fn deadlocks(reports: &[Report]) -> Vec<&Report> {
+    reports.iter().filter(|r| r.kind.is_deadlock()).collect()
+}
+
+/// ABBA between two threads: exactly one gets `Err(Deadlock)` naming both locks, with
+/// owners, sites and kinds; it drops its lock and the other finishes.
+#[test]
+fn abba_one_thread_gets_the_error_and_the_other_finishes() {
+    scenario("abba_one_thread_gets_the_error_and_the_other_finishes", || {
+        deadlock::set_policy(Policy::Error);
+        let a = Mutex::new(0).labelled("A");
+        let b = Mutex::new(0).labelled("B");
+        let both = Barrier::new(2);
+        let take = |first: &Mutex<i32>, second: &Mutex<i32>| {
+            let mut g1 = first.lock().unwrap();
+            both.wait();
+            match second.lock_checked() {
+                Ok(mut g2) => {
+                    *g1 += 1;
+                    *g2 += 1;
+                    None
+                }
+                Err(deadlock::CheckedLockError::Deadlock(d)) => Some(d.into_report()),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let results: Vec<Option<Report>> = thread::scope(|s| {
+            let t1 = thread::Builder::new().name("t-ab".into()).spawn_scoped(s, || take(&a, &b));
+            let t2 = thread::Builder::new().name("t-ba".into()).spawn_scoped(s, || take(&b, &a));
+            vec![t1.unwrap().join().unwrap(), t2.unwrap().join().unwrap()]
+        });
+        let errors: Vec<&Report> = results.iter().flatten().collect();
+        assert_eq!(errors.len(), 1, "exactly one thread gets the error: {results:?}");
+        let r = errors[0];
+        assert_eq!(r.kind, ReportKind::WaitCycle);
+        let mut locks = r.locks();
+        locks.sort();
+        assert_eq!(locks, ["A", "B"]);
+        for p in &r.parties {
+            assert_eq!(p.waits_for.kind, LockKind::Mutex);
+            assert_eq!(p.wait, WaitFor::Lock);
+            assert_eq!(p.held_by.len(), 1, "{r}");
+            let owner = &p.held_by[0];
+            assert_eq!(owner.thread.pid, std::process::id());
+            assert!(owner.thread.tid > 0);
+            assert!(owner.acquired_at.contains("tests/deadlock.rs"), "{r}");
+            assert!(p.waiting_at.contains("tests/deadlock.rs"), "{r}");
+        }
+        let names: Vec<_> = r.parties.iter().map(|p| p.thread.name.clone().unwrap()).collect();
+        assert!(names.contains(&"t-ab".into()) && names.contains(&"t-ba".into()), "{names:?}");
+        // Each party waits for the lock the next one holds.
+        let (p0, p1) = (&r.parties[0], &r.parties[1]);
+        assert_eq!(p0.held_by[0].thread, p1.thread);
+        assert_eq!(p1.held_by[0].thread, p0.thread);
+        let text = r.to_string();
+        assert!(text.contains("\"A\"") && text.contains("t-ab") && text.contains("acquired at"));
+        // The other thread finished: one increment on each lock.
+        assert_eq!((*a.lock().unwrap(), *b.lock().unwrap()), (1, 1));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["kind"], "wait_cycle");
+        assert_eq!(json["parties"].as_array().unwrap().len(), 2);
+        assert!(json["parties"][0]["held_by"][0]["thread"]["tid"].as_i64().unwrap() > 0);
+        // The same report was kept for take_reports.
+        assert!(deadlocks(&deadlock::take_reports()).contains(&r));
+    });
+}
+
+/// A cycle of three threads over three locks is found and names all three.
+#[test]
+fn three_thread_cycle() {
+    scenario("three_thread_cycle", || {
+        let locks: Vec<Mutex<()>> = (0..3)
+            .map(|i| Mutex::new(()).labelled(format!("L{i}")).deadlock_policy(Policy::Error))
+            .collect();
+        let all = Barrier::new(3);
+        let errors: usize = thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .map(|i| {
+                    let (locks, all) = (&locks, &all);
+                    s.spawn(move || {
+                        let _mine = locks[i].lock().unwrap();
+                        all.wait();
+                        usize::from(locks[(i + 1) % 3].lock_checked().is_err())
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(errors, 1);
+        let reports = deadlock::take_reports();
+        let cycles = deadlocks(&reports);
+        assert_eq!(cycles.len(), 1, "{reports:?}");
+        let mut names = cycles[0].locks();
+        names.sort();
+        assert_eq!(names, ["L0", "L1", "L2"]);
+    });
+}
+
+/// Under `Panic` the closing thread panics, and unwinding drops its lock so the other
+/// finishes. (The two mutexes share a lock class, being made at one site without labels,
+/// so no lock-order edge is recorded between them and the run-time check is what fires.)
+#[test]
+fn panic_policy() {
+    scenario("panic_policy", || {
+        let m: Vec<Mutex<()>> =
+            (0..2).map(|_| Mutex::new_unpoisoned(()).deadlock_policy(Policy::Panic)).collect();
+        let both = Barrier::new(2);
+        let panics = thread::scope(|s| {
+            let take = |i: usize| {
+                let (m, both) = (&m, &both);
+                s.spawn(move || {
+                    let _first = m[i].lock().unwrap();
+                    both.wait();
+                    let _second = m[1 - i].lock().unwrap();
+                })
+            };
+            let (t1, t2) = (take(0), take(1));
+            [t1.join().is_err(), t2.join().is_err()].iter().filter(|p| **p).count()
+        });
+        assert_eq!(panics, 1);
+        let reports = deadlock::take_reports();
+        assert_eq!(deadlocks(&reports).len(), 1, "{reports:?}");
+        assert_eq!(reports.len(), 1, "no lock-order report within one class: {reports:?}");
+    });
+}
+
+/// Under `Panic`, a lock-order inversion panics where it closes the cycle, before the
+/// deadlock it predicts can happen.
+#[test]
+fn panic_policy_on_inversion() {
+    scenario("panic_policy_on_inversion", || {
+        deadlock::set_policy(Policy::Panic);
+        let a = Mutex::new_unpoisoned(()).labelled("QA");
+        let b = Mutex::new_unpoisoned(()).labelled("QB");
+        {
+            let _a = a.lock().unwrap();
+            let _b = b.lock().unwrap();
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _b = b.lock().unwrap();
+            let _a = a.lock().unwrap();
+        }));
+        assert!(r.is_err());
+        assert_eq!(deadlock::take_reports()[0].kind, ReportKind::LockOrderInversion);
+        drop(a.try_lock().unwrap()); // unwinding released both
+    });
+}
+
+/// One thread takes A then B, and later B then A, without any deadlock: the second order
+/// closes a cycle in the lock-order graph, a potential deadlock.
+#[test]
+fn lock_order_inversion_in_one_thread() {
+    scenario("lock_order_inversion_in_one_thread", || {
+        let a = Mutex::new(()).labelled("OA");
+        let b = Mutex::new(()).labelled("OB");
+        {
+            let _a = a.lock().unwrap();
+            let _b = b.lock().unwrap();
+        }
+        assert!(deadlock::take_reports().is_empty(), "one order alone is fine");
+        {
+            let _b = b.lock().unwrap();
+            let _a = a.lock().unwrap();
+        }
+        let reports = deadlock::take_reports();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let r = &reports[0];
+        assert_eq!(r.kind, ReportKind::LockOrderInversion);
+        assert!(!r.kind.is_deadlock());
+        let mut names = r.locks();
+        names.sort();
+        assert_eq!(names, ["OA", "OB"]);
+        assert_eq!(r.edges.len(), 2);
+        assert!(r.edges.iter().all(|e| e.at.contains("tests/deadlock.rs")), "{r}");
+        assert!(r.to_string().contains("potential deadlock"));
+        // Reported once, not on every later inversion.
+        {
+            let _b = b.lock().unwrap();
+            let _a = a.lock().unwrap();
+        }
+        assert!(deadlock::take_reports().is_empty());
+    });
+}
+
+/// A lock class is the creation site when there is no label; and `try_lock` adds no edge.
+#[test]
+fn try_lock_adds_no_edge_and_sites_are_classes() {
+    scenario("try_lock_adds_no_edge_and_sites_are_classes", || {
+        let a = Mutex::new(());
+        let b = Mutex::new(());
+        {
+            let _a = a.lock().unwrap();
+            let _b = b.try_lock().unwrap(); // no edge A -> B
+        }
+        {
+            let _b = b.lock().unwrap();
+            let _a = a.lock().unwrap(); // edge B -> A: no cycle
+        }
+        assert!(deadlock::take_reports().is_empty());
+        {
+            let _a = a.lock().unwrap();
+            let _b = b.lock().unwrap(); // edge A -> B closes the cycle
+        }
+        let reports = deadlock::take_reports();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].locks().iter().all(|l| l.contains("tests/deadlock.rs:")), "{reports:?}");
+    });
+}
+
+/// Two semaphores of one permit each, taken in opposite orders: a waiter for permits waits
+/// on their holders, so the cycle is found.
+#[test]
+fn semaphore_deadlock() {
+    scenario("semaphore_deadlock", || {
+        deadlock::set_policy(Policy::Error);
+        let s1 = Semaphore::new(1).labelled("S1");
+        let s2 = Semaphore::new(1).labelled("S2");
+        let both = Barrier::new(2);
+        let take = |first: &Semaphore, second: &Semaphore| {
+            let _p = first.acquire();
+            both.wait();
+            second.acquire_checked().err().map(|d| d.into_report())
+        };
+        let reports: Vec<Report> = thread::scope(|s| {
+            let t1 = s.spawn(|| take(&s1, &s2));
+            let t2 = s.spawn(|| take(&s2, &s1));
+            [t1.join().unwrap(), t2.join().unwrap()].into_iter().flatten().collect()
+        });
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert_eq!(r.kind, ReportKind::WaitCycle);
+        let mut names = r.locks();
+        names.sort();
+        assert_eq!(names, ["S1", "S2"]);
+        for p in &r.parties {
+            assert_eq!(p.waits_for.kind, LockKind::Semaphore);
+            assert_eq!(p.wait, WaitFor::Permits(1));
+            assert_eq!(p.held_by.len(), 1, "the ledger names the holder: {r}");
+            assert_eq!(p.held_by[0].permits, 1);
+        }
+        assert_eq!((s1.available_permits(), s2.available_permits()), (1, 1));
+    });
+}
+
+/// A wait for permits that nobody holds, with nobody else attached to the semaphore.
+#[test]
+fn semaphore_nobody_left_to_signal() {
+    scenario("semaphore_nobody_left_to_signal", || {
+        // Created by a thread that is gone: only this thread is attached.
+        let sem =
+            thread::spawn(|| Semaphore::new(0).labelled("signal").deadlock_policy(Policy::Error))
+                .join()
+                .unwrap();
+        assert_eq!(deadlock::policy(), Policy::Report, "the semaphore's own policy decides");
+        let d = sem.acquire_checked().map(|_| ()).unwrap_err();
+        assert_eq!(d.report().kind, ReportKind::NobodyLeftToSignal);
+        assert_eq!(d.report().parties[0].wait, WaitFor::Permits(1));
+        assert!(d.report().parties[0].held_by.is_empty());
+    });
+}
+
+/// Two threads wait on a monitor condition and no other thread is attached: the second
+/// one to wait is told that nobody is left to notify, and notifies the first itself.
+#[test]
+fn monitor_nobody_left_to_signal() {
+    scenario("monitor_nobody_left_to_signal", || {
+        deadlock::set_policy(Policy::Error);
+        const GO: Condition = Condition::new(0);
+        let m = thread::spawn(|| Monitor::new(false, 1).labelled("gate")).join().unwrap();
+        let both = Barrier::new(2);
+        let told: usize = thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        drop(m.enter()); // attach: this thread is a party of the monitor
+                        both.wait();
+                        let mut g = m.enter();
+                        while !*g {
+                            if let Err(d) = g.wait_checked(GO) {
+                                assert_eq!(d.report().kind, ReportKind::NobodyLeftToSignal);
+                                assert_eq!(d.report().parties.len(), 2, "{d}");
+                                *g = true;
+                                g.notify_all(GO);
+                                return 1;
+                            }
+                        }
+                        0
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(told, 1);
+    });
+}
+
+/// A monitor wait while holding another lock is reported as a hazard (once).
+#[test]
+fn monitor_wait_while_holding_is_a_hazard() {
+    scenario("monitor_wait_while_holding_is_a_hazard", || {
+        const C: Condition = Condition::new(0);
+        let outer = Mutex::new(()).labelled("outer");
+        let m = Monitor::new((), 1).labelled("inner monitor");
+        let _o = outer.lock().unwrap();
+        for _ in 0..2 {
+            let mut g = m.enter();
+            assert!(g.wait_timeout(C, Duration::from_millis(1)).is_err());
+        }
+        let reports = deadlock::take_reports();
+        let hazards: Vec<_> =
+            reports.iter().filter(|r| r.kind == ReportKind::WaitWhileHolding).collect();
+        assert_eq!(hazards.len(), 1, "{reports:?}");
+        assert!(hazards[0].held[0].contains("outer"), "{}", hazards[0]);
+        assert_eq!(hazards[0].parties[0].waits_for.label, "inner monitor");
+    });
+}
+
+/// No false positive: 4 threads × 100,000 iterations of correctly ordered nested locks
+/// (with contention, so threads block and are checked) report nothing.
+#[test]
+fn ordered_nesting_reports_nothing() {
+    scenario("ordered_nesting_reports_nothing", || {
+        deadlock::set_policy(Policy::Panic); // any report fails the test
+        let locks: Vec<Mutex<u64>> =
+            (0..3).map(|i| Mutex::new(0).labelled(format!("N{i}"))).collect();
+        let sem = Semaphore::new(3).labelled("N-sem");
+        thread::scope(|s| {
+            for t in 0..4usize {
+                let (locks, sem) = (&locks, &sem);
+                s.spawn(move || {
+                    for i in 0..100_000usize {
+                        let first = (t + i) % 2; // 0 or 1, then always a higher one
+                        let _p = sem.acquire();
+                        let mut a = locks[first].lock().unwrap();
+                        let mut b = locks[2].lock().unwrap();
+                        *a += 1;
+                        *b += 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*locks[2].lock().unwrap(), 400_000);
+        assert!(deadlock::take_reports().is_empty());
+    });
+}
+
+/// Locking a mutex the thread already holds is a cycle of one; the JSON carries the
+/// fields the text shows.
+#[test]
+fn relocking_a_held_mutex_is_a_cycle_of_one() {
+    scenario("relocking_a_held_mutex_is_a_cycle_of_one", || {
+        let m = Mutex::new(()).labelled("self").deadlock_policy(Policy::Error);
+        let _g = m.lock().unwrap();
+        let e = m.lock_checked().map(|_| ()).unwrap_err();
+        let deadlock::CheckedLockError::Deadlock(d) = e else { panic!("{e}") };
+        assert_eq!(d.report().parties.len(), 1);
+        let json: serde_json::Value = serde_json::from_str(&d.report().to_json()).unwrap();
+        let p = &json["parties"][0];
+        assert_eq!(p["waits_for"]["label"], "self");
+        assert_eq!(p["waits_for"]["kind"], "mutex");
+        assert_eq!(p["wait"], "lock");
+        assert!(p["waited_us"].is_u64());
+        assert!(p["held_by"][0]["acquired_at"].as_str().unwrap().contains("deadlock.rs"));
+        assert_eq!(p["thread"]["pid"], std::process::id());
+    });
+}

@@ -67,7 +67,9 @@ mod loom;
 mod monitor;
 mod mutex;
 pub mod park;
+pub mod process;
 mod raw;
+mod robust;
 mod semaphore;
 pub mod shm;
 #[cfg(not(interproc_loom))]
@@ -78,7 +80,7 @@ pub use monitor::{Condition, Monitor, MonitorGuard};
 pub use mutex::{Mutex, MutexGuard};
 #[cfg(interproc_loom)]
 pub use park::ModelPark;
-pub use park::{DefaultPark, Park, ParkResult};
+pub use park::{DefaultPark, DefaultSharedPark, Park, ParkResult, RobustPark, TaskId};
 #[cfg(not(interproc_loom))]
 pub use park::{PrivateFutex, SharedFutex};
 pub use semaphore::{Permit, Semaphore};

@@ -11,7 +11,9 @@
 //! share, and writes over `PIPE_BUF` from two writers interleave. So pipe, FIFO, Unix
 //! and TCP use one stream per (producer, consumer) pair, and each consumer polls its
 //! streams. A System V queue is shared by everyone: consumer `c` receives only message
-//! type `c + 1`, a selective receive that no stream offers.
+//! type `c + 1`, a selective receive that no stream offers. `shm-sem` is the classic
+//! bounded buffer: one ring in a shared-memory segment, guarded by System V semaphores
+//! (`empty`/`full`/`mutex`, see [`crate::shm_sem`]); any consumer takes the next message.
 //!
 //! Each consumer reports what it received over a pipe, as a typed interproc channel; the
 //! parent checks that every (producer, seq) arrived exactly once and intact.
@@ -37,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use crate::procs::{self, Children};
+use crate::shm_sem;
 
 /// The transports `demo pc` runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,6 +56,9 @@ pub enum Transport {
     Tcp,
     /// One System V message queue; consumer c receives message type c+1.
     Msgq,
+    /// The classic bounded buffer: a ring in a shared-memory segment, guarded by System V
+    /// semaphores (empty/full/mutex).
+    ShmSem,
 }
 
 impl Transport {
@@ -64,6 +70,7 @@ impl Transport {
             Transport::Seqpacket => "seqpacket",
             Transport::Tcp => "tcp",
             Transport::Msgq => "msgq",
+            Transport::ShmSem => "shm-sem",
         }
     }
 }
@@ -72,7 +79,8 @@ impl Transport {
 #[derive(Args, Debug)]
 #[command(after_long_help = "Byte streams (pipe, fifo, unix, tcp) fan out with one stream per \
 (producer, consumer) pair: a stream cannot be shared by two readers without splitting \
-messages. msgq shares one System V queue: consumer c receives message type c+1.")]
+messages. msgq shares one System V queue: consumer c receives message type c+1. shm-sem \
+shares one bounded buffer in shared memory, guarded by System V semaphores (empty/full/mutex).")]
 pub struct PcArgs {
     /// The IPC mechanism.
     #[arg(long, value_enum, default_value_t = Transport::Pipe)]
@@ -177,6 +185,8 @@ enum Ends {
     Listeners(Vec<Listener>),
     /// The queue everyone opens.
     Msgq(Key),
+    /// The name of the bounded buffer's segment, which everyone opens.
+    ShmSem(String),
     /// Nothing left (the parent after the forks).
     Closed,
 }
@@ -347,6 +357,12 @@ impl Plan {
                 owners.push(q);
                 Ends::Msgq(key)
             }
+            Transport::ShmSem => {
+                let b = shm_sem::Buffer::create(len).map_err(|e| e.to_string())?;
+                let name = b.name().to_string();
+                owners.push(b);
+                Ends::ShmSem(name)
+            }
         };
         Ok(Plan { ends, producers: np, consumers: nc, len, owners })
     }
@@ -354,7 +370,7 @@ impl Plan {
     /// Whether producers send the end markers themselves. On a shared queue the parent
     /// sends them once every producer has exited (see [`run`]).
     fn producers_send_markers(transport: Transport) -> bool {
-        transport != Transport::Msgq
+        !matches!(transport, Transport::Msgq | Transport::ShmSem)
     }
 
     /// In producer `p`: its senders, one per consumer. Closes every other end.
@@ -395,6 +411,10 @@ impl Plan {
                     })
                     .collect()
             }
+            Ends::ShmSem(name) => {
+                let sink = shm_sem::ShmSemSink(shm_sem::Buffer::open(&name)?);
+                Ok(vec![BytesSender::new(Box::new(sink) as _)])
+            }
             Ends::Closed => unreachable!("ends taken twice"),
         };
         // The channels carry messages of exactly `len` bytes: allow that, however large.
@@ -428,6 +448,10 @@ impl Plan {
             Ends::Msgq(key) => {
                 let q = MessageQueue::open(key)?;
                 let src = MsgqSource::new(q, Select::Exact(c as i64 + 1))?;
+                Ok(vec![BytesReceiver::new(Box::new(src) as _)])
+            }
+            Ends::ShmSem(name) => {
+                let src = shm_sem::ShmSemSource::new(shm_sem::Buffer::open(&name)?);
                 Ok(vec![BytesReceiver::new(Box::new(src) as _)])
             }
             Ends::Closed => unreachable!("ends taken twice"),
@@ -760,6 +784,15 @@ pub fn run(args: PcArgs) -> i32 {
                     // Bounded: a consumer that stopped reading must not hang the parent.
                     if let Err(e) = q.send_timeout(c as i64 + 1, &[], OPEN_TIMEOUT) {
                         errors.push(format!("end marker to consumer {c}: {e}"));
+                    }
+                }
+            }
+            // The bounded buffer: one marker per consumer, behind all the data; each
+            // consumer stops at the first it takes.
+            if let Some(b) = plan.owners.find::<shm_sem::Buffer>() {
+                for c in 0..nc {
+                    if let Err(e) = b.put(&[], Some(Instant::now() + OPEN_TIMEOUT)) {
+                        errors.push(format!("end marker {c}: {e}"));
                     }
                 }
             }

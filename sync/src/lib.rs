@@ -7,6 +7,7 @@
 //! | [`Mutex<T>`] | a lock around a value, with `try_lock`, `lock_timeout` and optional poisoning |
 //! | [`Semaphore`] | counting permits: `acquire`, `acquire_many`, `try_acquire`, `acquire_timeout`, RAII [`Permit`] |
 //! | [`Monitor<T>`] | a lock around a value plus named [`Condition`]s, Mesa semantics |
+//! | [`shm::Segment<T>`] | a typed value in shared memory (`/dev/shm` or a memfd) behind a checked header |
 //!
 //! ## One algorithm, three ways to block
 //!

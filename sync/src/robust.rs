@@ -49,7 +49,7 @@ const INCONSISTENT: u32 = 1;
 /// the death of an owner is noticed within about `POLL_MAX` (plus the wait for the lock the
 /// owner held before it died, if that was long), and a waiter that waits long checks the
 /// owner's liveness about 10 times a second.
-pub(crate) const POLL_FIRST: Duration = Duration::from_millis(2);
+pub(crate) const POLL_FIRST: Duration = Duration::from_micros(250);
 /// The longest poll period.
 pub(crate) const POLL_MAX: Duration = Duration::from_millis(100);
 

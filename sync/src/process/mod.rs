@@ -23,7 +23,7 @@
 //! The kernel's robust-futex list is taken by glibc, so death is detected by the waiters:
 //! the lock word holds the owner's tid, the owner publishes its start time beside it (so a
 //! recycled tid is not mistaken for the owner), and a waiter parks for a bounded time only
-//! (2 ms, doubling up to 100 ms) and then checks `/proc/<tid>/stat`. An uncontended lock
+//! (250 µs, doubling up to 100 ms) and then checks `/proc/<tid>/stat`. An uncontended lock
 //! makes no syscall and checks nothing.
 //!
 //! # Placing them in shared memory

@@ -15,6 +15,13 @@ pub enum Error {
     /// A `_timeout` call's deadline passed first.
     #[error("timed out")]
     Timeout,
+    /// A process-shared [`Semaphore`](crate::process::Semaphore)'s ledger is full: `max`
+    /// other processes hold permits. Release some, or use fewer processes.
+    #[error("{max} processes already hold permits of this semaphore (its ledger is full): release some first")]
+    TooManyHolders {
+        /// The size of the ledger.
+        max: usize,
+    },
 }
 
 impl From<Error> for std::io::Error {
@@ -22,6 +29,7 @@ impl From<Error> for std::io::Error {
         let kind = match e {
             Error::WouldBlock => std::io::ErrorKind::WouldBlock,
             Error::Timeout => std::io::ErrorKind::TimedOut,
+            Error::TooManyHolders { .. } => std::io::ErrorKind::QuotaExceeded,
         };
         std::io::Error::new(kind, e)
     }

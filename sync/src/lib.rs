@@ -7,6 +7,8 @@
 //! | [`Mutex<T>`] | a lock around a value, with `try_lock`, `lock_timeout` and optional poisoning |
 //! | [`Semaphore`] | counting permits: `acquire`, `acquire_many`, `try_acquire`, `acquire_timeout`, RAII [`Permit`] |
 //! | [`Monitor<T>`] | a lock around a value plus named [`Condition`]s, Mesa semantics |
+//! | [`process::Mutex`], [`process::Semaphore`], [`process::Monitor`] | the same, placed in shared memory for several processes, robust to the death of a holder |
+//! | [`shm::Segment<T>`] | typed shared memory (named POSIX or anonymous memfd) to put them in |
 //! | [`shm::Segment<T>`] | a typed value in shared memory (`/dev/shm` or a memfd) behind a checked header |
 //!
 //! ## One algorithm, three ways to block
@@ -68,10 +70,28 @@
 //!
 //! ## Not yet here
 //!
-//! The process-shared flavours (placed in shared memory, robust to the death of the owner)
-//! are planned (issue 3); [`SharedFutex`] is their blocking backend. Deadlock detection
-//! across processes (a registry in shared memory, `interproc deadlocks`) follows them
-//! (issue 5); today's detector sees the threads of one process.
+//! Deadlock detection across processes (a registry in shared memory, `interproc
+//! deadlocks`) is planned (issue 5); today's detector sees the threads of one process, and
+//! the process-shared primitives below are not hooked into it yet.
+//!
+//! ## Between processes, robust to a crash
+//!
+//! [`process::Mutex`], [`process::Semaphore`] and [`process::Monitor`] are the same
+//! algorithms for memory shared by several processes ([`shm::Segment`]): `#[repr(C)]`,
+//! pointer-free, behind a checked header, blocking on shared futexes. If a process dies
+//! holding one, the next locker gets [`process::LockError::OwnerDied`] (and repairs, then
+//! calls `make_consistent()`), and the permits it held go back to the semaphore. See
+//! [`process`] for how death is detected without the kernel's robust list, and
+//! `tests/loom_process.rs` for the models that kill a thread at every step.
+//!
+//! ```
+//! use interproc_sync::process::Mutex;
+//! use interproc_sync::shm::Segment;
+//!
+//! let counter = Segment::anonymous(Mutex::new(0u64))?; // inherited by fork()ed children
+//! *counter.lock().unwrap() += 1;
+//! # Ok::<(), interproc_sync::shm::ShmError>(())
+//! ```
 
 #[cfg(all(feature = "deadlock-detection", interproc_loom))]
 compile_error!(
@@ -88,7 +108,9 @@ mod loom;
 mod monitor;
 mod mutex;
 pub mod park;
+pub mod process;
 mod raw;
+mod robust;
 mod semaphore;
 pub mod shm;
 #[cfg(not(interproc_loom))]
@@ -99,7 +121,7 @@ pub use monitor::{Condition, Monitor, MonitorGuard};
 pub use mutex::{Mutex, MutexGuard};
 #[cfg(interproc_loom)]
 pub use park::ModelPark;
-pub use park::{DefaultPark, Park, ParkResult};
+pub use park::{DefaultPark, DefaultSharedPark, Park, ParkResult, RobustPark, TaskId};
 #[cfg(not(interproc_loom))]
 pub use park::{PrivateFutex, SharedFutex};
 pub use semaphore::{Permit, Semaphore};

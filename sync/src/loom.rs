@@ -45,11 +45,12 @@ pub(crate) mod atomic {
 
     atomic_newtype!(AtomicU32, std::sync::atomic::AtomicU32, u32);
     atomic_newtype!(AtomicBool, std::sync::atomic::AtomicBool, bool);
+    atomic_newtype!(AtomicU64, std::sync::atomic::AtomicU64, u64);
 }
 
 #[cfg(interproc_loom)]
 pub(crate) mod atomic {
-    pub use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 }
 
 #[cfg(not(interproc_loom))]
@@ -147,4 +148,27 @@ pub(crate) mod thread {
     pub(crate) use loom::thread::panicking;
     #[cfg(not(interproc_loom))]
     pub(crate) use std::thread::panicking;
+}
+
+/// A point in a robust primitive's protocol where a process may be killed.
+///
+/// Nothing in production. In the loom models a thread can be told to "die" at its k-th
+/// death point (`interproc_sync::park::model::die_at`): it is then marked dead and unwinds
+/// straight out of the primitive, leaving the shared words as a SIGKILL would.
+#[inline(always)]
+#[track_caller]
+pub(crate) fn death_point() {
+    #[cfg(interproc_loom)]
+    crate::park::model::death_point();
+}
+
+/// Whether the calling thread is unwinding out of a model "death" (see [`death_point`]):
+/// then guards must not unlock on the way out, since a killed process runs no destructor.
+/// Always `false` in production.
+#[inline(always)]
+pub(crate) fn dying() -> bool {
+    #[cfg(interproc_loom)]
+    return crate::park::model::dying();
+    #[cfg(not(interproc_loom))]
+    false
 }

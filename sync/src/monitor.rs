@@ -42,10 +42,42 @@ impl Condition {
 /// One condition: a sequence word that every notify bumps (threads park on it), and the
 /// number of threads between "about to wait" and "back inside", so that a notify with
 /// nobody waiting makes no syscall.
-struct CondWord<P> {
+#[repr(C)]
+pub(crate) struct CondWord<P> {
     seq: AtomicU32,
     waiters: AtomicU32,
     _park: PhantomData<fn() -> P>,
+}
+
+impl<P: Park> CondWord<P> {
+    pub(crate) fn new() -> Self {
+        CondWord { seq: AtomicU32::new(0), waiters: AtomicU32::new(0), _park: PhantomData }
+    }
+
+    /// Wakes up to `n` waiters. Call it after changing the state the waiters wait for.
+    pub(crate) fn notify(&self, n: u32) {
+        // The bump makes every thread that read the old value and has not parked yet see a
+        // change instead of sleeping.
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        // A waiter registers inside the monitor, before leaving it; the notifier changed
+        // the state inside the monitor after that (or the waiter would have seen the
+        // change and not waited), so the lock orders the registration before this load.
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            P::wake(&self.seq, n);
+        }
+    }
+
+    /// Registers a waiter; call it inside the monitor, then leave and park on the returned
+    /// `(word, value)`.
+    pub(crate) fn enqueue(&self) -> (&AtomicU32, u32) {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        (&self.seq, self.seq.load(Ordering::Relaxed))
+    }
+
+    /// Unregisters a waiter; call it back inside the monitor.
+    pub(crate) fn dequeue(&self) {
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A monitor (管程): shared state that only one thread at a time may touch, and the
@@ -167,13 +199,7 @@ impl<T, P: Park> Monitor<T, P> {
     /// A monitor that parks with the backend `P`.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn with_park(value: T, conditions: usize) -> Self {
-        let conds = (0..conditions)
-            .map(|_| CondWord {
-                seq: AtomicU32::new(0),
-                waiters: AtomicU32::new(0),
-                _park: PhantomData,
-            })
-            .collect();
+        let conds = (0..conditions).map(|_| CondWord::new()).collect();
         Self {
             raw: RawMutex::new(),
             conds,
@@ -309,16 +335,7 @@ impl<T, P: Park> Monitor<T, P> {
     }
 
     fn notify(&self, cond: Condition, n: u32) {
-        let c = self.cond(cond);
-        // The bump makes every thread that read the old value and has not parked yet see a
-        // change instead of sleeping.
-        c.seq.fetch_add(1, Ordering::Relaxed);
-        // A waiter registers inside the monitor, before leaving it; the notifier changed
-        // the state inside the monitor after that (or the waiter would have seen the
-        // change and not waited), so the lock orders the registration before this load.
-        if c.waiters.load(Ordering::Relaxed) > 0 {
-            P::wake(&c.seq, n);
-        }
+        self.cond(cond).notify(n);
     }
 
     /// Leaves the monitor, parks on `cond` until notified, the deadline or a spurious
@@ -346,17 +363,16 @@ impl<T, P: Park> Monitor<T, P> {
         };
         let r = {
             let _waiting = slot; // the wait record goes when the park ends
-            c.waiters.fetch_add(1, Ordering::Relaxed);
-            let seq = c.seq.load(Ordering::Relaxed);
+            let (word, seq) = c.enqueue();
             // SAFETY: only called through a `MonitorGuard`, whose existence proves this
             // thread holds the lock; it is taken again below before the guard can be used.
             unsafe { self.raw.unlock() };
-            P::wait(&c.seq, seq, deadline)
+            P::wait(word, seq, deadline)
         };
         // Back in: a deadlock here can only be reported (the guard must come back inside).
         let entered = matches!(self.acquire(None, false, at), Ok(true));
         debug_assert!(entered, "a lock without deadline or check cannot fail");
-        c.waiters.fetch_sub(1, Ordering::Relaxed);
+        c.dequeue();
         Ok(r)
     }
 

@@ -13,7 +13,7 @@
 //!
 //! [`DefaultPark`] is [`PrivateFutex`], or the model under `--cfg interproc_loom`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The word type a [`Park`] backend waits on: std's `AtomicU32` (behind a transparent
 /// newtype that derefs to it), or loom's under `--cfg interproc_loom`.
@@ -57,6 +57,79 @@ pub trait Park {
     fn wake(word: *const AtomicU32, n: u32) -> usize;
 }
 
+/// The identity of a thread or a process as the robust primitives record it in shared
+/// memory: the kernel's id (a tid or a pid) and a *stamp*, the low 32 bits of its start
+/// time in clock ticks since boot (field 22 of `/proc/<id>/stat`).
+///
+/// Ids are reused, but never twice within one clock tick, so the pair names one thread or
+/// process for the life of the machine: a recycled tid has another stamp. A stamp of 0
+/// means "unknown" (no `/proc`); then only the id's existence can be checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    /// The tid or pid.
+    pub id: u32,
+    /// The low 32 bits of the start time, in clock ticks since boot; 0 if unknown.
+    pub stamp: u32,
+}
+
+impl TaskId {
+    /// The id and stamp in one `u64` (id in the high half), as stored in shared memory.
+    pub fn pack(self) -> u64 {
+        (u64::from(self.id) << 32) | u64::from(self.stamp)
+    }
+
+    /// The inverse of [`pack`](TaskId::pack).
+    pub fn unpack(v: u64) -> Self {
+        TaskId { id: (v >> 32) as u32, stamp: v as u32 }
+    }
+}
+
+/// A [`Park`] backend for the robust, process-shared primitives of
+/// [`process`](crate::process): besides blocking, it names the calling thread and process,
+/// and tells whether a named one has died.
+///
+/// The kernel's robust-futex list belongs to glibc (one list head per thread), so the
+/// primitives cannot ask the kernel to mark a dead owner's futex. Instead the lock word
+/// holds the owner's tid, the owner publishes its [`TaskId`] beside it, and a waiter that
+/// has waited [`poll`](RobustPark::poll_wait) long checks whether the owner still lives.
+pub trait RobustPark: Park {
+    /// The calling thread.
+    fn current_thread() -> TaskId;
+    /// The calling process.
+    fn current_process() -> TaskId;
+    /// Whether `who` has died, or its id now names another thread or process.
+    fn is_dead(who: TaskId) -> bool;
+    /// Waits like [`Park::wait`], but for at most `poll` at a time, so that a waiter
+    /// returns now and then to check whether the thread it waits for has died.
+    ///
+    /// `owner` is the robust lock word whose owner the waiter watches (`None`: some other
+    /// party, such as the holders of a semaphore's permits). The real backends ignore it;
+    /// the loom model uses it to time the poll out only when that owner has died, so that
+    /// a wake-up lost while the owner lives still shows as a deadlock.
+    fn poll_wait(
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Instant>,
+        poll: Duration,
+        owner: Option<&AtomicU32>,
+    ) -> ParkResult {
+        let _ = owner;
+        let until = Instant::now().checked_add(poll);
+        let bounded = match (deadline, until) {
+            (Some(d), Some(u)) => Some(d.min(u)),
+            (d, u) => d.or(u),
+        };
+        match Self::wait(word, expected, bounded) {
+            // Only the caller's own deadline counts as a time-out; the poll is not one.
+            ParkResult::TimedOut if deadline.is_some_and(|d| Instant::now() < d) => {
+                ParkResult::Woken
+            }
+            ParkResult::TimedOut if deadline.is_none() => ParkResult::Woken,
+            r => r,
+        }
+    }
+}
+
 /// Private futex (`FUTEX_PRIVATE_FLAG`): for words that only threads of this process use.
 ///
 /// The kernel keys private futexes by (address space, address), which skips the page lookup
@@ -98,6 +171,21 @@ impl Park for SharedFutex {
 }
 
 #[cfg(not(interproc_loom))]
+impl RobustPark for SharedFutex {
+    fn current_thread() -> TaskId {
+        crate::sys::current_thread()
+    }
+
+    fn current_process() -> TaskId {
+        crate::sys::current_process()
+    }
+
+    fn is_dead(who: TaskId) -> bool {
+        crate::sys::is_dead(who)
+    }
+}
+
+#[cfg(not(interproc_loom))]
 impl From<crate::sys::Wait> for ParkResult {
     fn from(w: crate::sys::Wait) -> Self {
         match w {
@@ -113,6 +201,15 @@ impl From<crate::sys::Wait> for ParkResult {
 #[cfg(not(interproc_loom))]
 pub type DefaultPark = PrivateFutex;
 
+/// The backend of the process-shared primitives ([`process`](crate::process)):
+/// [`SharedFutex`], or the loom model under `--cfg interproc_loom`.
+#[cfg(not(interproc_loom))]
+pub type DefaultSharedPark = SharedFutex;
+
+/// The backend of the process-shared primitives: the loom model.
+#[cfg(interproc_loom)]
+pub type DefaultSharedPark = model::ModelPark;
+
 /// The backend the primitives use unless told otherwise: the loom model.
 #[cfg(interproc_loom)]
 pub type DefaultPark = model::ModelPark;
@@ -121,7 +218,7 @@ pub type DefaultPark = model::ModelPark;
 pub use model::ModelPark;
 
 #[cfg(interproc_loom)]
-mod model {
+pub mod model {
     //! A futex for loom.
     //!
     //! Like the kernel, the model keeps one wait queue per word address (its "futex hash
@@ -179,45 +276,70 @@ mod model {
         table.entry(word as usize).or_insert_with(|| Arc::new(Mutex::new(Queue::default()))).clone()
     }
 
-    impl Park for ModelPark {
-        fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> ParkResult {
-            let me = loom::thread::current().id();
-            let q = queue(word);
-            let notify = {
-                let mut g = q.lock().unwrap();
-                // SeqCst: the kernel's futex_wait implies a full barrier before the compare.
-                if word.load(Ordering::SeqCst) != expected {
-                    return ParkResult::Changed;
+    /// What a liveness poll watches: a robust lock word's owner, or (`None`) anyone.
+    type Watch<'a> = Option<&'a AtomicU32>;
+
+    /// The modelled futex wait. With `poll`, an untimed wait is a liveness poll: it is
+    /// timed if the watched owner (or, watching anyone, some model thread) has died,
+    /// checked under the queue lock, so a death either comes first and is seen, or comes
+    /// later and ends the wait through `poll_timeouts`.
+    fn wait(
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Instant>,
+        poll: Option<Watch<'_>>,
+    ) -> ParkResult {
+        let me = loom::thread::current().id();
+        let q = queue(word);
+        let (notify, timed) = {
+            let mut g = q.lock().unwrap();
+            // SeqCst: the kernel's futex_wait implies a full barrier before the compare.
+            if word.load(Ordering::SeqCst) != expected {
+                return ParkResult::Changed;
+            }
+            let notify = match g.notifies.iter().find(|(t, _)| *t == me) {
+                Some((_, n)) => n.clone(),
+                None => {
+                    let n = Arc::new(Notify::new());
+                    g.notifies.push((me, n.clone()));
+                    n
                 }
-                let notify = match g.notifies.iter().find(|(t, _)| *t == me) {
-                    Some((_, n)) => n.clone(),
-                    None => {
-                        let n = Arc::new(Notify::new());
-                        g.notifies.push((me, n.clone()));
-                        n
+            };
+            g.waiting.push((me, notify.clone()));
+            let timed = deadline.is_some()
+                || match poll {
+                    None => false,
+                    Some(None) => !tasks().dead.is_empty(),
+                    Some(Some(owner)) => {
+                        let tid = owner.load(Ordering::SeqCst) & crate::robust::TID;
+                        tid != 0 && tasks().dead.contains(&tid)
                     }
                 };
-                g.waiting.push((me, notify.clone()));
-                notify
-            };
-            if deadline.is_some() {
-                loom::thread::yield_now();
-            } else {
-                notify.wait();
-            }
-            let mut g = q.lock().unwrap();
-            match g.waiting.iter().position(|(t, _)| *t == me) {
-                // Dequeued by a `wake`: woken, whatever else happened.
-                None => ParkResult::Woken,
-                Some(i) => {
-                    g.waiting.remove(i);
-                    if deadline.is_some() {
-                        ParkResult::TimedOut
-                    } else {
-                        ParkResult::Woken // spurious
-                    }
+            (notify, timed)
+        };
+        if timed {
+            loom::thread::yield_now();
+        } else {
+            notify.wait();
+        }
+        let mut g = q.lock().unwrap();
+        match g.waiting.iter().position(|(t, _)| *t == me) {
+            // Dequeued by a `wake`: woken, whatever else happened.
+            None => ParkResult::Woken,
+            Some(i) => {
+                g.waiting.remove(i);
+                if timed {
+                    ParkResult::TimedOut
+                } else {
+                    ParkResult::Woken // spurious
                 }
             }
+        }
+    }
+
+    impl Park for ModelPark {
+        fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> ParkResult {
+            wait(word, expected, deadline, None)
         }
 
         fn wake(word: *const AtomicU32, n: u32) -> usize {
@@ -228,6 +350,153 @@ mod model {
                 notify.notify();
             }
             k
+        }
+    }
+
+    /// Model-wide bookkeeping for the robust primitives: identities and deaths.
+    #[derive(Default)]
+    struct Tasks {
+        /// Model threads in order of first use; a thread's id is its index + 1.
+        ids: Vec<ThreadId>,
+        /// Ids of threads that have "died".
+        dead: Vec<u32>,
+        /// Per thread id: the death point at which it dies (counting down), if told to.
+        die_at: Vec<(u32, usize)>,
+    }
+
+    loom::lazy_static! {
+        static ref TASKS: StdMutex<Tasks> = StdMutex::new(Tasks::default());
+        /// Bumped (Release) by each death and read (Acquire) by each liveness check: what a
+        /// thread wrote before it died happens-before the check that finds it dead, as
+        /// exit(2) and a read of `/proc` order them for real processes.
+        static ref DEATHS: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
+    }
+
+    fn record_death(me: u32) {
+        tasks().dead.push(me);
+        DEATHS.fetch_add(1, Ordering::Release);
+    }
+
+    fn tasks() -> std::sync::MutexGuard<'static, Tasks> {
+        TASKS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn my_id() -> u32 {
+        let me = loom::thread::current().id();
+        let mut t = tasks();
+        let i = match t.ids.iter().position(|x| *x == me) {
+            Some(i) => i,
+            None => {
+                t.ids.push(me);
+                t.ids.len() - 1
+            }
+        };
+        u32::try_from(i + 1).expect("few model threads")
+    }
+
+    /// The payload a model thread unwinds with when it "dies" at a death point. Catch it
+    /// with `std::panic::catch_unwind` in the model thread.
+    #[derive(Debug)]
+    pub struct Died;
+
+    /// Tells the calling model thread to die at its `k`-th death point from now (1: the
+    /// next one). Death points sit between the steps of the robust primitives' protocols.
+    pub fn die_at(k: usize) {
+        let me = my_id();
+        let mut t = tasks();
+        t.die_at.retain(|(id, _)| *id != me);
+        t.die_at.push((me, k));
+    }
+
+    /// Marks the calling model thread dead without unwinding (as if killed while inside a
+    /// critical section, after `mem::forget` of its guard).
+    pub fn mark_dead() {
+        record_death(my_id());
+        poll_timeouts();
+    }
+
+    /// A death is noticed by waiters whose bounded poll times out. Their untimed model
+    /// waits (see `poll_wait`) are ended here instead, as spurious wake-ups: each waiter
+    /// stays queued, finds itself so and reports `Woken`, then polls with timed waits.
+    fn poll_timeouts() {
+        let queues: Vec<_> =
+            TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for q in queues {
+            let g = q.lock().unwrap();
+            for (_, notify) in &g.waiting {
+                notify.notify();
+            }
+        }
+    }
+
+    /// Whether the calling thread died at a death point since it was told to.
+    pub fn died(err: &(dyn std::any::Any + Send)) -> bool {
+        err.is::<Died>()
+    }
+
+    pub(crate) fn dying() -> bool {
+        if !std::thread::panicking() {
+            return false;
+        }
+        let me = my_id();
+        tasks().dead.contains(&me)
+    }
+
+    #[track_caller]
+    pub(crate) fn death_point() {
+        let me = my_id();
+        let die = {
+            let mut t = tasks();
+            match t.die_at.iter_mut().find(|(id, _)| *id == me) {
+                Some((_, k)) if *k <= 1 => {
+                    t.die_at.retain(|(id, _)| *id != me);
+                    true
+                }
+                Some((_, k)) => {
+                    *k -= 1;
+                    false
+                }
+                None => false,
+            }
+        };
+        if die {
+            if std::env::var_os("INTERPROC_LOOM_TRACE").is_some() {
+                eprintln!("model thread {me} dies at {}", std::panic::Location::caller());
+            }
+            record_death(me);
+            poll_timeouts();
+            std::panic::resume_unwind(Box::new(Died));
+        }
+    }
+
+    impl super::RobustPark for ModelPark {
+        fn current_thread() -> super::TaskId {
+            super::TaskId { id: my_id(), stamp: 1 }
+        }
+
+        fn current_process() -> super::TaskId {
+            Self::current_thread()
+        }
+
+        fn is_dead(who: super::TaskId) -> bool {
+            DEATHS.load(Ordering::Acquire);
+            tasks().dead.contains(&who.id)
+        }
+
+        /// While the watched owner lives, an untimed wait stays untimed, so that loom still
+        /// reports a lost wake-up as a deadlock; once it has died, the poll is a timed
+        /// wait, which loom lets time out at any point.
+        fn poll_wait(
+            word: &AtomicU32,
+            expected: u32,
+            deadline: Option<Instant>,
+            _poll: std::time::Duration,
+            owner: Option<&AtomicU32>,
+        ) -> ParkResult {
+            match wait(word, expected, deadline, Some(owner)) {
+                ParkResult::TimedOut if deadline.is_none() => ParkResult::Woken,
+                r => r,
+            }
         }
     }
 }

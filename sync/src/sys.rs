@@ -20,6 +20,7 @@
 use std::time::Instant;
 
 use crate::loom::atomic::AtomicU32;
+use crate::park::TaskId;
 
 /// How a futex wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,4 +116,109 @@ pub(crate) fn futex_wake(word: *const AtomicU32, n: u32, shared: bool) -> usize 
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
     unsafe { libc::gettid() }
+}
+
+/// What `/proc/<id>/stat` says about a task: whether it still runs, and its start stamp.
+enum Task {
+    Gone,
+    Running { stamp: u32 },
+}
+
+/// Reads the state and start time of task `id` (a tid or pid; `/proc/<tid>` exists for
+/// every thread, though only thread-group leaders are listed) or of `self_path`.
+fn task(path: &str) -> Option<Task> {
+    let stat = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Task::Gone),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Some(Task::Gone),
+        Err(_) => return None,
+    };
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields are
+    // counted from the last ')'. After it, field 3 (state) is the first and field 22
+    // (starttime) the 20th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" || state == "x" {
+        return Some(Task::Gone); // a zombie has died; only its exit status is left
+    }
+    let start: u64 = fields.nth(18)?.parse().ok()?;
+    Some(Task::Running { stamp: start as u32 })
+}
+
+/// Whether the thread or process `who` has died (or its id now names another task).
+///
+/// When `/proc` cannot be read, falls back to `kill(id, 0)`, which only tells whether the
+/// id exists.
+pub(crate) fn is_dead(who: TaskId) -> bool {
+    match task(&format!("/proc/{}/stat", who.id)) {
+        Some(Task::Gone) => true,
+        Some(Task::Running { stamp }) => who.stamp != 0 && stamp != who.stamp,
+        None => {
+            // SAFETY: signal 0 performs only the existence and permission checks.
+            let rc = unsafe { libc::kill(who.id as libc::pid_t, 0) };
+            rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+    }
+}
+
+fn stamp_of(path: &str) -> u32 {
+    match task(path) {
+        Some(Task::Running { stamp }) => stamp,
+        _ => 0,
+    }
+}
+
+std::thread_local! {
+    /// This thread's packed `TaskId` (0: not yet known). Reset in a fork child, whose only
+    /// thread has a new tid.
+    static THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// This process's packed `TaskId`, cached per thread (0: not yet known).
+    static PROCESS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+extern "C" fn forget_identity_after_fork() {
+    // Runs in the child, in the thread that called fork, which is the child's only
+    // thread: the caches of other threads do not exist there.
+    THREAD.with(|c| c.set(0));
+    PROCESS.with(|c| c.set(0));
+}
+
+fn register_fork_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handler is a plain `extern "C" fn` that only touches thread-locals
+        // of the calling thread; registering it has no other precondition.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_identity_after_fork)) };
+        assert_eq!(
+            rc, 0,
+            "pthread_atfork failed: cannot keep robust lock identities right across fork"
+        );
+    });
+}
+
+/// The calling thread's identity: its tid and start stamp, cached after the first call.
+pub(crate) fn current_thread() -> TaskId {
+    let cached = THREAD.with(std::cell::Cell::get);
+    if cached != 0 {
+        return TaskId::unpack(cached);
+    }
+    register_fork_handler();
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    let me = TaskId { id: tid, stamp: stamp_of("/proc/thread-self/stat") };
+    THREAD.with(|c| c.set(me.pack()));
+    me
+}
+
+/// The calling process's identity: its pid and start stamp, cached after the first call.
+pub(crate) fn current_process() -> TaskId {
+    let cached = PROCESS.with(std::cell::Cell::get);
+    if cached != 0 {
+        return TaskId::unpack(cached);
+    }
+    register_fork_handler();
+    let me = TaskId { id: std::process::id(), stamp: stamp_of("/proc/self/stat") };
+    PROCESS.with(|c| c.set(me.pack()));
+    me
 }

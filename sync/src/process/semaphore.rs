@@ -1,0 +1,445 @@
+//! [`Semaphore`]: the process-shared counting semaphore that takes back the permits of dead
+//! processes.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::{Header, Kind};
+use crate::error::Error;
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::death_point;
+use crate::park::{DefaultSharedPark, ParkResult, RobustPark, TaskId};
+use crate::robust::{Acquired, RawRobust, POLL_FIRST, POLL_MAX};
+
+/// How many processes can hold permits of one semaphore at the same time.
+pub const MAX_HOLDERS: usize = 32;
+
+/// One row of the ledger: a process and how many permits it holds through [`Permit`]s.
+#[repr(C)]
+struct Holder {
+    /// The process's packed [`TaskId`]; 0 for a free row.
+    owner: AtomicU64,
+    held: AtomicU32,
+    _pad: u32,
+}
+
+/// The undo record of the change in progress: a process killed half-way through a change
+/// of the count and one ledger row leaves this behind, and the next to take the internal
+/// lock puts both back as they were.
+#[repr(C)]
+struct Undo {
+    active: AtomicU32,
+    row: AtomicU32,
+    count: AtomicU32,
+    held: AtomicU32,
+    owner: AtomicU64,
+}
+
+/// A counting semaphore for several processes that gives back the permits of a process
+/// that dies holding them, as System V's `SEM_UNDO` does.
+///
+/// Permits taken with [`acquire`](Semaphore::acquire) and friends come as a [`Permit`],
+/// which gives them back when dropped. Every holding process has a row in a ledger inside
+/// the semaphore (up to [`MAX_HOLDERS`] processes at once). A waiter that has waited a
+/// poll period checks the ledger, and returns the permits of every dead holder to the pool.
+/// [`Permit::forget`] *consumes* the permits (they leave the ledger and are not given back,
+/// the way a consumer takes an item), and [`release`](Semaphore::release) adds permits
+/// that nobody held (the way a producer signals one): with those two a semaphore is a
+/// cross-process signal, and a crash never creates or destroys a signal.
+///
+/// # How it works
+///
+/// The count, the ledger and an undo record sit behind an internal robust lock (the one
+/// under [`Mutex`](super::Mutex)), held for a few stores only. Each change writes the undo
+/// record first; if its process is killed half-way, the next process to take the lock
+/// gets `OwnerDied` from it and rolls the change back before anything else. Waiting for
+/// permits is a shared futex on a sequence word that every release bumps. An uncontended
+/// acquire or release makes no syscall.
+///
+/// # Example
+///
+/// ```
+/// use interproc_sync::process::Semaphore;
+/// use interproc_sync::shm::Segment;
+///
+/// let seats = Segment::anonymous(Semaphore::new(2)).unwrap();
+/// let a = seats.acquire().unwrap();
+/// let b = seats.try_acquire().unwrap();
+/// assert!(seats.try_acquire().is_err());
+/// drop((a, b));
+/// assert_eq!(seats.available_permits(), 2);
+/// ```
+#[repr(C)]
+pub struct Semaphore<P: RobustPark = DefaultSharedPark> {
+    header: Header,
+    lock: RawRobust<P>,
+    /// Free permits. Changed under `lock`; read without it only as a snapshot.
+    count: AtomicU32,
+    /// Bumped whenever permits come back; waiters park on it.
+    seq: AtomicU32,
+    /// Threads between "about to park" and "back under the lock".
+    waiters: AtomicU32,
+    _pad: u32,
+    undo: Undo,
+    holders: [Holder; MAX_HOLDERS],
+}
+
+// SAFETY: `#[repr(C)]`: plain header, atomic words and arrays of them, no pointers (`P` is
+// a zero-sized marker).
+#[cfg(not(interproc_loom))]
+unsafe impl<P: RobustPark> crate::shm::ShmSafe for Semaphore<P> {}
+
+/// The internal lock, held: the count and ledger may be changed through it.
+struct Inside<'a, P: RobustPark> {
+    sem: &'a Semaphore<P>,
+}
+
+impl<P: RobustPark> Drop for Inside<'_, P> {
+    fn drop(&mut self) {
+        // SAFETY: an `Inside` exists only while this thread holds the internal lock.
+        unsafe { self.sem.lock.unlock() };
+    }
+}
+
+impl<P: RobustPark> Inside<'_, P> {
+    fn count(&self) -> u32 {
+        self.sem.count.load(Ordering::Relaxed)
+    }
+
+    /// The row of `who`, or a free row claimed for it; `None` if the ledger is full.
+    fn row_of(&self, who: TaskId) -> Option<usize> {
+        let rows = &self.sem.holders;
+        let packed = who.pack();
+        rows.iter()
+            .position(|h| h.owner.load(Ordering::Relaxed) == packed)
+            .or_else(|| rows.iter().position(|h| h.owner.load(Ordering::Relaxed) == 0))
+    }
+
+    /// Changes the count by `dc` and row `row` to (`owner`, held + `dh`), undo-logged.
+    fn change(&self, row: usize, owner: TaskId, dc: i64, dh: i64) {
+        let (sem, h) = (self.sem, &self.sem.holders[row]);
+        let u = &sem.undo;
+        let (count, held) = (sem.count.load(Ordering::Relaxed), h.held.load(Ordering::Relaxed));
+        u.row.store(row as u32, Ordering::Relaxed);
+        u.count.store(count, Ordering::Relaxed);
+        u.held.store(held, Ordering::Relaxed);
+        u.owner.store(h.owner.load(Ordering::Relaxed), Ordering::Relaxed);
+        u.active.store(1, Ordering::Relaxed);
+        death_point();
+        let held = u32::try_from(i64::from(held) + dh).expect("ledger row within range");
+        sem.count.store(
+            u32::try_from(i64::from(count) + dc).expect("count within range"),
+            Ordering::Relaxed,
+        );
+        death_point();
+        h.owner.store(if held == 0 { 0 } else { owner.pack() }, Ordering::Relaxed);
+        h.held.store(held, Ordering::Relaxed);
+        death_point();
+        u.active.store(0, Ordering::Relaxed);
+    }
+
+    /// Rolls back the change a dead process left half-done.
+    fn roll_back(&self) {
+        let (sem, u) = (self.sem, &self.sem.undo);
+        if u.active.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let h = &sem.holders[u.row.load(Ordering::Relaxed) as usize];
+        sem.count.store(u.count.load(Ordering::Relaxed), Ordering::Relaxed);
+        h.owner.store(u.owner.load(Ordering::Relaxed), Ordering::Relaxed);
+        h.held.store(u.held.load(Ordering::Relaxed), Ordering::Relaxed);
+        death_point();
+        u.active.store(0, Ordering::Relaxed);
+    }
+
+    /// Returns the permits of every dead holder to the pool; returns how many.
+    fn reclaim_dead(&self) -> u32 {
+        let mut back = 0;
+        for (row, h) in self.sem.holders.iter().enumerate() {
+            let owner = h.owner.load(Ordering::Relaxed);
+            let held = h.held.load(Ordering::Relaxed);
+            if owner != 0 && held > 0 && P::is_dead(TaskId::unpack(owner)) {
+                self.change(row, TaskId::default(), i64::from(held), -i64::from(held));
+                back += held;
+            }
+        }
+        back
+    }
+
+    /// Bumps the sequence word, leaves, and wakes the waiters if any.
+    fn publish_and_leave(self) {
+        let sem = self.sem;
+        sem.seq.fetch_add(1, Ordering::Relaxed);
+        let waiters = sem.waiters.load(Ordering::Relaxed);
+        drop(self);
+        if waiters > 0 {
+            P::wake(&sem.seq, u32::MAX);
+        }
+    }
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` free permits. Move it into shared memory before another
+    /// process can see it (a [`Segment`](crate::shm::Segment) does).
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    pub fn new(permits: u32) -> Self {
+        Self::with_park(permits)
+    }
+}
+
+impl<P: RobustPark> Semaphore<P> {
+    /// The most permits a semaphore can hold: 2³¹ − 1.
+    pub const MAX_PERMITS: u32 = i32::MAX as u32;
+
+    /// A semaphore that parks with the backend `P`.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    pub fn with_park(permits: u32) -> Self {
+        assert!(
+            permits <= Self::MAX_PERMITS,
+            "a semaphore holds at most {} permits",
+            Self::MAX_PERMITS
+        );
+        Self {
+            header: Header::new(Kind::Semaphore),
+            lock: RawRobust::new(),
+            count: AtomicU32::new(permits),
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            _pad: 0,
+            undo: Undo {
+                active: AtomicU32::new(0),
+                row: AtomicU32::new(0),
+                count: AtomicU32::new(0),
+                held: AtomicU32::new(0),
+                owner: AtomicU64::new(0),
+            },
+            holders: std::array::from_fn(|_| Holder {
+                owner: AtomicU64::new(0),
+                held: AtomicU32::new(0),
+                _pad: 0,
+            }),
+        }
+    }
+
+    /// Takes the internal lock, rolling back what a dead holder of it left half-done.
+    fn inside(&self) -> Inside<'_, P> {
+        self.header.check(Kind::Semaphore);
+        match self.lock.lock_until(None) {
+            Acquired::Locked => Inside { sem: self },
+            Acquired::OwnerDied => {
+                let inside = Inside { sem: self };
+                inside.roll_back();
+                self.lock.make_consistent();
+                inside
+            }
+            // Never released inconsistent: `make_consistent` follows every take-over, and
+            // a taker that dies before it is taken over in turn.
+            Acquired::NotRecoverable | Acquired::Busy => {
+                unreachable!("the semaphore's internal lock is always made consistent")
+            }
+        }
+    }
+
+    /// The number of free permits: a snapshot that may be stale at once.
+    pub fn available_permits(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Permits held through [`Permit`]s by the process `pid` (a snapshot, for diagnostics).
+    pub fn held_by(&self, pid: u32) -> u32 {
+        self.holders
+            .iter()
+            .filter(|h| TaskId::unpack(h.owner.load(Ordering::Relaxed)).id == pid)
+            .map(|h| h.held.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Takes one permit, waiting as long as none is free.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooManyHolders`] if [`MAX_HOLDERS`] other processes hold permits.
+    pub fn acquire(&self) -> Result<Permit<'_, P>, Error> {
+        self.acquire_many(1)
+    }
+
+    /// Takes `n` permits at once, waiting as long as fewer than `n` are free.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Semaphore::acquire).
+    pub fn acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
+        self.acquire_until(n, None)
+    }
+
+    /// Takes one permit if one is free (after taking back the permits of dead holders),
+    /// without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] if none is free; [`Error::TooManyHolders`] as for `acquire`.
+    pub fn try_acquire(&self) -> Result<Permit<'_, P>, Error> {
+        self.try_acquire_many(1)
+    }
+
+    /// Takes `n` permits if that many are free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Semaphore::try_acquire).
+    pub fn try_acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
+        let me = P::current_process();
+        let inside = self.inside();
+        if inside.count() < n && inside.reclaim_dead() == 0 {
+            return Err(Error::WouldBlock);
+        }
+        self.take(inside, me, n)
+    }
+
+    /// Takes one permit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if none came free in time; [`Error::TooManyHolders`] as for
+    /// `acquire`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_, P>, Error> {
+        self.acquire_many_timeout(1, timeout)
+    }
+
+    /// Takes `n` permits at once, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_timeout`](Semaphore::acquire_timeout).
+    pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Permit<'_, P>, Error> {
+        self.acquire_until(n, Instant::now().checked_add(timeout))
+    }
+
+    /// Adds `n` permits that nobody held, and wakes the waiters.
+    ///
+    /// # Panics
+    ///
+    /// If the count would exceed [`Semaphore::MAX_PERMITS`]; the count is then unchanged.
+    pub fn release(&self, n: u32) {
+        let inside = self.inside();
+        let count = inside.count().checked_add(n).filter(|c| *c <= Self::MAX_PERMITS);
+        let Some(count) = count else {
+            drop(inside);
+            panic!("process::Semaphore::release: more than {} permits", Self::MAX_PERMITS);
+        };
+        // One store: no ledger row changes, so nothing to undo.
+        self.count.store(count, Ordering::Relaxed);
+        inside.publish_and_leave();
+    }
+
+    /// Takes `n` permits, which `inside` has checked are free, for `me`.
+    fn take<'a>(
+        &'a self,
+        inside: Inside<'a, P>,
+        me: TaskId,
+        n: u32,
+    ) -> Result<Permit<'a, P>, Error> {
+        if inside.count() < n {
+            return Err(Error::WouldBlock);
+        }
+        let row = inside.row_of(me).ok_or(Error::TooManyHolders { max: MAX_HOLDERS })?;
+        inside.change(row, me, -i64::from(n), i64::from(n));
+        Ok(Permit { sem: self, row, owner: me, n })
+    }
+
+    fn acquire_until(&self, n: u32, deadline: Option<Instant>) -> Result<Permit<'_, P>, Error> {
+        assert!(n <= Self::MAX_PERMITS, "cannot acquire more than {} permits", Self::MAX_PERMITS);
+        let me = P::current_process();
+        let mut poll = POLL_FIRST;
+        let mut inside = self.inside();
+        loop {
+            if inside.count() >= n {
+                return self.take(inside, me, n);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout);
+            }
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            let seq = self.seq.load(Ordering::Relaxed);
+            drop(inside);
+            let r = P::poll_wait(&self.seq, seq, deadline, poll, None);
+            inside = self.inside();
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            match r {
+                ParkResult::TimedOut => {
+                    inside.reclaim_dead();
+                    return self.take(inside, me, n).map_err(|_| Error::Timeout);
+                }
+                // Nothing came back for a whole poll period (or a spurious return): the
+                // holders may have died.
+                ParkResult::Woken if self.seq.load(Ordering::Relaxed) == seq => {
+                    inside.reclaim_dead();
+                    poll = (poll * 2).min(POLL_MAX);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl<P: RobustPark> fmt::Debug for Semaphore<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("process::Semaphore")
+            .field("available", &self.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Permits taken from a process-shared [`Semaphore`] and recorded in its ledger; they go
+/// back when this is dropped, or when the process dies.
+#[must_use = "the permits go back as soon as the Permit is dropped"]
+pub struct Permit<'a, P: RobustPark = DefaultSharedPark> {
+    sem: &'a Semaphore<P>,
+    row: usize,
+    owner: TaskId,
+    n: u32,
+}
+
+impl<P: RobustPark> Permit<'_, P> {
+    /// How many permits this holds.
+    pub fn count(&self) -> u32 {
+        self.n
+    }
+
+    /// Consumes the permits: they leave the ledger and do not come back (until someone
+    /// calls [`Semaphore::release`]); returns how many.
+    pub fn forget(self) -> u32 {
+        let n = self.n;
+        if P::current_process() == self.owner {
+            let inside = self.sem.inside();
+            inside.change(self.row, self.owner, 0, -i64::from(n));
+        }
+        std::mem::forget(self);
+        n
+    }
+}
+
+impl<P: RobustPark> Drop for Permit<'_, P> {
+    fn drop(&mut self) {
+        // A copy inherited through fork() belongs to the parent's ledger row: the parent
+        // gives those permits back, not the child.
+        if self.n == 0 || P::current_process() != self.owner {
+            return;
+        }
+        let inside = self.sem.inside();
+        inside.change(self.row, self.owner, i64::from(self.n), -i64::from(self.n));
+        inside.publish_and_leave();
+    }
+}
+
+impl<P: RobustPark> fmt::Debug for Permit<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("process::Permit").field("count", &self.n).finish()
+    }
+}

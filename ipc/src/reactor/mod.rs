@@ -69,9 +69,11 @@
 //! # System V message queues
 //!
 //! A System V queue has no fd, so no backend can watch it. [`MsgqBridge`] gives it one:
-//! a thread receives from the queue and forwards each message into a pipe whose read end
-//! the poller watches, keeping back-pressure. Where a thread per queue is too much, use
-//! a transport with an fd (pipe, FIFO, Unix socket) for event-loop traffic.
+//! a thread receives one message at a time from the queue and holds it, and an eventfd
+//! the poller watches is readable while it does, keeping back-pressure. A message the
+//! bridge received is handed over, returned by `close`, or put back into the queue: it
+//! is never dropped silently. Where a thread per queue is too much, use a transport with
+//! an fd (pipe, FIFO, Unix socket) for event-loop traffic.
 //!
 //! # tokio
 //!
@@ -375,7 +377,9 @@ impl Poller {
         }
     }
 
-    /// How many fds are registered.
+    /// How many fd numbers are registered. A fd closed without [`Poller::deregister`]
+    /// is still counted (and, on poll and select, still watched) until its number is
+    /// deregistered or registered again.
     pub fn len(&self) -> usize {
         match &self.inner {
             Inner::Epoll(p) => p.len(),
@@ -412,9 +416,10 @@ impl Poller {
 
     /// Changes the token, interest or mode of a registered fd; re-arms a oneshot one.
     ///
-    /// Errors: [`Error::NotFound`] if `fd` is not registered; [`Error::Unsupported`] for
-    /// an exclusive mode (epoll cannot modify an exclusive registration: deregister and
-    /// register again) or one the backend cannot honour.
+    /// Errors: [`Error::NotFound`] if `fd` is not registered; [`Error::Unsupported`] if
+    /// `fd` was registered exclusive, or `mode` is exclusive (epoll cannot modify an
+    /// exclusive registration: deregister and register again), or the backend cannot
+    /// honour `mode`.
     pub fn modify(
         &mut self,
         fd: impl AsFd,
@@ -494,11 +499,7 @@ fn check_mode(backend: Backend, mode: Mode, modifying: bool) -> Result<()> {
             });
         }
         if modifying {
-            return Err(Error::Unsupported {
-                what: "modifying an exclusive registration",
-                backend: backend.name(),
-                hint: "epoll_ctl(2) refuses EPOLL_CTL_MOD with EPOLLEXCLUSIVE; deregister and register again",
-            });
+            return Err(epoll::exclusive_modify());
         }
         if mode.oneshot {
             return Err(Error::Unsupported {

@@ -133,14 +133,47 @@ impl Interest {
 }
 
 /// Level- or edge-triggered notification.
+///
+/// With the cargo feature `clap`, a `clap::ValueEnum` spelled `lt` (alias `level`) and
+/// `et` (alias `edge`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Trigger {
     /// Report the fd on every wait while it is ready (the poll and select model).
     #[default]
+    #[cfg_attr(feature = "clap", value(name = "lt", alias = "level"))]
     Level,
     /// Report the fd when it *becomes* ready (`EPOLLET`); the reader must drain it to
     /// `EAGAIN`. epoll only.
+    #[cfg_attr(feature = "clap", value(name = "et", alias = "edge"))]
     Edge,
+}
+
+impl Trigger {
+    /// "lt" or "et".
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Level => "lt",
+            Trigger::Edge => "et",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Trigger, String> {
+        match s {
+            "lt" | "level" => Ok(Trigger::Level),
+            "et" | "edge" => Ok(Trigger::Edge),
+            _ => Err(format!("unknown trigger {s:?}: expected lt (level) or et (edge)")),
+        }
+    }
 }
 
 /// How a registration reports: trigger, oneshot, exclusive.
@@ -270,7 +303,10 @@ impl<'a> IntoIterator for &'a Events {
 }
 
 /// The readiness mechanism behind a [`Poller`].
+///
+/// With the cargo feature `clap`, a `clap::ValueEnum` spelled `epoll`, `poll`, `select`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
     /// epoll(7): the kernel keeps the interest list and a ready list; a wait costs the
     /// ready fds only.

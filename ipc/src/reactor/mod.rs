@@ -58,7 +58,8 @@
 //! until `EAGAIN` (for an interproc channel, call `try_recv` until [`Error::Empty`]:
 //! a `StreamSource` may hold several frames from one read), or the bytes left behind
 //! never cause another event: the reader stalls. `interproc demo triggers` shows it.
-//! The fds must then be non-blocking.
+//! A plain fd read to `EAGAIN` must then be non-blocking; a channel's `try_recv` never
+//! blocks whatever the fd's mode (each of its reads is non-blocking by itself).
 //!
 //! # Timers, signals and wake-ups
 //!

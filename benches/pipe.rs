@@ -1,25 +1,31 @@
-//! Pipe transport: the cost of interproc's framing over a raw `write`/`read` pair.
-//!
-//! Both ends live in this process (the cross-process ping-pong benches arrive with
-//! `interproc bench`); what is measured here is the wrapper: raw syscalls vs the
-//! raw-bytes channel vs the typed channel, for one message written and read back.
+//! Anonymous pipes between two processes: plain `write`/`read` (the raw syscall loop)
+//! vs interproc's raw-bytes channel vs its typed channel, in the shared groups
+//! `latency/<size>` and `throughput/<size>` (see `common`). Two pipes, one per
+//! direction; the peer is forked once per row and size.
 
 mod common;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use common::{Bytes, RawStream, Typed};
+use criterion::Criterion;
 use interproc::ipc::pipe;
 
-fn roundtrip(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pipe_same_process");
+fn pipes(c: &mut Criterion) {
     for size in common::SIZES {
-        g.throughput(Throughput::Bytes(size as u64));
-        let (r, w) = pipe::pipe().unwrap();
-        common::raw_row(&mut g, size, w, r);
-        common::bytes_row(&mut g, size, pipe::bytes_channel().unwrap());
-        common::typed_row(&mut g, size, pipe::channel().unwrap());
+        let ((r1, w1), (r2, w2)) = (pipe::pipe().unwrap(), pipe::pipe().unwrap());
+        let ours = RawStream::boxed(r2, w1, size);
+        common::row(c, "pipe/raw", size, ours, RawStream::boxed(r1, w2, size));
+
+        let ((tx1, rx1), (tx2, rx2)) =
+            (pipe::bytes_channel().unwrap(), pipe::bytes_channel().unwrap());
+        common::row(c, "pipe/bytes", size, Bytes::boxed(tx1, rx2), Bytes::boxed(tx2, rx1));
+
+        let ((tx1, rx1), (tx2, rx2)) = (pipe::channel().unwrap(), pipe::channel().unwrap());
+        common::row(c, "pipe/typed", size, Typed::boxed(tx1, rx2), Typed::boxed(tx2, rx1));
     }
-    g.finish();
 }
 
-criterion_group!(benches, roundtrip);
-criterion_main!(benches);
+fn main() {
+    let mut c = common::criterion();
+    pipes(&mut c);
+    c.final_summary();
+}

@@ -1,12 +1,12 @@
-//! TCP over loopback: the cost of interproc's framing over raw socket syscalls.
-//!
-//! Both ends live in this process (the cross-process ping-pong benches arrive with
-//! `interproc bench`); what is measured here is the wrapper: raw syscalls vs the
-//! raw-bytes channel vs the typed channel, for one message sent and received back.
+//! TCP over loopback between two processes: plain `write`/`read` (the raw syscall loop)
+//! vs interproc's raw-bytes channel vs its typed channel, in the shared groups
+//! `latency/<size>` and `throughput/<size>` (see `common`). Both connections are made
+//! before the peer is forked; interproc's TCP streams set `TCP_NODELAY`.
 
 mod common;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use common::{Bytes, RawStream, Typed};
+use criterion::Criterion;
 use interproc::ipc::tcp::{TcpListener, TcpStream};
 
 fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
@@ -14,24 +14,28 @@ fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
     (c, listener.accept().unwrap())
 }
 
-fn roundtrip(c: &mut Criterion) {
+fn bench(c: &mut Criterion) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut g = c.benchmark_group("tcp_same_process");
     for size in common::SIZES {
-        g.throughput(Throughput::Bytes(size as u64));
         let (a, b) = pair(&listener);
-        common::raw_row(&mut g, size, a, b);
+        let ours = RawStream::boxed(a.try_clone().unwrap(), a, size);
+        let theirs = RawStream::boxed(b.try_clone().unwrap(), b, size);
+        common::row(c, "tcp/raw", size, ours, theirs);
+
         let (a, b) = pair(&listener);
-        common::bytes_row(
-            &mut g,
-            size,
-            (a.into_bytes_channel().unwrap().0, b.into_bytes_channel().unwrap().1),
-        );
+        let (tx1, rx1) = a.into_bytes_channel().unwrap();
+        let (tx2, rx2) = b.into_bytes_channel().unwrap();
+        common::row(c, "tcp/bytes", size, Bytes::boxed(tx1, rx1), Bytes::boxed(tx2, rx2));
+
         let (a, b) = pair(&listener);
-        common::typed_row(&mut g, size, (a.into_sender().unwrap(), b.into_receiver().unwrap()));
+        let (tx1, rx1) = a.into_channel().unwrap();
+        let (tx2, rx2) = b.into_channel().unwrap();
+        common::row(c, "tcp/typed", size, Typed::boxed(tx1, rx1), Typed::boxed(tx2, rx2));
     }
-    g.finish();
 }
 
-criterion_group!(benches, roundtrip);
-criterion_main!(benches);
+fn main() {
+    let mut c = common::criterion();
+    bench(&mut c);
+    c.final_summary();
+}

@@ -166,3 +166,66 @@ fn flush_finishes_a_pending_frame() {
     drop(tx);
     assert_eq!(reader.join().unwrap(), sent, "every accepted frame arrives whole");
 }
+
+/// Runs `f` on a thread; fails the test if it has not returned within the watchdog
+/// time (a call that should have timed out hung instead).
+fn must_return<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(support::WATCHDOG).unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// The channel leaves its fds in blocking mode, so `send` and `recv` sleep in the kernel
+/// (one syscall per message, as a raw loop), yet a call with a deadline never sleeps
+/// past it: each of its reads and writes is non-blocking by itself (`RWF_NOWAIT`), so
+/// the deadline holds whatever `O_NONBLOCK` says, even when another holder of the open
+/// file description flips it.
+#[test]
+fn deadlines_hold_whatever_o_nonblock_says() {
+    use interproc::ipc::Error;
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+    let (r, w) = pipe::pipe().unwrap();
+    r.set_nonblocking(true).unwrap();
+    w.set_nonblocking(true).unwrap();
+    // Second fds on the same open file descriptions, as a forked child would hold.
+    let r_dup = PipeReader::from(r.as_fd().try_clone_to_owned().unwrap());
+    let w_dup = PipeWriter::from(w.as_fd().try_clone_to_owned().unwrap());
+    let (mut tx, mut rx) = (w.into_bytes_sender().unwrap(), r.into_bytes_receiver().unwrap());
+    assert!(!r_dup.is_nonblocking().unwrap(), "the receiver's fd is blocking");
+    assert!(!w_dup.is_nonblocking().unwrap(), "the sender's fd is blocking");
+    let short = Duration::from_millis(20);
+    let (mut rx, r_dup) = must_return("an empty receive with a deadline", move || {
+        for nonblocking in [false, true, false] {
+            r_dup.set_nonblocking(nonblocking).unwrap();
+            assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+            assert!(matches!(rx.recv_timeout(short), Err(Error::Timeout)));
+        }
+        (rx, r_dup)
+    });
+    let (mut tx, w_dup) = must_return("a send into a full pipe with a deadline", move || {
+        let msg = vec![1u8; 1000];
+        while tx.try_send(&msg).is_ok() {}
+        for nonblocking in [false, true, false] {
+            w_dup.set_nonblocking(nonblocking).unwrap();
+            assert!(matches!(tx.try_send(&msg), Err(Error::Full)));
+            assert!(matches!(tx.send_timeout(&msg, short), Err(Error::Timeout)));
+        }
+        (tx, w_dup)
+    });
+    // Blocking calls still work, whichever way the flag was left.
+    w_dup.set_nonblocking(true).unwrap();
+    r_dup.set_nonblocking(true).unwrap();
+    let n = must_return("draining", move || {
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        tx.send(b"blocking send").unwrap();
+        assert_eq!(rx.recv().unwrap(), b"blocking send");
+        n
+    });
+    assert!(n > 0);
+}

@@ -619,8 +619,167 @@ fn child_entry() {
                 q.send(i, &vec![i as u8; i as usize * 10]).unwrap();
             }
         }
+        "signals_without_fds" => {
+            // With no fd number left below RLIMIT_NOFILE, signalfd(2) fails (EMFILE):
+            // `Signals::new` must fail and leave this thread's mask as it was.
+            use nix::sys::resource::{setrlimit, Resource};
+            use nix::sys::signal::{SigSet, SigmaskHow};
+            let lowest_free = nix::unistd::dup(std::io::stdin()).unwrap();
+            let n = lowest_free.as_raw_fd() as u64;
+            drop(lowest_free);
+            let (_, hard) = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+            setrlimit(Resource::RLIMIT_NOFILE, n, hard).unwrap();
+            let before = SigSet::thread_get_mask().unwrap();
+            assert!(!before.contains(Signal::SIGUSR1));
+            let r = Signals::new(&[Signal::SIGUSR1]);
+            assert!(r.is_err(), "signalfd succeeded with no fd free: {r:?}");
+            let mut after = SigSet::empty();
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut after))
+                .unwrap();
+            assert!(!after.contains(Signal::SIGUSR1), "a failed Signals::new left SIGUSR1 blocked");
+        }
         r => panic!("unknown role {r}"),
     });
+}
+
+/// Regression: a failed `Signals::new` restores the signal mask it changed. Runs in a
+/// child process, which lowers its own fd limit so that signalfd(2) fails.
+#[test]
+fn failed_signals_new_restores_the_mask() {
+    support::spawn("child_entry", "signals_without_fds", "", &[]).wait_success();
+}
+
+/// Regression: epoll refuses `EPOLL_CTL_MOD` on a registration made with
+/// `EPOLLEXCLUSIVE` (EINVAL); `modify` says so with `Unsupported`, whatever mode it is
+/// asked for, and the registration still works.
+#[test]
+fn modifying_an_exclusive_registration_is_unsupported() {
+    let (r, mut w) = nonblocking_pipe();
+    let mut p = Poller::new(Backend::Epoll).unwrap();
+    p.register(&r, Token(1), Interest::READABLE, Mode::LEVEL.exclusive()).unwrap();
+    for mode in [Mode::LEVEL, Mode::EDGE, Mode::LEVEL.oneshot()] {
+        match p.modify(&r, Token(2), Interest::READABLE, mode) {
+            Err(Error::Unsupported { what, hint, .. }) => {
+                assert!(what.contains("exclusive"), "{what}");
+                assert!(hint.contains("deregister"), "{hint}");
+            }
+            r => panic!("modify({mode:?}) of an exclusive registration gave {r:?}"),
+        }
+    }
+    w.write_all(b"x").unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(1)]);
+    // Delete + add is the way to change it.
+    p.deregister(&r).unwrap();
+    p.register(&r, Token(3), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(3)]);
+    p.modify(&r, Token(4), Interest::READABLE, Mode::LEVEL).unwrap();
+    assert_eq!(tokens(&events(&mut p, 4)), [Token(4)]);
+}
+
+/// Regression: `len()` counts the fds registered now. A registered fd whose file was
+/// closed (here replaced by dup2(2) under the same number) is forgotten by epoll;
+/// registering the new file under that number is one registration, not two.
+#[test]
+fn len_counts_each_fd_number_once() {
+    for b in Backend::ALL {
+        let (r, _w) = nonblocking_pipe();
+        let (r2, _w2) = nonblocking_pipe();
+        let mut fd = OwnedFd::from(r);
+        let mut p = Poller::new(b).unwrap();
+        p.register(&fd, Token(1), Interest::READABLE, Mode::LEVEL).unwrap();
+        assert_eq!(p.len(), 1, "{b}");
+        // Closes the first pipe's read end and puts the second's under the same number.
+        nix::unistd::dup2(&r2, &mut fd).unwrap();
+        match p.register(&fd, Token(2), Interest::READABLE, Mode::LEVEL) {
+            Ok(()) | Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => panic!("{b}: {e}"),
+        }
+        assert_eq!(p.len(), 1, "{b}: one fd number is registered");
+        p.deregister(&fd).unwrap();
+        assert_eq!(p.len(), 0, "{b}");
+        assert!(p.is_empty(), "{b}");
+    }
+}
+
+/// Fills `queue` through a running `bridge` until it stays full: every message the
+/// bridge will take has been taken. Returns how many were sent.
+fn fill_through_bridge(queue: &interproc::ipc::msgq::MessageQueue, size: usize) -> usize {
+    let mut sent = 0;
+    let mut fulls = 0;
+    let give_up = std::time::Instant::now() + LONG;
+    while fulls < 20 {
+        assert!(std::time::Instant::now() < give_up, "the queue never stayed full");
+        match queue.try_send(1, &vec![sent as u8; size]) {
+            Ok(()) => {
+                sent += 1;
+                fulls = 0;
+            }
+            Err(Error::Full) => {
+                fulls += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    sent
+}
+
+/// Runs `f` on a thread and fails the test if it has not returned within [`LONG`]
+/// (the thread is leaked then: it hangs).
+fn must_return(what: &str, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(LONG).unwrap_or_else(|_| panic!("{what} hung"));
+}
+
+/// Regression: dropping a bridge whose reader is not keeping up returns, even while
+/// another copy of its fd is open (a dup registered elsewhere, or a forked child's).
+#[test]
+fn dropping_a_backed_up_bridge_does_not_hang() {
+    use interproc::ipc::msgq::{MessageQueue, Select};
+    use interproc::ipc::reactor::MsgqBridge;
+    let queue = Arc::new(MessageQueue::create_unique().unwrap());
+    let bridge = MsgqBridge::new(queue.clone(), Select::Any).unwrap();
+    let dup = bridge.fd().try_clone_to_owned().unwrap();
+    fill_through_bridge(&queue, 4000);
+    must_return("dropping the bridge", move || drop(bridge));
+    drop(dup);
+}
+
+/// Regression: a message the bridge took from the queue but did not hand over is not
+/// lost when the bridge goes: `close` hands it back, and a plain drop puts it back into
+/// the queue. Every message sent is received exactly once.
+#[test]
+fn a_bridge_never_loses_a_message_it_received() {
+    use interproc::ipc::msgq::{MessageQueue, Select};
+    use interproc::ipc::reactor::MsgqBridge;
+    for close in [false, true] {
+        let queue = Arc::new(MessageQueue::create_unique().unwrap());
+        let mut bridge = MsgqBridge::new(queue.clone(), Select::Any).unwrap();
+        let mut p = Poller::new(Backend::Epoll).unwrap();
+        p.register(bridge.fd(), Token(0), Interest::READABLE, Mode::LEVEL).unwrap();
+        let sent = fill_through_bridge(&queue, 1000);
+        // Take one, so the bridge is busy again, then let it go with messages in hand.
+        events(&mut p, 4);
+        let mut got = vec![bridge.try_recv().unwrap().1];
+        events(&mut p, 4);
+        drop(p);
+        if close {
+            let held = bridge.close().unwrap();
+            got.extend(held.map(|(_, m)| m));
+        } else {
+            must_return("dropping the bridge", move || drop(bridge));
+        }
+        while let Ok((_, m)) = queue.try_recv_vec(Select::Any) {
+            got.push(m);
+        }
+        let mut firsts: Vec<u8> = got.iter().map(|m| m[0]).collect();
+        firsts.sort();
+        assert_eq!(firsts, (0..sent as u8).collect::<Vec<_>>(), "close: {close}");
+    }
 }
 
 /// A System V queue, made pollable by the bridge: messages a child process sends wake

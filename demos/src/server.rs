@@ -35,7 +35,7 @@ use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSour
 use interproc::ipc::fifo::{self, Fifo};
 use interproc::ipc::pipe::{self, PipeReader, PipeWriter};
 use interproc::ipc::reactor::{
-    self, Backend, Events, Interest, Mode, Poller, Signal, Signals, Token,
+    self, Backend, Events, Interest, Mode, Poller, Signal, Signals, Token, Trigger,
 };
 use interproc::ipc::socket::{UnixAddr, UnixListener, UnixStream};
 use interproc::ipc::{names, Error};
@@ -55,26 +55,6 @@ pub enum Transport {
     Pipe,
 }
 
-/// Level- or edge-triggered registration of the connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TriggerArg {
-    /// Level-triggered.
-    Lt,
-    /// Edge-triggered (epoll only); the server drains every connection to `Empty`.
-    Et,
-}
-
-/// The readiness backend of the workers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    /// epoll(7).
-    Epoll,
-    /// poll(2).
-    Poll,
-    /// select(2) (fds below 1024 only).
-    Select,
-}
-
 /// Options of `interproc demo server`.
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -87,15 +67,16 @@ pub struct ServerArgs {
     /// Transports, dealt to clients round-robin.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "unix,fifo,pipe")]
     transports: Vec<Transport>,
-    /// How the workers register connections.
-    #[arg(long, value_enum, default_value_t = TriggerArg::Lt)]
-    trigger: TriggerArg,
+    /// How the workers register connections (et: epoll only; the server drains every
+    /// connection to `Empty`).
+    #[arg(long, value_enum, default_value_t = Trigger::Level)]
+    trigger: Trigger,
     /// Pre-forked worker processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     workers: u32,
     /// The workers' readiness backend.
-    #[arg(long, value_enum, default_value_t = BackendArg::Epoll)]
-    backend: BackendArg,
+    #[arg(long, value_enum, default_value_t = Backend::Epoll)]
+    backend: Backend,
     /// Fault injection: this many clients SIGKILL themselves half-way.
     #[arg(long, default_value_t = 0)]
     kill_clients: u32,
@@ -338,7 +319,7 @@ fn worker(
     listener: Option<&UnixListener>,
     mine: Vec<(OwnedFd, OwnedFd)>,
     backend: Backend,
-    trigger: TriggerArg,
+    trigger: Trigger,
     report: PipeWriter,
 ) -> i32 {
     let mut rep = WorkerReport::default();
@@ -358,15 +339,12 @@ fn serve(
     listener: Option<&UnixListener>,
     mine: Vec<(OwnedFd, OwnedFd)>,
     backend: Backend,
-    trigger: TriggerArg,
+    trigger: Trigger,
     rep: &mut WorkerReport,
 ) -> Result<(), Error> {
     // This process has one thread: blocking the signals here blocks them process-wide.
     let signals = Signals::new(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP])?;
-    let mode = match trigger {
-        TriggerArg::Lt => Mode::LEVEL,
-        TriggerArg::Et => Mode::EDGE,
-    };
+    let mode = Mode { trigger, ..Mode::LEVEL };
     let mut poller = Poller::new(backend)?;
     poller.register(&signals, SIGNALS, Interest::READABLE, Mode::LEVEL)?;
     if let Some(l) = listener {
@@ -523,12 +501,8 @@ struct Summary {
 pub fn run(args: ServerArgs) -> i32 {
     // The parent holds a few fds per FIFO or pipe client: allow as many as the hard limit.
     let _ = reactor::raise_fd_limit(u64::MAX);
-    let backend = match args.backend {
-        BackendArg::Epoll => Backend::Epoll,
-        BackendArg::Poll => Backend::Poll,
-        BackendArg::Select => Backend::Select,
-    };
-    if args.trigger == TriggerArg::Et && !backend.supports_edge() {
+    let backend = args.backend;
+    if args.trigger == Trigger::Edge && !backend.supports_edge() {
         eprintln!("interproc demo server: --trigger et needs --backend epoll: {backend} reports state, not changes");
         return 2;
     }
@@ -716,7 +690,7 @@ pub fn run(args: ServerArgs) -> i32 {
                 Transport::Pipe => "pipe",
             })
             .collect(),
-        trigger: if args.trigger == TriggerArg::Lt { "lt" } else { "et" },
+        trigger: args.trigger.name(),
         backend: backend.name(),
         requests_sent: sent,
         responses_received: received,

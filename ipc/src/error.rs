@@ -208,6 +208,46 @@ impl Error {
         }
     }
 
+    /// Maps an [`io::Error`] from `op` (a std call: spawning a thread, resolving a path,
+    /// writing an owner record) to the matching variant, as [`Error::os`] maps an errno.
+    ///
+    /// An `io::Error` made from an interproc [`Error`] gives that error back. One without
+    /// an errno is mapped by its kind: `TimedOut` is [`Error::Timeout`], `InvalidInput`
+    /// is `Os(EINVAL)`, anything else `Os(EIO)`.
+    pub(crate) fn from_io(op: &'static str, e: io::Error) -> Self {
+        match Self::io_errno(e) {
+            Ok(errno) => Error::os(op, errno),
+            Err(done) => done,
+        }
+    }
+
+    /// [`Error::from_io`] for an operation on the named object `what`, mapping the errno
+    /// as [`Error::from_errno`] does (`NotFound`, `PermissionDenied`, ...).
+    pub(crate) fn from_io_on(op: &'static str, what: impl fmt::Display, e: io::Error) -> Self {
+        match Self::io_errno(e) {
+            Ok(errno) => Error::from_errno(op, what, errno),
+            Err(done) => done,
+        }
+    }
+
+    /// The errno inside `e`, or the finished error when it carries none.
+    fn io_errno(e: io::Error) -> std::result::Result<Errno, Error> {
+        if let Some(code) = e.raw_os_error() {
+            return Ok(Errno::from_raw(code));
+        }
+        let kind = e.kind();
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<Error>()) {
+                return Err(*inner);
+            }
+        }
+        match kind {
+            io::ErrorKind::TimedOut => Err(Error::Timeout),
+            io::ErrorKind::InvalidInput => Ok(Errno::EINVAL),
+            _ => Ok(Errno::EIO),
+        }
+    }
+
     /// True for [`Error::Disconnected`].
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Error::Disconnected)
@@ -284,5 +324,28 @@ impl<T> std::error::Error for SendError<T> {
 impl<T> From<SendError<T>> for Error {
     fn from(e: SendError<T>) -> Self {
         e.error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `from_io` maps an errno as `os` does, unwraps an interproc error carried inside
+    /// an `io::Error`, and maps an errno-less error by its kind.
+    #[test]
+    fn from_io_maps_errno_inner_error_and_kind() {
+        let e = Error::from_io("write", io::Error::from_raw_os_error(libc::EPIPE));
+        assert!(e.is_disconnected());
+        let e = Error::from_io("x", io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(matches!(e, Error::Os { op: "x", errno: Errno::EMFILE }));
+        let e = Error::from_io("x", io::Error::from(Error::Full));
+        assert!(matches!(e, Error::Full));
+        let e = Error::from_io("x", io::Error::new(io::ErrorKind::TimedOut, "slow"));
+        assert!(matches!(e, Error::Timeout));
+        let e = Error::from_io("x", io::Error::new(io::ErrorKind::InvalidInput, "bad"));
+        assert!(matches!(e, Error::Os { errno: Errno::EINVAL, .. }));
+        let e = Error::from_io_on("open", "FIFO /x", io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(matches!(e, Error::NotFound { what } if what == "FIFO /x"));
     }
 }

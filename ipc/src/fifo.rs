@@ -429,10 +429,7 @@ fn unlink_if_same_inode(path: &Path, id: InodeId) {
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| Error::Os {
-        op: "making the FIFO path absolute",
-        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
-    })
+    std::path::absolute(path).map_err(|e| Error::from_io("making the FIFO path absolute", e))
 }
 
 /// The owner record stores the path as one line of UTF-8, and `interproc clean` uses it
@@ -448,10 +445,7 @@ fn record_name(path: &Path) -> Result<&str> {
 }
 
 fn record_error(e: io::Error) -> Error {
-    Error::Os {
-        op: "registering the owner record",
-        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-    }
+    Error::from_io("registering the owner record", e)
 }
 
 /// The read end of a FIFO.

@@ -387,10 +387,8 @@ impl MessageQueue {
         q.owner = Some(Owner { pid: std::process::id(), _record: None });
         if !key.is_private() {
             // Without a record, a crash would leak the queue unseen: fail instead.
-            let record = Registration::register(Kind::MsgQueue, &key.to_string()).map_err(|e| {
-                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                Error::Os { op: "writing the owner record", errno }
-            })?;
+            let record = Registration::register(Kind::MsgQueue, &key.to_string())
+                .map_err(|e| Error::from_io("writing the owner record", e))?;
             q.owner = Some(Owner { pid: std::process::id(), _record: Some(record) });
         }
         Ok(q)

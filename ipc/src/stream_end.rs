@@ -65,13 +65,14 @@ macro_rules! stream_end {
         $crate::stream_end::stream_end!(common $ty, $what);
 
         impl $ty {
-            /// Wraps this end in a typed receiver (switches it to non-blocking mode; the
+            /// Wraps this end in a typed receiver (switches it to blocking mode; the
             /// receiver's calls still block or time out as asked).
             pub fn into_receiver<T: serde::de::DeserializeOwned>(self) -> $crate::Result<$typed<T>> {
                 Ok($crate::channel::Receiver::new($crate::channel::StreamSource::new(self)?))
             }
 
-            /// Wraps this end in a raw-bytes receiver (switches it to non-blocking mode).
+            /// Wraps this end in a raw-bytes receiver (switches it to blocking mode; the
+            /// receiver's calls still block or time out as asked).
             pub fn into_bytes_receiver(self) -> $crate::Result<$bytes> {
                 Ok($crate::channel::BytesReceiver::new($crate::channel::StreamSource::new(self)?))
             }
@@ -87,13 +88,14 @@ macro_rules! stream_end {
         $crate::stream_end::stream_end!(common $ty, $what);
 
         impl $ty {
-            /// Wraps this end in a typed sender (switches it to non-blocking mode; the
+            /// Wraps this end in a typed sender (switches it to blocking mode; the
             /// sender's calls still block or time out as asked).
             pub fn into_sender<T: serde::Serialize>(self) -> $crate::Result<$typed<T>> {
                 Ok($crate::channel::Sender::new($crate::channel::StreamSink::new(self)?))
             }
 
-            /// Wraps this end in a raw-bytes sender (switches it to non-blocking mode).
+            /// Wraps this end in a raw-bytes sender (switches it to blocking mode; the
+            /// sender's calls still block or time out as asked).
             pub fn into_bytes_sender(self) -> $crate::Result<$bytes> {
                 Ok($crate::channel::BytesSender::new($crate::channel::StreamSink::new(self)?))
             }

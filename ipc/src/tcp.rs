@@ -61,17 +61,14 @@ fn resolve(addr: impl ToSocketAddrs) -> Result<(Vec<SocketAddr>, String)> {
 }
 
 fn io_error(op: &'static str, what: impl std::fmt::Display, e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(code) => match Errno::from_raw(code) {
-            Errno::EADDRINUSE => Error::AlreadyExists { what: format!("TCP address {what}") },
-            Errno::ETIMEDOUT => Error::Timeout,
-            errno => Error::from_errno(op, format!("TCP {what}"), errno),
-        },
-        None if e.kind() == io::ErrorKind::TimedOut => Error::Timeout,
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EADDRINUSE) => Error::AlreadyExists { what: format!("TCP address {what}") },
+        Some(Errno::ETIMEDOUT) => Error::Timeout,
+        // Address resolution failed: std says so without an errno.
         None if e.kind() == io::ErrorKind::InvalidInput => {
             Error::NotFound { what: format!("TCP address {what} ({e})") }
         }
-        None => Error::Os { op, errno: Errno::EINVAL },
+        _ => Error::from_io_on(op, format!("TCP {what}"), e),
     }
 }
 

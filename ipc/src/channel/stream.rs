@@ -10,8 +10,22 @@
 //! | 4..8  | payload length, `u32` little-endian    |
 //! | 8..   | payload                                |
 //!
-//! The fd is switched to `O_NONBLOCK` and waits go through `poll(2)` with the caller's
-//! deadline, so one code path serves `send`, `try_send` and `send_timeout`.
+//! # Blocking and deadlines
+//!
+//! The fd is left in blocking mode (`O_NONBLOCK` cleared). A call without a deadline
+//! (`send`, `recv`) makes plain blocking `writev`/`read` calls and sleeps in them, as a
+//! raw loop does: one syscall per message when the peer keeps up. A call with a
+//! deadline (`try_`, `_timeout`, and the last flush of a dropped sink) never sleeps in
+//! a read or write: each one is made non-blocking by itself (`MSG_DONTWAIT` on sockets,
+//! `RWF_NOWAIT` through `preadv2`/`pwritev2` on pipes and FIFOs), and waits go through
+//! `poll(2)` with the time left. So a deadline holds whatever the fd's `O_NONBLOCK`
+//! flag says, even when another process shares the open file description and changes
+//! it. On a kernel whose pipes refuse `RWF_NOWAIT` (`EOPNOTSUPP`), the end falls back
+//! to `O_NONBLOCK` for good, and every wait goes through `poll(2)`.
+//!
+//! Before, the fd was always `O_NONBLOCK`: a receiver that found the pipe empty made
+//! three syscalls (`read` → `EAGAIN`, `poll`, `read`) where a blocking loop makes one
+//! (see docs/BENCHMARKS.md for the measured difference).
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -19,6 +33,8 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::PollFlags;
+
+use nix::sys::socket::MsgFlags;
 
 use super::{FrameSink, FrameSource, DEFAULT_MAX_FRAME};
 use crate::error::{Error, Result};
@@ -31,6 +47,34 @@ const VERSION: u8 = 1;
 const KIND_DATA: u8 = 0;
 /// The largest length the header can carry.
 const MAX_WIRE_FRAME: usize = u32::MAX as usize;
+
+/// How a call with a deadline keeps from sleeping in a read or write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoWait {
+    /// A socket: `MSG_DONTWAIT` on that call.
+    Socket,
+    /// A pipe or FIFO: `RWF_NOWAIT` on that call (`preadv2`/`pwritev2`).
+    Rwf,
+    /// The kernel refused `RWF_NOWAIT`: the fd is `O_NONBLOCK` for good, and every call,
+    /// with a deadline or not, waits in `poll(2)`.
+    NonBlocking,
+}
+
+impl NoWait {
+    /// Clears `O_NONBLOCK` on `fd` and picks how deadline calls avoid sleeping.
+    fn setup(fd: &impl AsFd) -> Result<NoWait> {
+        sys::set_nonblocking(fd, false).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))?;
+        let socket = sys::is_socket(fd).map_err(|e| Error::os("fstat", e))?;
+        Ok(if socket { NoWait::Socket } else { NoWait::Rwf })
+    }
+
+    /// After `EOPNOTSUPP` from an `RWF_NOWAIT` call: fall back to `O_NONBLOCK`.
+    fn fall_back(&mut self, fd: &impl AsFd) -> nix::Result<()> {
+        sys::set_nonblocking(fd, true)?;
+        *self = NoWait::NonBlocking;
+        Ok(())
+    }
+}
 
 fn header(len: usize) -> [u8; FRAME_HEADER_LEN] {
     let l = (len as u32).to_le_bytes();
@@ -51,7 +95,7 @@ fn header(len: usize) -> [u8; FRAME_HEADER_LEN] {
 pub struct StreamSink<F: AsFd> {
     fd: F,
     max: usize,
-    socket: bool,
+    nowait: NoWait,
     pending: Vec<u8>,
     pending_off: usize,
     /// A write failed after part of a frame went out: the stream is out of step with
@@ -60,25 +104,35 @@ pub struct StreamSink<F: AsFd> {
 }
 
 impl<F: AsFd> StreamSink<F> {
-    /// Wraps a connected stream fd and switches it to non-blocking mode.
+    /// Wraps a connected stream fd and switches it to blocking mode (calls with a
+    /// deadline still never sleep past it: see the [module docs](self)).
     pub fn new(fd: F) -> Result<Self> {
-        sys::set_nonblocking(&fd, true).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))?;
-        let socket = sys::is_socket(&fd).map_err(|e| Error::os("fstat", e))?;
+        let nowait = NoWait::setup(&fd)?;
         Ok(StreamSink {
             fd,
             max: DEFAULT_MAX_FRAME,
-            socket,
+            nowait,
             pending: Vec::new(),
             pending_off: 0,
             failed: None,
         })
     }
 
-    fn write_iov(&self, iov: &[IoSlice<'_>]) -> nix::Result<usize> {
-        if self.socket {
-            sys::send_nosignal(&self.fd, iov)
-        } else {
-            sys::writev(&self.fd, iov)
+    /// One write; with `block` false it does not sleep (`EAGAIN` instead).
+    fn write_iov(&mut self, iov: &[IoSlice<'_>], block: bool) -> nix::Result<usize> {
+        match (self.nowait, block) {
+            (NoWait::Socket, true) => sys::send_nosignal(&self.fd, iov),
+            (NoWait::Socket, false) => {
+                sys::send_nosignal_flags(&self.fd, iov, MsgFlags::MSG_DONTWAIT)
+            }
+            (NoWait::Rwf, false) => match sys::writev_nowait(&self.fd, iov) {
+                Err(Errno::EOPNOTSUPP) => {
+                    self.nowait.fall_back(&self.fd)?;
+                    sys::writev(&self.fd, iov)
+                }
+                r => r,
+            },
+            (NoWait::Rwf, true) | (NoWait::NonBlocking, _) => sys::writev(&self.fd, iov),
         }
     }
 
@@ -96,7 +150,10 @@ impl<F: AsFd> StreamSink<F> {
             return Err(Error::os("write", e));
         }
         while self.pending_off < self.pending.len() {
-            match self.write_iov(&[IoSlice::new(&self.pending[self.pending_off..])]) {
+            let rest = std::mem::take(&mut self.pending);
+            let r = self.write_iov(&[IoSlice::new(&rest[self.pending_off..])], deadline.is_none());
+            self.pending = rest;
+            match r {
                 Ok(n) => self.pending_off += n,
                 Err(Errno::EAGAIN) => {
                     if !self.wait_writable(deadline)? {
@@ -130,10 +187,11 @@ impl<F: AsFd + Send> FrameSink for StreamSink<F> {
         let total = FRAME_HEADER_LEN + payload.len();
         let mut written = 0;
         while written < total {
+            let block = deadline.is_none();
             let r = if written < FRAME_HEADER_LEN {
-                self.write_iov(&[IoSlice::new(&head[written..]), IoSlice::new(payload)])
+                self.write_iov(&[IoSlice::new(&head[written..]), IoSlice::new(payload)], block)
             } else {
-                self.write_iov(&[IoSlice::new(&payload[written - FRAME_HEADER_LEN..])])
+                self.write_iov(&[IoSlice::new(&payload[written - FRAME_HEADER_LEN..])], block)
             };
             match r {
                 Ok(n) => written += n,
@@ -206,6 +264,7 @@ impl<F: AsFd> Drop for StreamSink<F> {
 pub struct StreamSource<F> {
     fd: F,
     max: usize,
+    nowait: NoWait,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -218,12 +277,14 @@ pub struct StreamSource<F> {
 const INITIAL_BUF: usize = 64 << 10;
 
 impl<F: AsFd> StreamSource<F> {
-    /// Wraps a connected stream fd and switches it to non-blocking mode.
+    /// Wraps a connected stream fd and switches it to blocking mode (calls with a
+    /// deadline still never sleep past it: see the [module docs](self)).
     pub fn new(fd: F) -> Result<Self> {
-        sys::set_nonblocking(&fd, true).map_err(|e| Error::os("fcntl(O_NONBLOCK)", e))?;
+        let nowait = NoWait::setup(&fd)?;
         Ok(StreamSource {
             fd,
             max: DEFAULT_MAX_FRAME,
+            nowait,
             buf: vec![0; INITIAL_BUF],
             start: 0,
             end: 0,
@@ -241,6 +302,23 @@ impl<F: AsFd> StreamSource<F> {
     /// Bytes received but not yet handed out.
     pub fn buffered(&self) -> usize {
         self.end - self.start
+    }
+
+    /// One read into the free end of the buffer; with `block` false it does not sleep
+    /// (`EAGAIN` instead).
+    fn read_some(&mut self, block: bool) -> nix::Result<usize> {
+        let buf = &mut self.buf[self.end..];
+        match (self.nowait, block) {
+            (NoWait::Socket, false) => sys::recv(&self.fd, buf, MsgFlags::MSG_DONTWAIT),
+            (NoWait::Rwf, false) => match sys::read_nowait(&self.fd, buf) {
+                Err(Errno::EOPNOTSUPP) => {
+                    self.nowait.fall_back(&self.fd)?;
+                    sys::read(&self.fd, &mut self.buf[self.end..])
+                }
+                r => r,
+            },
+            _ => sys::read(&self.fd, buf),
+        }
     }
 
     /// If a whole frame is buffered, its payload length. Checks the header.
@@ -324,7 +402,7 @@ impl<F: AsFd + Send> FrameSource for StreamSource<F> {
                 return Err(Error::Truncated { expected, got: avail });
             }
             self.make_room();
-            match sys::read(&self.fd, &mut self.buf[self.end..]) {
+            match self.read_some(deadline.is_none()) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 // A TCP peer that died with unread data resets the connection.

@@ -1,8 +1,8 @@
 //! The epoll backend: the kernel keeps the interest list, so a registration is one
 //! `epoll_ctl` and a wait returns only ready fds.
 
-use std::os::fd::AsRawFd;
-use std::os::fd::BorrowedFd;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -15,7 +15,10 @@ use crate::sys::reactor::{self as sys, EpFlags, RawEpollEvent};
 pub(super) struct EpollPoller {
     ep: Epoll,
     buf: Vec<RawEpollEvent>,
-    registered: usize,
+    /// The fd numbers registered, and whether each is exclusive. A map, not a count:
+    /// epoll forgets a fd by itself when its file closes, and the same number may then
+    /// be registered again for another file; a count would grow with each such reuse.
+    registered: HashMap<RawFd, bool>,
 }
 
 fn flags(interest: Interest, mode: Mode) -> EpFlags {
@@ -48,11 +51,11 @@ fn flags(interest: Interest, mode: Mode) -> EpFlags {
 impl EpollPoller {
     pub(super) fn new() -> Result<EpollPoller> {
         let ep = sys::epoll_create().map_err(|e| Error::os("epoll_create1", e))?;
-        Ok(EpollPoller { ep, buf: Vec::new(), registered: 0 })
+        Ok(EpollPoller { ep, buf: Vec::new(), registered: HashMap::new() })
     }
 
     pub(super) fn len(&self) -> usize {
-        self.registered
+        self.registered.len()
     }
 
     pub(super) fn register(
@@ -64,7 +67,7 @@ impl EpollPoller {
     ) -> Result<()> {
         sys::epoll_add(&self.ep, fd, flags(interest, mode), token.0 as u64)
             .map_err(|e| map(e, "epoll_ctl(ADD)", fd))?;
-        self.registered += 1;
+        self.registered.insert(fd.as_raw_fd(), mode.exclusive);
         Ok(())
     }
 
@@ -75,14 +78,26 @@ impl EpollPoller {
         interest: Interest,
         mode: Mode,
     ) -> Result<()> {
-        sys::epoll_modify(&self.ep, fd, flags(interest, mode), token.0 as u64)
-            .map_err(|e| map(e, "epoll_ctl(MOD)", fd))
+        if self.registered.get(&fd.as_raw_fd()) == Some(&true) {
+            // epoll_ctl(2): EPOLL_CTL_MOD of an EPOLLEXCLUSIVE registration is EINVAL,
+            // whatever the new flags.
+            return Err(exclusive_modify());
+        }
+        sys::epoll_modify(&self.ep, fd, flags(interest, mode), token.0 as u64).map_err(|e| {
+            if e == Errno::ENOENT {
+                self.registered.remove(&fd.as_raw_fd());
+            }
+            map(e, "epoll_ctl(MOD)", fd)
+        })
     }
 
     pub(super) fn deregister(&mut self, fd: BorrowedFd<'_>) -> Result<()> {
-        sys::epoll_delete(&self.ep, fd).map_err(|e| map(e, "epoll_ctl(DEL)", fd))?;
-        self.registered -= 1;
-        Ok(())
+        let r = sys::epoll_delete(&self.ep, fd);
+        // ENOENT: epoll had forgotten it (its file closed); forget it here too.
+        if matches!(r, Ok(()) | Err(Errno::ENOENT)) {
+            self.registered.remove(&fd.as_raw_fd());
+        }
+        r.map_err(|e| map(e, "epoll_ctl(DEL)", fd))
     }
 
     pub(super) fn wait(&mut self, events: &mut Events, deadline: Option<Instant>) -> Result<()> {
@@ -102,6 +117,15 @@ impl EpollPoller {
             });
         }
         Ok(())
+    }
+}
+
+/// The refusal of `modify` on an exclusive registration.
+pub(super) fn exclusive_modify() -> Error {
+    Error::Unsupported {
+        what: "modifying an exclusive registration",
+        backend: "epoll",
+        hint: "exclusive interest cannot be modified (epoll_ctl(2) refuses EPOLL_CTL_MOD on an EPOLLEXCLUSIVE registration); deregister and register again",
     }
 }
 

@@ -58,7 +58,8 @@
 //! until `EAGAIN` (for an interproc channel, call `try_recv` until [`Error::Empty`]:
 //! a `StreamSource` may hold several frames from one read), or the bytes left behind
 //! never cause another event: the reader stalls. `interproc demo triggers` shows it.
-//! The fds must then be non-blocking.
+//! A plain fd read to `EAGAIN` must then be non-blocking; a channel's `try_recv` never
+//! blocks whatever the fd's mode (each of its reads is non-blocking by itself).
 //!
 //! # Timers, signals and wake-ups
 //!
@@ -69,9 +70,11 @@
 //! # System V message queues
 //!
 //! A System V queue has no fd, so no backend can watch it. [`MsgqBridge`] gives it one:
-//! a thread receives from the queue and forwards each message into a pipe whose read end
-//! the poller watches, keeping back-pressure. Where a thread per queue is too much, use
-//! a transport with an fd (pipe, FIFO, Unix socket) for event-loop traffic.
+//! a thread receives one message at a time from the queue and holds it, and an eventfd
+//! the poller watches is readable while it does, keeping back-pressure. A message the
+//! bridge received is handed over, returned by `close`, or put back into the queue: it
+//! is never dropped silently. Where a thread per queue is too much, use a transport with
+//! an fd (pipe, FIFO, Unix socket) for event-loop traffic.
 //!
 //! # tokio
 //!
@@ -131,14 +134,47 @@ impl Interest {
 }
 
 /// Level- or edge-triggered notification.
+///
+/// With the cargo feature `clap`, a `clap::ValueEnum` spelled `lt` (alias `level`) and
+/// `et` (alias `edge`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Trigger {
     /// Report the fd on every wait while it is ready (the poll and select model).
     #[default]
+    #[cfg_attr(feature = "clap", value(name = "lt", alias = "level"))]
     Level,
     /// Report the fd when it *becomes* ready (`EPOLLET`); the reader must drain it to
     /// `EAGAIN`. epoll only.
+    #[cfg_attr(feature = "clap", value(name = "et", alias = "edge"))]
     Edge,
+}
+
+impl Trigger {
+    /// "lt" or "et".
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Level => "lt",
+            Trigger::Edge => "et",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Trigger {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Trigger, String> {
+        match s {
+            "lt" | "level" => Ok(Trigger::Level),
+            "et" | "edge" => Ok(Trigger::Edge),
+            _ => Err(format!("unknown trigger {s:?}: expected lt (level) or et (edge)")),
+        }
+    }
 }
 
 /// How a registration reports: trigger, oneshot, exclusive.
@@ -268,7 +304,10 @@ impl<'a> IntoIterator for &'a Events {
 }
 
 /// The readiness mechanism behind a [`Poller`].
+///
+/// With the cargo feature `clap`, a `clap::ValueEnum` spelled `epoll`, `poll`, `select`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
     /// epoll(7): the kernel keeps the interest list and a ready list; a wait costs the
     /// ready fds only.
@@ -375,7 +414,9 @@ impl Poller {
         }
     }
 
-    /// How many fds are registered.
+    /// How many fd numbers are registered. A fd closed without [`Poller::deregister`]
+    /// is still counted (and, on poll and select, still watched) until its number is
+    /// deregistered or registered again.
     pub fn len(&self) -> usize {
         match &self.inner {
             Inner::Epoll(p) => p.len(),
@@ -412,9 +453,10 @@ impl Poller {
 
     /// Changes the token, interest or mode of a registered fd; re-arms a oneshot one.
     ///
-    /// Errors: [`Error::NotFound`] if `fd` is not registered; [`Error::Unsupported`] for
-    /// an exclusive mode (epoll cannot modify an exclusive registration: deregister and
-    /// register again) or one the backend cannot honour.
+    /// Errors: [`Error::NotFound`] if `fd` is not registered; [`Error::Unsupported`] if
+    /// `fd` was registered exclusive, or `mode` is exclusive (epoll cannot modify an
+    /// exclusive registration: deregister and register again), or the backend cannot
+    /// honour `mode`.
     pub fn modify(
         &mut self,
         fd: impl AsFd,
@@ -494,11 +536,7 @@ fn check_mode(backend: Backend, mode: Mode, modifying: bool) -> Result<()> {
             });
         }
         if modifying {
-            return Err(Error::Unsupported {
-                what: "modifying an exclusive registration",
-                backend: backend.name(),
-                hint: "epoll_ctl(2) refuses EPOLL_CTL_MOD with EPOLLEXCLUSIVE; deregister and register again",
-            });
+            return Err(epoll::exclusive_modify());
         }
         if mode.oneshot {
             return Err(Error::Unsupported {

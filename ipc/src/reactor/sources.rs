@@ -123,7 +123,8 @@ impl Waker {
 pub struct Signals(OwnedFd);
 
 impl Signals {
-    /// Blocks `signals` in this thread and opens a signalfd for them.
+    /// Blocks `signals` in this thread and opens a signalfd for them. On error the
+    /// thread's signal mask is left as it was.
     pub fn new(signals: &[Signal]) -> Result<Signals> {
         Ok(Signals(sys::signalfd(signals).map_err(|e| Error::os("signalfd", e))?))
     }

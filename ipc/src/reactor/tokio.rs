@@ -56,20 +56,12 @@ unsafe fn register(fd: Option<RawFd>) -> Result<AsyncFd<Registered>> {
         hint: "System V queues have no fd; bridge one with reactor::MsgqBridge",
     })?;
     // SAFETY: forwarded from this function's contract, which is AsyncFd::register's.
-    unsafe { AsyncFd::register_with_interest(Registered(fd), Interest::READABLE) }.map_err(|e| {
-        let e = std::io::Error::from(e);
-        Error::Os {
-            op: "tokio AsyncFd::register",
-            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)),
-        }
-    })
+    unsafe { AsyncFd::register_with_interest(Registered(fd), Interest::READABLE) }
+        .map_err(|e| Error::from_io("tokio AsyncFd::register", e.into()))
 }
 
 fn io_error(e: std::io::Error) -> Error {
-    Error::Os {
-        op: "tokio readiness",
-        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-    }
+    Error::from_io("tokio readiness", e)
 }
 
 macro_rules! async_receiver {

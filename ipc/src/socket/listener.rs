@@ -102,7 +102,7 @@ pub(super) fn bind(
     sys::chmod_nofollow(path, SOCKET_FILE_MODE)
         .map_err(|e| cleanup(Error::from_errno("chmod", what(), e)))?;
     let record = Registration::register(Kind::SocketFile, &absolute(path).to_string_lossy())
-        .map_err(|e| cleanup(io_error("owner record", what(), &e)))?;
+        .map_err(|e| cleanup(Error::from_io_on("owner record", what(), e)))?;
     let bound = BoundFile {
         // Absolute, so a later chdir does not point the drop elsewhere.
         path: absolute(path),
@@ -173,13 +173,6 @@ fn not_a_socket(path: &Path, st_mode: libc::mode_t) -> Error {
         what: path.display().to_string(),
         expected: "socket",
         found: sys::file_type_name(st_mode),
-    }
-}
-
-pub(super) fn io_error(op: &'static str, what: String, e: &std::io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(code) => Error::from_errno(op, what, Errno::from_raw(code)),
-        None => Error::Os { op, errno: Errno::EIO },
     }
 }
 

@@ -115,10 +115,51 @@ pub(crate) fn writev(fd: impl AsFd, iov: &[std::io::IoSlice<'_>]) -> nix::Result
 /// `sendmsg(2)` with `MSG_NOSIGNAL` for stream sockets: a dead peer gives `EPIPE`
 /// rather than killing the process with SIGPIPE. EINTR retried.
 pub(crate) fn send_nosignal(fd: impl AsFd, iov: &[std::io::IoSlice<'_>]) -> nix::Result<usize> {
+    send_nosignal_flags(fd, iov, nix::sys::socket::MsgFlags::empty())
+}
+
+/// [`send_nosignal`] with more flags, for example `MSG_DONTWAIT` (this call does not
+/// sleep, whatever the socket's `O_NONBLOCK`). EINTR retried.
+pub(crate) fn send_nosignal_flags(
+    fd: impl AsFd,
+    iov: &[std::io::IoSlice<'_>],
+    flags: nix::sys::socket::MsgFlags,
+) -> nix::Result<usize> {
     use nix::sys::socket::{sendmsg, MsgFlags, UnixAddr};
     use std::os::fd::AsRawFd;
     let fd = fd.as_fd().as_raw_fd();
-    retry(|| sendmsg::<UnixAddr>(fd, iov, &[], MsgFlags::MSG_NOSIGNAL, None))
+    retry(|| sendmsg::<UnixAddr>(fd, iov, &[], MsgFlags::MSG_NOSIGNAL | flags, None))
+}
+
+/// `preadv2(fd, [buf], -1, RWF_NOWAIT)`: a read at the current position that does not
+/// sleep, whatever the fd's `O_NONBLOCK` (`EAGAIN` when nothing is there). Pipes and
+/// FIFOs honour it on current kernels; where a file does not, the call fails with
+/// `EOPNOTSUPP` (preadv2(2)). EINTR retried.
+pub(crate) fn read_nowait(fd: impl AsFd, buf: &mut [u8]) -> nix::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_fd().as_raw_fd();
+    let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    retry(|| {
+        // SAFETY: `iov` describes `buf`, which is exclusively borrowed for the call, so
+        // the kernel writes only inside it; offset -1 means the current position.
+        let n = unsafe { libc::preadv2(fd, &iov, 1, -1, libc::RWF_NOWAIT) };
+        Errno::result(n).map(|n| n as usize)
+    })
+}
+
+/// `pwritev2(fd, iov, -1, RWF_NOWAIT)`: [`writev`] that does not sleep, whatever the
+/// fd's `O_NONBLOCK`; `EOPNOTSUPP` where the file does not honour it. EINTR retried.
+pub(crate) fn writev_nowait(fd: impl AsFd, iov: &[std::io::IoSlice<'_>]) -> nix::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_fd().as_raw_fd();
+    let cnt = iov.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    retry(|| {
+        // SAFETY: `IoSlice` is ABI-compatible with `struct iovec` on Unix (std's
+        // guarantee), and the slices it points to are borrowed for the call; the kernel
+        // only reads them. Offset -1 means the current position.
+        let n = unsafe { libc::pwritev2(fd, iov.as_ptr().cast(), cnt, -1, libc::RWF_NOWAIT) };
+        Errno::result(n).map(|n| n as usize)
+    })
 }
 
 /// Whether `fd` is a socket (fstat S_IFSOCK).

@@ -218,20 +218,28 @@ pub(crate) fn timerfd_set(fd: impl AsFd, first: Duration, interval: Duration) ->
 }
 
 /// The signal set `sigs`, blocked in the calling thread (`pthread_sigmask`), and a
-/// `signalfd(SFD_CLOEXEC | SFD_NONBLOCK)` for it.
+/// `signalfd(SFD_CLOEXEC | SFD_NONBLOCK)` for it. If the signalfd cannot be made, the
+/// thread's mask is put back as it was: nothing changed.
 pub(crate) fn signalfd(sigs: &[nix::sys::signal::Signal]) -> nix::Result<OwnedFd> {
-    use nix::sys::signal::{SigSet, SigmaskHow};
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
     use nix::sys::signalfd::SfdFlags;
     let mut set = SigSet::empty();
     for &s in sigs {
         set.add(s);
     }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    let fd = nix::sys::signalfd::SignalFd::with_flags(
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))?;
+    match nix::sys::signalfd::SignalFd::with_flags(
         &set,
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
-    )?;
-    Ok(OwnedFd::from(fd))
+    ) {
+        Ok(fd) => Ok(OwnedFd::from(fd)),
+        Err(e) => {
+            // Cannot fail: SIG_SETMASK with a set that came from the kernel.
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            Err(e)
+        }
+    }
 }
 
 /// Reads one `signalfd_siginfo`: the signal number, or `None` if none is pending.

@@ -102,7 +102,8 @@ use libc::c_int;
 use nix::errno::Errno;
 
 pub use interproc_sync::shm::{
-    layout, Origin, Segment, SegmentOptions, ShmError, ShmSafe, LAYOUT_VERSION, SHM_DIR,
+    layout, list_named, remove_if_owner_dead, NamedSegment, Origin, Segment, SegmentOptions,
+    ShmError, ShmSafe, LAYOUT_VERSION, SHM_DIR,
 };
 
 use crate::error::{Error, Result};

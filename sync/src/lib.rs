@@ -7,6 +7,7 @@
 //! | [`Mutex<T>`] | a lock around a value, with `try_lock`, `lock_timeout` and optional poisoning |
 //! | [`Semaphore`] | counting permits: `acquire`, `acquire_many`, `try_acquire`, `acquire_timeout`, RAII [`Permit`] |
 //! | [`Monitor<T>`] | a lock around a value plus named [`Condition`]s, Mesa semantics |
+//! | [`ring`] | a single-producer, single-consumer byte ring for shared memory, with zero-copy loans |
 //!
 //! ## One algorithm, three ways to block
 //!
@@ -68,6 +69,7 @@ mod monitor;
 mod mutex;
 pub mod park;
 mod raw;
+pub mod ring;
 mod semaphore;
 pub mod shm;
 #[cfg(not(interproc_loom))]

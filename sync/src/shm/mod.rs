@@ -4,10 +4,31 @@
 //! address, and may be written by any of them. [`ShmSafe`] marks the types for which that
 //! is sound: the process-shared primitives of this crate implement it, and so do plain
 //! integers, atomics and arrays of them.
+//!
+//! [`Segment<T>`] places one such value in a POSIX shared-memory segment (`/dev/shm`) or
+//! a memfd, behind a versioned header that every opener checks against `T`; see its docs
+//! for the example. `interproc::ipc::shm` re-exports it, and adds System V segments and
+//! semaphore-guarded segments.
 
 // std's atomics are named here only to implement the marker for users' data; the
 // crate's own algorithms still take theirs from the loom facade.
 #![allow(clippy::disallowed_types)]
+
+#[cfg(not(interproc_loom))]
+mod error;
+#[cfg(not(interproc_loom))]
+pub mod layout;
+#[cfg(not(interproc_loom))]
+mod segment;
+#[cfg(not(interproc_loom))]
+mod sys;
+
+#[cfg(not(interproc_loom))]
+pub use error::ShmError;
+#[cfg(not(interproc_loom))]
+pub use layout::LAYOUT_VERSION;
+#[cfg(not(interproc_loom))]
+pub use segment::{Origin, Segment, SegmentOptions, SHM_DIR};
 
 /// Data that may live in memory shared between processes.
 ///

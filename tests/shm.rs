@@ -1,0 +1,337 @@
+//! Shared-memory segments across real processes: POSIX named segments and memfds
+//! (`interproc::sync::shm::Segment`, re-exported as `interproc::ipc::shm`).
+//!
+//! Every segment has a unique name (`interproc-shm-<pid>-<n>`) and is removed by its
+//! owner's drop, so the tests run in parallel and leave nothing in `/dev/shm`.
+
+mod support;
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use interproc::ipc::names;
+use interproc::sync::shm::{Origin, Segment, SegmentOptions, ShmError, ShmSafe};
+
+/// What the tests share: a counter and a word a child writes.
+#[repr(C)]
+struct Board {
+    hits: AtomicU64,
+    word: AtomicU32,
+}
+
+// SAFETY: `#[repr(C)]`, atomics only, no pointers, no Drop.
+unsafe impl ShmSafe for Board {}
+
+impl Board {
+    fn new(word: u32) -> Board {
+        Board { hits: AtomicU64::new(0), word: AtomicU32::new(word) }
+    }
+}
+
+/// Same size and alignment as `Board`, another type.
+#[repr(C)]
+struct Impostor {
+    a: AtomicU64,
+    b: AtomicU32,
+}
+
+// SAFETY: as `Board`.
+unsafe impl ShmSafe for Impostor {}
+
+fn name() -> String {
+    names::unique_name("shm")
+}
+
+fn path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/dev/shm").join(name)
+}
+
+#[test]
+fn child_entry() {
+    support::child_entry(|role, arg| match role {
+        "open_and_hit" => {
+            let seg = Segment::<Board>::open(arg).unwrap();
+            assert_eq!(seg.word.load(Ordering::Acquire), 0xfeed);
+            seg.hits.fetch_add(1, Ordering::AcqRel);
+            seg.word.store(0xbeef, Ordering::Release);
+            // An opener's drop leaves the name.
+        }
+        "create_or_open" => {
+            let (seg, how) = Segment::create_or_open(arg, || Board::new(7)).unwrap();
+            // Count what happened in the word (1 per create, 1 << 16 per open), then
+            // arrive.
+            let bit = if how == Origin::Created { 1 } else { 1 << 16 };
+            seg.word.fetch_add(bit, Ordering::AcqRel);
+            seg.hits.fetch_add(1, Ordering::AcqRel);
+            // Wait for the other process in the same segment (and keep the creator from
+            // unlinking before the other opened). Two creates would leave each alone.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while seg.hits.load(Ordering::Acquire) < 2 {
+                assert!(Instant::now() < deadline, "the other process is not in this segment");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(seg.word.load(Ordering::Acquire), 7 + 1 + (1 << 16), "one create, one open");
+        }
+        "from_fd" => {
+            let fd = support::inherited_fds().pop().expect("the memfd");
+            let seg = Segment::<Board>::from_fd(fd).unwrap();
+            seg.hits.fetch_add(arg.parse().unwrap(), Ordering::AcqRel);
+            // SAFETY: the parent made an extra area of at least 5 bytes and reads it only
+            // after this child exited.
+            unsafe { std::ptr::copy_nonoverlapping(b"hello".as_ptr(), seg.extra_ptr(), 5) };
+        }
+        "open_as_nobody" => {
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).unwrap();
+            match Segment::<Board>::open(arg) {
+                Err(ShmError::PermissionDenied { name }) => assert_eq!(name, arg),
+                other => panic!("expected PermissionDenied, got {other:?}"),
+            }
+        }
+        other => panic!("unknown role {other}"),
+    });
+}
+
+#[test]
+fn a_child_process_opens_the_segment_by_name() {
+    let name = name();
+    let seg = Segment::create(&name, Board::new(0xfeed)).unwrap();
+    assert!(seg.is_owner());
+    assert_eq!(seg.name(), Some(name.as_str()));
+    support::spawn("child_entry", "open_and_hit", &name, &[]).wait_success();
+    assert_eq!(seg.hits.load(Ordering::Acquire), 1);
+    assert_eq!(seg.word.load(Ordering::Acquire), 0xbeef);
+    assert!(path(&name).exists(), "the opener's drop must not unlink the name");
+    drop(seg);
+    assert!(!path(&name).exists(), "the owner's drop unlinks the name");
+}
+
+#[test]
+fn create_or_open_in_two_processes_creates_once() {
+    let name = name();
+    let a = support::spawn("child_entry", "create_or_open", &name, &[]);
+    let b = support::spawn("child_entry", "create_or_open", &name, &[]);
+    a.wait_success();
+    b.wait_success();
+    assert!(!path(&name).exists(), "the creator unlinked it on exit");
+}
+
+#[test]
+fn create_or_open_reports_what_it_did() {
+    let name = name();
+    let mut calls = 0;
+    let (owner, how) = Segment::create_or_open(&name, || {
+        calls += 1;
+        Board::new(1)
+    })
+    .unwrap();
+    assert_eq!((how, calls), (Origin::Created, 1));
+    assert!(owner.is_owner());
+    let (opener, how) = Segment::<Board>::create_or_open(&name, || unreachable!()).unwrap();
+    assert_eq!(how, Origin::Opened);
+    assert!(!opener.is_owner());
+    assert_eq!(opener.word.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn create_of_a_taken_name_is_already_exists_and_open_of_a_missing_one_not_found() {
+    let name = name();
+    assert!(matches!(Segment::<Board>::open(&name), Err(ShmError::NotFound { .. })));
+    let seg = Segment::create(&name, Board::new(3)).unwrap();
+    match Segment::create(&name, Board::new(4)) {
+        Err(e @ ShmError::AlreadyExists { .. }) => assert!(e.to_string().contains(&name), "{e}"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // The failed create did not touch the existing segment.
+    assert_eq!(Segment::<Board>::open(&name).unwrap().word.load(Ordering::Relaxed), 3);
+    drop(seg);
+}
+
+#[test]
+fn opening_as_another_type_is_refused() {
+    let name = name();
+    let _seg = Segment::create(&name, Board::new(0)).unwrap();
+    match Segment::<u64>::open(&name) {
+        Err(ShmError::Invalid { what, .. }) => assert!(what.contains("size"), "{what}"),
+        other => panic!("expected Invalid (size), got {other:?}"),
+    }
+    match Segment::<Impostor>::open(&name) {
+        Err(ShmError::Invalid { what, .. }) => assert!(what.contains("type hash"), "{what}"),
+        other => panic!("expected Invalid (type hash), got {other:?}"),
+    }
+}
+
+#[test]
+fn a_foreign_file_or_another_layout_version_is_refused() {
+    let name = name();
+    std::fs::write(path(&name), vec![0x5a; 4096]).unwrap();
+    let r = Segment::<Board>::open(&name);
+    std::fs::remove_file(path(&name)).unwrap();
+    match r {
+        Err(ShmError::Invalid { what, .. }) => assert!(what.contains("magic"), "{what}"),
+        other => panic!("expected Invalid (magic), got {other:?}"),
+    }
+
+    let name = self::name();
+    let _seg = Segment::create(&name, Board::new(0)).unwrap();
+    // The version is the u32 at byte 8 of the header.
+    let f = std::fs::OpenOptions::new().write(true).open(path(&name)).unwrap();
+    f.write_all_at(&99u32.to_ne_bytes(), 8).unwrap();
+    match Segment::<Board>::open(&name) {
+        Err(ShmError::Invalid { what, .. }) => assert!(what.contains("version 99"), "{what}"),
+        other => panic!("expected Invalid (version), got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_names_are_refused() {
+    for bad in ["", "a/b", "..", &"n".repeat(300)] {
+        assert!(
+            matches!(Segment::create(bad, Board::new(0)), Err(ShmError::NameInvalid { .. })),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn the_mode_is_0600_by_default_and_exact_when_asked() {
+    let name = name();
+    let seg = Segment::create(&name, Board::new(0)).unwrap();
+    assert_eq!(std::fs::metadata(path(&name)).unwrap().mode() & 0o777, 0o600);
+    drop(seg);
+    // 0666 would lose its write bits to the usual umask 022; the mode is set exactly.
+    let name = self::name();
+    let _seg =
+        Segment::create_with(&name, Board::new(0), &SegmentOptions::default().with_mode(0o666))
+            .unwrap();
+    assert_eq!(std::fs::metadata(path(&name)).unwrap().mode() & 0o777, 0o666);
+}
+
+#[test]
+fn another_user_is_refused_by_the_default_mode() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // Only root can run a child as another user; a user's own 0600 file opens.
+    }
+    let name = name();
+    let _seg = Segment::create(&name, Board::new(0)).unwrap();
+    support::spawn("child_entry", "open_as_nobody", &name, &[]).wait_success();
+}
+
+#[test]
+fn more_than_dev_shm_holds_is_no_space_and_creates_nothing() {
+    let st = nix::sys::statvfs::statvfs("/dev/shm").unwrap();
+    let total = st.blocks() * st.fragment_size();
+    let name = name();
+    let opts = SegmentOptions::default().with_extra(total as usize * 2);
+    match Segment::create_with(&name, Board::new(0), &opts) {
+        Err(e @ ShmError::NoSpace { .. }) => {
+            let ShmError::NoSpace { ref path, needed, free } = e else { unreachable!() };
+            assert_eq!(path, "/dev/shm");
+            assert!(needed > free, "{e}");
+            assert!(e.to_string().contains("/dev/shm"), "{e}");
+        }
+        other => panic!("expected NoSpace, got {other:?}"),
+    }
+    assert!(!path(&name).exists());
+    // An anonymous segment larger than all memory fails the same way.
+    let opts = SegmentOptions::default().with_extra(usize::MAX / 4);
+    assert!(matches!(Segment::anonymous_with(Board::new(0), &opts), Err(ShmError::NoSpace { .. })));
+}
+
+#[test]
+fn an_anonymous_segment_is_shared_with_a_forked_child() {
+    let seg = Segment::anonymous(Board::new(0)).unwrap();
+    assert_eq!(seg.name(), None);
+    // SAFETY: the child only does atomic operations on the mapping it inherited and then
+    // `_exit`s: no allocation, no locks, safe after fork in a threaded process.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            seg.hits.fetch_add(41, Ordering::AcqRel);
+            seg.word.store(0xc0de, Ordering::Release);
+            // SAFETY: `_exit` ends the child at once, running no destructors.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            assert_eq!(wait_forked(child), 0);
+        }
+    }
+    assert_eq!(seg.hits.load(Ordering::Acquire), 41);
+    assert_eq!(seg.word.load(Ordering::Acquire), 0xc0de);
+}
+
+#[test]
+fn an_anonymous_segment_passed_as_an_fd_is_mapped_by_another_process() {
+    let opts = SegmentOptions::default().with_extra(100);
+    let seg = Segment::anonymous_with(Board::new(0), &opts).unwrap();
+    assert_eq!(seg.extra_len(), 100);
+    assert_eq!(seg.extra_ptr() as usize % 64, 0);
+    support::spawn("child_entry", "from_fd", "5", &[seg.as_fd()]).wait_success();
+    assert_eq!(seg.hits.load(Ordering::Acquire), 5);
+    let mut got = [0u8; 5];
+    // SAFETY: the extra area holds at least 5 bytes and the child that wrote them exited.
+    unsafe { std::ptr::copy_nonoverlapping(seg.extra_ptr(), got.as_mut_ptr(), 5) };
+    assert_eq!(&got, b"hello");
+}
+
+#[test]
+fn a_forked_child_dropping_the_owner_leaves_the_name() {
+    let name = name();
+    let seg = Segment::create(&name, Board::new(0)).unwrap();
+    // SAFETY: the child only runs Segment's drop (getpid, then munmap: its `is_owner` is
+    // false, so it allocates nothing) and `_exit`s.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(seg);
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => assert_eq!(wait_forked(child), 0),
+    }
+    assert!(path(&name).exists(), "the child's drop unlinked its parent's segment");
+    drop(seg);
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn the_owner_leaves_a_name_that_now_belongs_to_another_segment() {
+    let name = name();
+    let first = Segment::create(&name, Board::new(1)).unwrap();
+    Segment::<Board>::unlink(&name).unwrap();
+    let second = Segment::create(&name, Board::new(2)).unwrap();
+    drop(first);
+    assert_eq!(Segment::<Board>::open(&name).unwrap().word.load(Ordering::Relaxed), 2);
+    drop(second);
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn disown_leaves_the_name_for_someone_else_to_remove() {
+    let name = name();
+    let mut seg = Segment::create(&name, Board::new(0)).unwrap();
+    seg.disown();
+    assert!(!seg.is_owner());
+    drop(seg);
+    assert!(path(&name).exists());
+    Segment::<Board>::unlink(&name).unwrap();
+    assert!(matches!(Segment::<Board>::unlink(&name), Err(ShmError::NotFound { .. })));
+}
+
+/// Waits for a forked child under the watchdog; returns its exit status.
+fn wait_forked(child: nix::unistd::Pid) -> i32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + support::WATCHDOG;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::Exited(_, code) => return code,
+            WaitStatus::StillAlive if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            other => {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                panic!("watchdog: forked child ended as {other:?} or hung");
+            }
+        }
+    }
+}

@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod shm;
 mod stream;
 
 use std::marker::PhantomData;

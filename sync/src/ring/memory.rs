@@ -39,6 +39,22 @@ unsafe impl<T: RingMemory + ?Sized> RingMemory for Arc<T> {
     }
 }
 
+// SAFETY: the value (the header) and the extra area are disjoint parts of one mapping,
+// fixed for the segment's life; the extra area is zero-filled when created and reached only
+// through the `DataArea`. Other processes map it `MAP_SHARED` and use it through the ring.
+#[cfg(not(interproc_loom))]
+unsafe impl RingMemory for crate::shm::Segment<RingHeader> {
+    fn header(&self) -> &RingHeader {
+        self
+    }
+
+    fn data(&self) -> DataArea<'_> {
+        // SAFETY: `extra_ptr()..+extra_len()` is mapped, initialised and valid while the
+        // segment lives, and no `&[u8]` over it exists (Segment hands out only the pointer).
+        unsafe { DataArea::from_raw(self.extra_ptr(), self.extra_len()) }
+    }
+}
+
 /// The data area of a ring: raw bytes (in the model, one loom cell per byte, so that loom
 /// checks every access for data races).
 ///

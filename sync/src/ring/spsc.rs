@@ -159,6 +159,15 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         self.header().consumer_pid()
     }
 
+    /// Gives back the memory without closing the ring: for a copy of this end that a
+    /// `fork`ed child inherited, whose drop must not close the parent's ring.
+    pub fn leave_open(self) -> M {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so `mem` is moved out exactly
+        // once; the other fields need no drop.
+        unsafe { std::ptr::read(&this.mem) }
+    }
+
     fn free(&self) -> u32 {
         self.cap - self.head.wrapping_sub(self.cached_tail)
     }
@@ -460,6 +469,24 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         // which the returned borrow of `self` excludes. So the producer does not write it
         // while the slice lives.
         Ok(unsafe { std::slice::from_raw_parts(p, rec.len) })
+    }
+
+    /// The message the last [`hold`](Consumer::hold) returned, if it is still held.
+    #[cfg(not(interproc_loom))]
+    pub fn held(&self) -> Option<&[u8]> {
+        let rec = self.held?;
+        let p = self.mem.data().ptr_at(rec.at);
+        // SAFETY: as in `hold`: committed, unreleased while `held` names it, and the borrow
+        // of `self` keeps it so.
+        Some(unsafe { std::slice::from_raw_parts(p, rec.len) })
+    }
+
+    /// Gives back the memory without closing the ring (see [`Producer::leave_open`]).
+    pub fn leave_open(self) -> M {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so `mem` is moved out exactly
+        // once; the other fields need no drop.
+        unsafe { std::ptr::read(&this.mem) }
     }
 
     /// Releases the message [`hold`](Consumer::hold) returned, if any.

@@ -378,17 +378,19 @@ impl ShmSink {
             Err(RingError::Timeout) => {}
             Err(e) => return Err(ring_error(e)),
         }
+        // Full. The peer's liveness is checked after each slice of waiting, not before:
+        // a producer that keeps the ring full would otherwise pay a syscall per message.
         loop {
-            if !self.peer_alive()? {
-                return Err(Error::Disconnected);
-            }
             if passed(deadline) {
-                return Err(Error::Timeout);
+                return Err(if self.peer_alive()? { Error::Timeout } else { Error::Disconnected });
             }
             match self.tx().send(payload, slice(deadline)) {
                 Ok(()) => return Ok(()),
                 Err(RingError::Timeout) => {}
                 Err(e) => return Err(ring_error(e)),
+            }
+            if !self.peer_alive()? {
+                return Err(Error::Disconnected);
             }
         }
     }
@@ -477,18 +479,21 @@ impl ShmSource {
                 Err(RingError::Timeout) => {}
                 Err(e) => return Err(ring_error(e)),
             }
-            if !self.peer_alive()? {
-                // Everything the peer committed before it died is in the ring: take it.
-                match self.rx().hold(past) {
-                    Ok(_) => break,
-                    Err(RingError::Timeout | RingError::Disconnected) => {
-                        return Err(Error::Disconnected)
+            // Empty. The first attempt did not wait; later ones waited a slice.
+            if wait != past || passed(deadline) {
+                if !self.peer_alive()? {
+                    // Everything the peer committed before it died is in the ring: take it.
+                    match self.rx().hold(past) {
+                        Ok(_) => break,
+                        Err(RingError::Timeout | RingError::Disconnected) => {
+                            return Err(Error::Disconnected)
+                        }
+                        Err(e) => return Err(ring_error(e)),
                     }
-                    Err(e) => return Err(ring_error(e)),
                 }
-            }
-            if passed(deadline) {
-                return Err(Error::Timeout);
+                if passed(deadline) {
+                    return Err(Error::Timeout);
+                }
             }
             wait = slice(deadline);
         }

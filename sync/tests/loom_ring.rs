@@ -137,3 +137,27 @@ fn consumer_close_disconnects_sleeping_producer() {
         t.join().unwrap();
     });
 }
+
+/// A timed receive racing with a commit (the modelled futex times out at any point): it
+/// either gets the message or times out, and then the message is still there for the next
+/// receive. A timeout never swallows a message or a wake-up.
+#[test]
+fn timed_receive_never_loses_a_message() {
+    loom::model(|| {
+        let (mut tx, mut rx) = pair(32);
+        let t = thread::spawn(move || {
+            tx.send(&msg(4, 6), None).unwrap();
+            tx
+        });
+        let mut buf = Vec::new();
+        let deadline = Some(Instant::now() + std::time::Duration::from_secs(3600));
+        match rx.recv(&mut buf, deadline) {
+            Ok(()) => {}
+            Err(RingError::Timeout) => rx.recv(&mut buf, None).unwrap(),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(buf, msg(4, 6));
+        drop(t.join().unwrap());
+        assert_eq!(rx.recv(&mut buf, None), Err(RingError::Disconnected));
+    });
+}

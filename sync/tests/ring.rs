@@ -224,6 +224,7 @@ fn reap(pid: nix::unistd::Pid) -> WaitStatus {
 /// sleeping on the shared futex whenever the ring is full; the parent receives all of them
 /// intact, then `Disconnected` when the child's producer drops.
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn producer_in_another_process() {
     const N: u64 = 50_000;
     let mem = Mapped::new(4096);

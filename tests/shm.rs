@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use interproc::ipc::names;
+use interproc::ipc::shm::{Guarded, Key, SysvSegment};
+use interproc::ipc::socket::{UnixAddr, UnixListener, UnixStream};
+use interproc::ipc::Error;
 use interproc::sync::shm::{Origin, Segment, SegmentOptions, ShmError, ShmSafe};
 
 /// What the tests share: a counter and a word a child writes.
@@ -89,9 +92,83 @@ fn child_entry() {
                 other => panic!("expected PermissionDenied, got {other:?}"),
             }
         }
+        "memfd_over_scm_rights" => {
+            let s = UnixStream::connect(&UnixAddr::path(arg).unwrap()).unwrap();
+            let mut buf = [0u8; 16];
+            let (n, mut fds) = s.recv_with_fds(&mut buf, 1).unwrap();
+            assert_eq!((&buf[..n], fds.len()), (&b"segment"[..], 1));
+            let seg = Segment::<Board>::from_fd(fds.remove(0)).unwrap();
+            assert_eq!(seg.word.load(Ordering::Acquire), 0xfeed);
+            assert!(!seg.is_owner());
+            seg.hits.fetch_add(1, Ordering::AcqRel);
+            seg.word.store(0xbeef, Ordering::Release);
+            // The wrong type is refused for a received fd too.
+            let (_, mut fds) = s.recv_with_fds(&mut buf, 1).unwrap();
+            assert!(matches!(
+                Segment::<Impostor>::from_fd(fds.remove(0)),
+                Err(ShmError::Invalid { .. })
+            ));
+        }
+        "sysv_open_and_hit" => {
+            let seg = SysvSegment::<Board>::open(arg.parse().unwrap()).unwrap();
+            assert_eq!(seg.word.load(Ordering::Acquire), 0xfeed);
+            seg.hits.fetch_add(1, Ordering::AcqRel);
+            // SAFETY: the parent made an extra area of 64 bytes and reads it only after
+            // this child exited.
+            unsafe { std::ptr::copy_nonoverlapping(b"sysv".as_ptr(), seg.extra_ptr(), 4) };
+        }
+        "sysv_own_and_hang" => {
+            let seg = SysvSegment::create(arg.parse().unwrap(), Board::new(1)).unwrap();
+            assert!(seg.is_owner());
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        "guarded_add" => {
+            let g = Guarded::<Ledger>::open(arg).unwrap();
+            for _ in 0..ROUNDS {
+                let mut l = g.lock().unwrap();
+                // Two plain fields, updated with a window between them: without the lock,
+                // another process could see (or make) them disagree.
+                let n = l.a;
+                l.a = n + 1;
+                std::hint::black_box(&mut *l);
+                l.b += 1;
+                assert_eq!(l.a, l.b, "the lock let another process in");
+            }
+        }
+        "guarded_hold_then_hang" => {
+            let g = Guarded::<Ledger>::open(arg).unwrap();
+            let mut l = g.lock().unwrap();
+            l.a = 1000; // a half-done update: b is not touched
+            l.ready = 1;
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        "guarded_wait_removed" => {
+            let g = Guarded::<Ledger>::open(arg).unwrap();
+            // The parent holds the lock, then drops the pair while this waits.
+            let r = g.lock().map(drop);
+            assert!(matches!(r, Err(Error::Removed { .. })), "expected Removed, got {r:?}");
+        }
         other => panic!("unknown role {other}"),
     });
 }
+
+const ROUNDS: u64 = 2000;
+
+/// A record of plain (non-atomic) fields: only a lock keeps it consistent.
+#[repr(C)]
+struct Ledger {
+    a: u64,
+    b: u64,
+    ready: u64,
+}
+
+// SAFETY: `#[repr(C)]`, plain integers, no pointers, no Drop; shared only inside a
+// `Guarded`, whose lock serialises every access.
+unsafe impl ShmSafe for Ledger {}
 
 #[test]
 fn a_child_process_opens_the_segment_by_name() {
@@ -333,5 +410,220 @@ fn wait_forked(child: nix::unistd::Pid) -> i32 {
                 panic!("watchdog: forked child ended as {other:?} or hung");
             }
         }
+    }
+}
+
+// ---- System V segments ----
+
+#[test]
+fn a_child_process_opens_a_sysv_segment_by_key() {
+    let seg = SysvSegment::create_unique_with(
+        Board::new(0xfeed),
+        &SegmentOptions::default().with_extra(64),
+    )
+    .unwrap();
+    assert!(seg.is_owner());
+    support::spawn("child_entry", "sysv_open_and_hit", &seg.key().to_string(), &[]).wait_success();
+    assert_eq!(seg.hits.load(Ordering::Acquire), 1);
+    let mut got = [0u8; 4];
+    // SAFETY: the extra area holds 64 bytes; the child that wrote them exited.
+    unsafe { std::ptr::copy_nonoverlapping(seg.extra_ptr(), got.as_mut_ptr(), 4) };
+    assert_eq!(&got, b"sysv");
+    let (key, id) = (seg.key(), seg.id());
+    assert_eq!(seg.attached().unwrap(), 1, "the child detached");
+    drop(seg);
+    assert!(matches!(SysvSegment::<Board>::open(key), Err(Error::NotFound { .. })));
+    assert!(matches!(SysvSegment::<Board>::open_id(id), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn a_sysv_segment_opened_as_another_type_is_refused() {
+    let seg = SysvSegment::create_unique(Board::new(0)).unwrap();
+    match SysvSegment::<Impostor>::open(seg.key()) {
+        Err(Error::Shm(ShmError::Invalid { what, .. })) => {
+            assert!(what.contains("type hash"), "{what}")
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    match SysvSegment::<[u64; 100]>::open(seg.key()) {
+        Err(Error::Shm(ShmError::Invalid { what, .. })) => assert!(what.contains("size"), "{what}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(matches!(
+        SysvSegment::create(seg.key(), Board::new(0)),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let (opened, how) = SysvSegment::<Board>::create_or_open(seg.key(), || unreachable!()).unwrap();
+    assert_eq!(how, Origin::Opened);
+    assert!(!opened.is_owner());
+}
+
+#[test]
+fn a_private_sysv_segment_is_shared_with_a_forked_child_and_outlives_its_drop() {
+    let seg = SysvSegment::private(Board::new(0)).unwrap();
+    let id = seg.id();
+    // SAFETY: the child does atomic operations on the inherited attachment, drops its copy
+    // (shmdt, getpid, a forget: no allocation) and `_exit`s.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            seg.hits.fetch_add(2, Ordering::AcqRel);
+            drop(seg);
+            // SAFETY: `_exit` ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => assert_eq!(wait_forked(child), 0),
+    }
+    assert_eq!(seg.hits.load(Ordering::Acquire), 2);
+    assert_eq!(SysvSegment::<Board>::open_id(id).unwrap().hits.load(Ordering::Acquire), 2);
+    drop(seg);
+    assert!(matches!(SysvSegment::<Board>::open_id(id), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn clean_removes_the_sysv_segment_of_an_owner_killed_with_sigkill() {
+    let key = Key::interproc(0x40_0000 | (std::process::id() & 0x3f_ffff)).unwrap();
+    let mut child = support::spawn("child_entry", "sysv_own_and_hang", &key.to_string(), &[]);
+    let deadline = Instant::now() + support::WATCHDOG;
+    let entry = loop {
+        let found = names::list().unwrap().into_iter().find(|e| {
+            e.record.kind == names::Kind::SysvShm && e.record.name == key.to_string() && e.alive
+        });
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "the child never created the segment");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill();
+    assert!(support::was_killed(&child.wait()));
+    assert_eq!(names::remove_stale(&entry).unwrap(), names::Removal::Removed);
+    assert!(matches!(SysvSegment::<Board>::open(key), Err(Error::NotFound { .. })));
+}
+
+// ---- semaphore-guarded segments ----
+
+#[test]
+fn guarded_updates_from_several_processes_are_never_interleaved() {
+    let name = name();
+    let g = Guarded::create(&name, Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    let kids: Vec<_> =
+        (0..3).map(|_| support::spawn("child_entry", "guarded_add", &name, &[])).collect();
+    for k in kids {
+        k.wait_success();
+    }
+    let l = g.lock().unwrap();
+    assert_eq!((l.a, l.b), (3 * ROUNDS, 3 * ROUNDS));
+}
+
+#[test]
+fn a_guarded_lock_holder_killed_with_sigkill_gives_the_lock_back() {
+    let name = name();
+    let g = Guarded::create(&name, Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    let child = support::spawn("child_entry", "guarded_hold_then_hang", &name, &[]);
+    let deadline = Instant::now() + support::WATCHDOG;
+    loop {
+        // `try_lock` fails while the child holds it; once `ready` is set the child holds it.
+        if let Some(l) = g.try_lock().unwrap() {
+            assert_eq!(l.ready, 0, "the child set ready without holding the lock");
+        } else if g.semaphore().last_pid(0).unwrap() == Some(child.pid()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the child never took the lock");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(matches!(g.lock_timeout(Duration::from_millis(5)), Err(Error::Timeout)));
+    assert!(support::was_killed(&child.kill_and_wait()));
+    let l = g.lock_timeout(support::WATCHDOG).expect("SEM_UNDO gave the lock back");
+    // The dead holder's half-done update is visible: SEM_UNDO frees the lock, it cannot
+    // repair the data.
+    assert_eq!((l.a, l.b, l.ready), (1000, 0, 1));
+}
+
+#[test]
+fn a_guarded_waiter_gets_removed_when_the_owner_drops_the_pair() {
+    let name = name();
+    let g = Guarded::create(&name, Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    let held = g.lock().unwrap();
+    let child = support::spawn("child_entry", "guarded_wait_removed", &name, &[]);
+    let deadline = Instant::now() + support::WATCHDOG;
+    while g.semaphore().waiting(0).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the child never waited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Remove the pair while still holding the lock (posting first would let the child in).
+    std::mem::forget(held);
+    drop(g);
+    child.wait_success();
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn an_anonymous_guarded_value_is_shared_with_a_forked_child() {
+    let g = Guarded::anonymous(Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    assert!(g.is_owner());
+    // SAFETY: the child takes the semaphore (a semop), writes the inherited mapping, posts
+    // and `_exit`s: no allocation, no locks of this process.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let code = match g.lock() {
+                Ok(mut l) => {
+                    l.a = 7;
+                    l.b = 7;
+                    0
+                }
+                Err(_) => 1,
+            };
+            // SAFETY: `_exit` ends the child at once, running no destructors.
+            unsafe { libc::_exit(code) };
+        }
+        nix::unistd::ForkResult::Parent { child } => assert_eq!(wait_forked(child), 0),
+    }
+    let l = g.lock().unwrap();
+    assert_eq!((l.a, l.b), (7, 7));
+}
+
+/// Regression: a failed `try_lock` built and dropped a guard, posting the semaphore, so
+/// the next locker got in beside the holder.
+#[test]
+fn a_failed_try_lock_leaves_the_lock_held() {
+    let g = Guarded::anonymous(Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    let held = g.lock().unwrap();
+    assert!(g.try_lock().unwrap().is_none());
+    assert_eq!(g.semaphore().get(0).unwrap(), 0, "the failed try_lock posted the semaphore");
+    assert!(g.try_lock().unwrap().is_none());
+    drop(held);
+    assert!(g.try_lock().unwrap().is_some());
+}
+
+#[test]
+fn an_anonymous_segment_passed_over_scm_rights_is_mapped_by_another_process() {
+    let dir = support::TempDir::new();
+    let path = dir.join("segment.sock");
+    let listener = UnixListener::bind(&UnixAddr::path(&path).unwrap()).unwrap();
+    let child = support::spawn("child_entry", "memfd_over_scm_rights", path.to_str().unwrap(), &[]);
+    let conn = listener.accept_timeout(support::WATCHDOG).unwrap();
+    // Made after the child started: it can only get the segment through the socket.
+    let seg = Segment::anonymous(Board::new(0xfeed)).unwrap();
+    conn.send_with_fds(b"segment", &[seg.as_fd()]).unwrap();
+    conn.send_with_fds(b"again", &[seg.as_fd()]).unwrap();
+    child.wait_success();
+    assert_eq!(seg.hits.load(Ordering::Acquire), 1);
+    assert_eq!(seg.word.load(Ordering::Acquire), 0xbeef);
+}
+
+/// A segment whose creator died after naming it but before initialising it (possible only
+/// on the fallback path without `O_TMPFILE`): `open` waits for the flag, then refuses it
+/// instead of handing out a half-built value.
+#[test]
+fn a_never_initialised_segment_is_refused_after_a_bounded_wait() {
+    let name = name();
+    std::fs::write(path(&name), vec![0u8; 4096]).unwrap();
+    let r = Segment::<Board>::open(&name);
+    std::fs::remove_file(path(&name)).unwrap();
+    match r {
+        Err(ShmError::Invalid { what, .. }) => {
+            assert!(what.contains("never initialised"), "{what}")
+        }
+        other => panic!("expected Invalid (never initialised), got {other:?}"),
     }
 }

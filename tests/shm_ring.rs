@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use interproc::ipc::channel::shm::{self, ShmRing, ShmSink, ShmSource};
 use interproc::ipc::channel::{BytesReceiver, BytesSender, FrameSink, FrameSource};
 use interproc::ipc::{names, Error};
+use interproc::sync::shm::ShmError;
 use support::conformance::{check_msg, make_msg, Setup, Transport};
 
 // ---- the conformance suite ----
@@ -264,7 +265,7 @@ fn typed_over_named_ring_and_cleanup() {
     assert_eq!(ring.capacity(), 1024, "rounded up to a power of two");
     assert_eq!(ring.max_message(), 1016);
     assert_eq!(ring.name(), Some(name.as_str()));
-    assert!(matches!(shm::create(&name, 1000), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(shm::create(&name, 1000), Err(Error::Shm(ShmError::AlreadyExists { .. }))));
     let opened = shm::open(&name).unwrap();
     let mut tx = ring.sender::<(u32, String)>().unwrap();
     let mut rx = opened.receiver::<(u32, String)>().unwrap();
@@ -273,7 +274,7 @@ fn typed_over_named_ring_and_cleanup() {
     assert!(std::path::Path::new("/dev/shm").join(&name).exists());
     drop((tx, rx, opened, ring));
     assert!(!std::path::Path::new("/dev/shm").join(&name).exists(), "the creator removed it");
-    assert!(matches!(shm::open(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(shm::open(&name), Err(Error::Shm(ShmError::NotFound { .. }))));
 }
 
 /// Bad input gets typed errors: too large, a second end of a kind, a segment that is not
@@ -301,8 +302,10 @@ fn typed_errors() {
     let name = names::unique_name("notring");
     let other = interproc::sync::shm::Segment::create(&name, 42u64).unwrap();
     match shm::open(&name) {
-        Err(Error::Malformed { reason }) => assert!(reason.contains(&name), "{reason}"),
-        other => panic!("expected Malformed, got {other:?}"),
+        Err(Error::Shm(e @ ShmError::Invalid { .. })) => {
+            assert!(e.to_string().contains(&name), "{e}")
+        }
+        other => panic!("expected ShmError::Invalid, got {other:?}"),
     }
     drop(other);
 }

@@ -7,6 +7,7 @@ mod multiplex;
 mod pc;
 mod procs;
 mod server;
+mod shm_sem;
 mod triggers;
 
 use clap::{Parser, Subcommand};

@@ -16,6 +16,9 @@
 //! single-consumer. A ring has no fd to poll, so a consumer with several rings takes from
 //! each in turn without waiting, and when a whole round finds nothing it waits on one of
 //! them (in turn) for at most a millisecond.
+//! `shm-sem` is the classic
+//! bounded buffer: one ring in a shared-memory segment, guarded by System V semaphores
+//! (`empty`/`full`/`mutex`, see [`crate::shm_sem`]); any consumer takes the next message.
 //!
 //! Each consumer reports what it received over a pipe, as a typed interproc channel; the
 //! parent checks that every (producer, seq) arrived exactly once and intact.
@@ -42,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use crate::procs::{self, Children};
+use crate::shm_sem;
 
 /// The transports `demo pc` runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -60,6 +64,9 @@ pub enum Transport {
     Msgq,
     /// Shared-memory rings (memfd segments), one per (producer, consumer) pair.
     Shm,
+    /// The classic bounded buffer: a ring in a shared-memory segment, guarded by System V
+    /// semaphores (empty/full/mutex).
+    ShmSem,
 }
 
 impl Transport {
@@ -72,6 +79,7 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Msgq => "msgq",
             Transport::Shm => "shm",
+            Transport::ShmSem => "shm-sem",
         }
     }
 }
@@ -80,7 +88,8 @@ impl Transport {
 #[derive(Args, Debug)]
 #[command(after_long_help = "Byte streams (pipe, fifo, unix, tcp) fan out with one stream per \
 (producer, consumer) pair: a stream cannot be shared by two readers without splitting \
-messages. msgq shares one System V queue: consumer c receives message type c+1.")]
+messages. msgq shares one System V queue: consumer c receives message type c+1. shm-sem \
+shares one bounded buffer in shared memory, guarded by System V semaphores (empty/full/mutex).")]
 pub struct PcArgs {
     /// The IPC mechanism.
     #[arg(long, value_enum, default_value_t = Transport::Pipe)]
@@ -188,6 +197,8 @@ enum Ends {
     /// `rings[p][c]`: the ring from producer p to consumer c (each side attaches its end
     /// after the fork).
     Rings(Vec<Vec<ShmRing>>),
+    /// The name of the bounded buffer's segment, which everyone opens.
+    ShmSem(String),
     /// Nothing left (the parent after the forks).
     Closed,
 }
@@ -372,6 +383,12 @@ impl Plan {
                 }
                 Ends::Rings(rings)
             }
+            Transport::ShmSem => {
+                let b = shm_sem::Buffer::create(len).map_err(|e| e.to_string())?;
+                let name = b.name().to_string();
+                owners.push(b);
+                Ends::ShmSem(name)
+            }
         };
         Ok(Plan { ends, producers: np, consumers: nc, len, owners })
     }
@@ -379,7 +396,7 @@ impl Plan {
     /// Whether producers send the end markers themselves. On a shared queue the parent
     /// sends them once every producer has exited (see [`run`]).
     fn producers_send_markers(transport: Transport) -> bool {
-        transport != Transport::Msgq
+        !matches!(transport, Transport::Msgq | Transport::ShmSem)
     }
 
     /// In producer `p`: its senders, one per consumer. Closes every other end.
@@ -425,6 +442,10 @@ impl Plan {
                 .iter()
                 .map(|r| Ok(BytesSender::new(Box::new(r.sink()?) as _)))
                 .collect(),
+            Ends::ShmSem(name) => {
+                let sink = shm_sem::ShmSemSink(shm_sem::Buffer::open(&name)?);
+                Ok(vec![BytesSender::new(Box::new(sink) as _)])
+            }
             Ends::Closed => unreachable!("ends taken twice"),
         };
         // The channels carry messages of exactly `len` bytes: allow that, however large.
@@ -464,6 +485,10 @@ impl Plan {
                 .iter()
                 .map(|row| Ok(BytesReceiver::new(Box::new(row[c].source()?) as _)))
                 .collect(),
+            Ends::ShmSem(name) => {
+                let src = shm_sem::ShmSemSource::new(shm_sem::Buffer::open(&name)?);
+                Ok(vec![BytesReceiver::new(Box::new(src) as _)])
+            }
             Ends::Closed => unreachable!("ends taken twice"),
         };
         // The channels carry messages of exactly `len` bytes: allow that, however large.
@@ -816,6 +841,15 @@ pub fn run(args: PcArgs) -> i32 {
                     // Bounded: a consumer that stopped reading must not hang the parent.
                     if let Err(e) = q.send_timeout(c as i64 + 1, &[], OPEN_TIMEOUT) {
                         errors.push(format!("end marker to consumer {c}: {e}"));
+                    }
+                }
+            }
+            // The bounded buffer: one marker per consumer, behind all the data; each
+            // consumer stops at the first it takes.
+            if let Some(b) = plan.owners.find::<shm_sem::Buffer>() {
+                for c in 0..nc {
+                    if let Err(e) = b.put(&[], Some(Instant::now() + OPEN_TIMEOUT)) {
+                        errors.push(format!("end marker {c}: {e}"));
                     }
                 }
             }

@@ -159,6 +159,17 @@ pub enum Error {
     /// The frame arrived whole but does not decode as the expected type.
     #[error("decoding the message failed: {0}")]
     Decode(#[source] postcard::Error),
+    /// A System V object (semaphore set, segment) was removed (`IPC_RMID`) while this
+    /// handle used it, possibly while it waited: its owner dropped it, or `ipcrm` removed
+    /// it. Nothing more can be done through this handle.
+    #[error("{what} was removed (IPC_RMID) while in use: its owner dropped it or `ipcrm` removed it; create or open it again")]
+    Removed {
+        /// The object, for example `semaphore set 0x49000001`.
+        what: String,
+    },
+    /// A shared-memory segment could not be created, opened or validated.
+    #[error(transparent)]
+    Shm(#[from] interproc_sync::shm::ShmError),
     /// Any other OS error, with the operation that failed.
     #[error("{op}: {errno}")]
     Os {
@@ -226,6 +237,8 @@ impl From<Error> for io::Error {
             | Error::WrongType { .. }
             | Error::FdTooLarge { .. } => K::InvalidInput,
             Error::Unsupported { .. } => K::Unsupported,
+            Error::Removed { .. } => K::NotFound,
+            Error::Shm(e) => io::Error::from(e.clone()).kind(),
             Error::Malformed { .. }
             | Error::ControlTruncated
             | Error::Encode(_)

@@ -7,6 +7,8 @@
 //! | [`pipe`] | anonymous pipes (`pipe2`, `O_CLOEXEC`) |
 //! | [`fifo`] | named pipes (`mkfifo`), with the kernel's open semantics and owner-removed names |
 //! | [`msgq`] | System V message queues: typed messages, receive by type, kernel limits, peer watch |
+//! | [`shm`] | shared memory: typed POSIX, memfd and System V segments; semaphore-guarded segments |
+//! | [`sem`] | System V semaphore sets: `SEM_UNDO`, timeouts, owner-removed |
 //! | [`socket`] | Unix domain sockets: stream, seqpacket, datagram; abstract names; fd passing; peer credentials |
 //! | [`tcp`] | TCP streams (loopback or any address) with the same framing as Unix streams |
 //! | [`channel`] | typed [`channel::Sender`]/[`channel::Receiver`] and raw-bytes channels over any transport |
@@ -23,6 +25,8 @@ pub mod msgq;
 pub mod names;
 pub mod pipe;
 pub mod reactor;
+pub mod sem;
+pub mod shm;
 pub mod socket;
 mod stream_end;
 mod sys;

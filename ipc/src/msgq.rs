@@ -185,6 +185,21 @@ impl Key {
     pub const fn is_private(self) -> bool {
         self.0 == libc::IPC_PRIVATE
     }
+
+    /// A key in interproc's key space that is probably free, from the pid, a counter and
+    /// the clock: `create_unique` of every System V kind (queues, semaphore sets,
+    /// segments) tries these until a create succeeds.
+    pub(crate) fn unique_candidate() -> Key {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let h = splitmix64(u64::from(std::process::id()) << 32 ^ n ^ nanos.rotate_left(17));
+        Key(((u32::from(Key::INTERPROC_PREFIX) << 24) | (h as u32 & Key::INTERPROC_MAX))
+            as libc::key_t)
+    }
 }
 
 impl fmt::Display for Key {
@@ -457,17 +472,9 @@ impl MessageQueue {
 
     /// [`MessageQueue::create_unique`] with the given permission bits.
     pub fn create_unique_with_mode(mode: u32) -> Result<MessageQueue> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
         const ATTEMPTS: u32 = 64;
         for _ in 0..ATTEMPTS {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let h = splitmix64(u64::from(std::process::id()) << 32 ^ n ^ nanos.rotate_left(17));
-            let key = Key(((u32::from(Key::INTERPROC_PREFIX) << 24)
-                | (h as u32 & Key::INTERPROC_MAX)) as libc::key_t);
+            let key = Key::unique_candidate();
             match Self::create_with_mode(key, mode) {
                 Err(Error::AlreadyExists { .. }) => continue,
                 r => return r,

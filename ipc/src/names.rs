@@ -89,15 +89,9 @@ pub fn unique_name(tag: &str) -> String {
     format!("{PREFIX}-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Which one a create-or-open call did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Origin {
-    /// The object did not exist; this call created it, and the returned handle owns it
-    /// (removes it on drop).
-    Created,
-    /// The object existed; this call opened it, and someone else owns it.
-    Opened,
-}
+/// Which one a create-or-open call did: one type for every kind of object, shared with
+/// `interproc::sync::shm::Segment::create_or_open`.
+pub use interproc_sync::shm::Origin;
 
 /// What kind of object a record names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,6 +103,10 @@ pub enum Kind {
     SocketFile,
     /// A System V message queue; the name is its key in hex (`0x...`).
     MsgQueue,
+    /// A System V semaphore set; the name is its key in hex.
+    SemSet,
+    /// A System V shared-memory segment; the name is its key in hex.
+    SysvShm,
 }
 
 impl Kind {
@@ -118,6 +116,8 @@ impl Kind {
             Kind::Fifo => "fifo",
             Kind::SocketFile => "socket",
             Kind::MsgQueue => "msgq",
+            Kind::SemSet => "sem",
+            Kind::SysvShm => "sysv-shm",
         }
     }
 
@@ -126,6 +126,8 @@ impl Kind {
             "fifo" => Kind::Fifo,
             "socket" => Kind::SocketFile,
             "msgq" => Kind::MsgQueue,
+            "sem" => Kind::SemSet,
+            "sysv-shm" => Kind::SysvShm,
             _ => return None,
         })
     }
@@ -352,15 +354,23 @@ fn remover(kind: Kind) -> Option<Remover> {
     match kind {
         Kind::Fifo => Some(|name| remove_path_of_type(name, libc::S_IFIFO)),
         Kind::SocketFile => Some(|name| remove_path_of_type(name, libc::S_IFSOCK)),
-        Kind::MsgQueue => Some(|name| {
-            let key: crate::msgq::Key =
-                name.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            match crate::msgq::remove_by_key(key) {
-                Ok(()) => Ok(Removal::Removed),
-                Err(crate::Error::NotFound { .. }) => Ok(Removal::AlreadyGone),
-                Err(e) => Err(e.into()),
-            }
-        }),
+        Kind::MsgQueue => Some(|name| remove_key(name, crate::msgq::remove_by_key)),
+        Kind::SemSet => Some(|name| remove_key(name, crate::sem::remove_by_key)),
+        Kind::SysvShm => Some(|name| remove_key(name, crate::shm::remove_by_key)),
+    }
+}
+
+/// Removes the System V object whose key `name` holds, with `remove`.
+fn remove_key(
+    name: &str,
+    remove: fn(crate::msgq::Key) -> crate::Result<()>,
+) -> io::Result<Removal> {
+    let key: crate::msgq::Key =
+        name.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    match remove(key) {
+        Ok(()) => Ok(Removal::Removed),
+        Err(crate::Error::NotFound { .. }) => Ok(Removal::AlreadyGone),
+        Err(e) => Err(e.into()),
     }
 }
 

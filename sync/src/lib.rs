@@ -8,6 +8,7 @@
 //! | [`Semaphore`] | counting permits: `acquire`, `acquire_many`, `try_acquire`, `acquire_timeout`, RAII [`Permit`] |
 //! | [`Monitor<T>`] | a lock around a value plus named [`Condition`]s, Mesa semantics |
 //! | [`ring`] | a single-producer, single-consumer byte ring for shared memory, with zero-copy loans |
+//! | [`shm::Segment<T>`] | a typed value in shared memory (`/dev/shm` or a memfd) behind a checked header |
 //!
 //! ## One algorithm, three ways to block
 //!

@@ -98,19 +98,7 @@ pub type ShmBytesReceiver = BytesReceiver<ShmSource>;
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 
 fn shm_error(e: ShmError) -> Error {
-    match e {
-        ShmError::NotFound { name } => Error::NotFound { what: format!("shm ring {name:?}") },
-        ShmError::AlreadyExists { name } => {
-            Error::AlreadyExists { what: format!("shm ring {name:?}") }
-        }
-        ShmError::PermissionDenied { name } => {
-            Error::PermissionDenied { what: format!("shm ring {name:?}") }
-        }
-        ShmError::Os { op, errno } => Error::Os { op, errno },
-        // A segment that is not a ring of this layout, a bad name, no space: the message
-        // says what to do.
-        e => Error::Malformed { reason: e.to_string() },
-    }
+    Error::Shm(e)
 }
 
 fn ring_error(e: RingError) -> Error {
@@ -188,8 +176,9 @@ impl ShmRing {
         Ok(ShmRing { seg: Arc::new(seg) })
     }
 
-    /// See [`open`]. A segment that is not a ring of this layout (or whose data area does
-    /// not match its header) is refused with [`Error::Malformed`].
+    /// See [`open`]. A segment of another type is refused with [`Error::Shm`]
+    /// (`ShmError::Invalid`), one whose ring header does not match its data area with
+    /// [`Error::Malformed`].
     pub fn open(name: &str) -> Result<ShmRing> {
         Self::checked(Segment::open(name).map_err(shm_error)?)
     }

@@ -12,6 +12,8 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
 
 pub(crate) mod msg;
+pub(crate) mod sem;
+pub(crate) mod shm;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;

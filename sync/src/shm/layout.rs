@@ -5,10 +5,19 @@
 //! so every kind of segment is built and checked one way. Most users never need this
 //! module.
 //!
-//! A mapping is: the [`Header`] (magic number, [`LAYOUT_VERSION`], total size, offsets,
+//! A mapping is: the header (magic number, [`LAYOUT_VERSION`], total size, offsets,
 //! the type's size, alignment and name hash, the `initialised` flag), then the value at a
 //! cache-line-aligned offset, then the optional *extra* bytes on a cache line of their
 //! own, the whole rounded up to pages.
+//!
+//! ```
+//! use interproc_sync::shm::layout::Layout;
+//!
+//! let l = Layout::of::<[u64; 4]>(1000).unwrap();
+//! assert_eq!(l.value_offset() % 64, 0);
+//! assert!(l.extra_offset() >= l.value_offset() + 32);
+//! assert!(l.total() >= l.extra_offset() + 1000);
+//! ```
 
 // The header's 64-bit words are std's atomics: the header is never modelled by loom (this
 // module is not built under `--cfg interproc_loom`), and the facade has no 64-bit atomic.
@@ -117,7 +126,7 @@ impl Layout {
 
     /// The layout of an unchecked mapping of `len` bytes: nothing but its length, so that
     /// it can be unmapped before it is validated.
-    pub(crate) fn unchecked(len: usize) -> Layout {
+    pub fn unchecked(len: usize) -> Layout {
         Layout { total: len, value_offset: 0, extra_offset: 0, extra: 0 }
     }
 }

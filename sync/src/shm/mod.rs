@@ -9,6 +9,17 @@
 //! a memfd, behind a versioned header that every opener checks against `T`; see its docs
 //! for the example. `interproc::ipc::shm` re-exports it, and adds System V segments and
 //! semaphore-guarded segments.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use interproc_sync::shm::Segment;
+//!
+//! // A memfd segment: a `fork`ed child shares it, or pass its fd over a Unix socket.
+//! let hits = Segment::anonymous(AtomicU64::new(0))?;
+//! hits.fetch_add(1, Ordering::Relaxed);
+//! assert_eq!(hits.load(Ordering::Relaxed), 1);
+//! # Ok::<(), interproc_sync::shm::ShmError>(())
+//! ```
 
 // std's atomics are named here only to implement the marker for users' data; the
 // crate's own algorithms still take theirs from the loom facade.
@@ -28,7 +39,19 @@ pub use error::ShmError;
 #[cfg(not(interproc_loom))]
 pub use layout::LAYOUT_VERSION;
 #[cfg(not(interproc_loom))]
-pub use segment::{Origin, Segment, SegmentOptions, SHM_DIR};
+pub use segment::{Segment, SegmentOptions, SHM_DIR};
+
+/// Which one a create-or-open call did (`Segment::create_or_open`, and every
+/// `create_or_open` of `interproc::ipc`, which uses this same type as
+/// `interproc::ipc::names::Origin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The object did not exist; this call created it, and the returned handle owns it
+    /// (removes it on drop).
+    Created,
+    /// The object existed; this call opened it, and someone else owns it.
+    Opened,
+}
 
 /// Data that may live in memory shared between processes.
 ///

@@ -12,7 +12,7 @@ use nix::fcntl::OFlag;
 
 use super::layout::{self, Layout, INIT_WAIT};
 use super::sys;
-use super::{ShmError, ShmSafe};
+use super::{Origin, ShmError, ShmSafe};
 
 /// Where named segments live: the tmpfs that `shm_open(3)` uses on Linux.
 pub const SHM_DIR: &str = "/dev/shm";
@@ -51,15 +51,6 @@ impl SegmentOptions {
     }
 }
 
-/// Whether [`Segment::create_or_open`] created the segment or opened an existing one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Origin {
-    /// It did not exist: this handle created it and owns it (unlinks the name on drop).
-    Created,
-    /// It existed: this handle opened it; its creator owns it.
-    Opened,
-}
-
 /// The creator's claim on a named segment.
 #[derive(Debug, Clone, Copy)]
 struct Owner {
@@ -69,6 +60,10 @@ struct Owner {
 }
 
 /// A value of type `T` in memory shared between processes.
+///
+/// Built on nix (`open(O_TMPFILE)`, `fallocate`, `linkat`, `memfd_create`, `mmap`) rather
+/// than the `shared_memory` crate, which offers none of the atomic publication, page
+/// reservation, memfd or typed header required here.
 ///
 /// A segment is a file in `/dev/shm` (named: [`create`](Segment::create) /
 /// [`open`](Segment::open)) or a memfd ([`anonymous`](Segment::anonymous), shared with
@@ -80,7 +75,7 @@ struct Owner {
 ///
 /// # Layout and validation
 ///
-/// The mapping starts with a `#[repr(C)]` header: a magic number, [`LAYOUT_VERSION`], the
+/// The mapping starts with a `#[repr(C)]` header: a magic number, [`LAYOUT_VERSION`](super::LAYOUT_VERSION), the
 /// total size, where the value and the extra area sit, the type's size, alignment and a
 /// hash of its name, and an `initialised` flag. [`open`](Segment::open) and
 /// [`from_fd`](Segment::from_fd) check every field against `T` and refuse a mismatch with

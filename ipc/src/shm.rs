@@ -1,0 +1,602 @@
+//! Shared memory, and the classic pattern: shared memory guarded by a semaphore.
+//!
+//! Shared memory is the fastest way for processes to exchange data: after setup, no
+//! system call moves a byte; each process reads and writes the same physical pages. It is
+//! also the one mechanism that gives no synchronisation at all. The textbook answer
+//! (信号量+共享内存, *semaphore plus shared memory*) pairs the segment with a
+//! semaphore that says who may touch it. This module has both halves and the pair:
+//!
+//! | type | what it is |
+//! |---|---|
+//! | [`Segment<T>`] | a typed value in a POSIX segment (`/dev/shm/<name>`) or a memfd (from `interproc::sync`) |
+//! | [`SysvSegment<T>`] | the same in a System V segment (`shmget`/`shmat`), named by a [`Key`] |
+//! | [`Guarded<T>`] | a segment plus a System V semaphore: `lock()` gives `&mut T` |
+//! | [`crate::sem::SemSet`] | System V semaphore sets on their own |
+//!
+//! Every segment starts with the same checked header (magic number, layout version, size,
+//! the type's size, alignment and name hash, an `initialised` flag), so opening one as the
+//! wrong type, or one that another build laid out differently, is an error
+//! ([`ShmError::Invalid`]), not undefined behaviour. What goes in a segment implements
+//! [`ShmSafe`]: `#[repr(C)]`, no pointers, no `Drop`.
+//!
+//! # Tutorial: the semaphore-guarded segment
+//!
+//! Two processes share a record of plain fields. Without a lock, a reader could see a
+//! half-written record. With a [`Guarded`], the creator puts the record in a segment and
+//! a System V semaphore (value 1, a binary semaphore) beside it; every access takes the
+//! semaphore first:
+//!
+//! ```
+//! use interproc_ipc::shm::{Guarded, ShmSafe};
+//!
+//! #[repr(C)]
+//! struct Account {
+//!     balance: i64,
+//!     deposits: u32,
+//! }
+//! // SAFETY: `#[repr(C)]`, plain integers, no pointers, no Drop; every access goes
+//! // through the Guarded lock.
+//! unsafe impl ShmSafe for Account {}
+//!
+//! let name = format!("interproc-doc-account-{}", std::process::id());
+//! // The creator: a segment `/dev/shm/<name>` holding the account, and its semaphore.
+//! let bank = Guarded::create(&name, Account { balance: 0, deposits: 0 })?;
+//!
+//! // Any other process opens it by name (here, a second handle in this one).
+//! let teller = Guarded::<Account>::open(&name)?;
+//! {
+//!     let mut acct = teller.lock()?; // P(): wait for the semaphore
+//!     acct.balance += 100;           // a multi-field update nobody can see half-done
+//!     acct.deposits += 1;
+//! } // V(): the guard posts the semaphore when dropped
+//!
+//! assert_eq!(bank.lock()?.balance, 100);
+//! # Ok::<(), interproc_ipc::Error>(())
+//! ```
+//!
+//! What happens underneath, step by step:
+//!
+//! 1. **Create.** [`Guarded::create`] makes a System V semaphore set of one semaphore
+//!    with value 1 under a fresh key, then a segment `/dev/shm/<name>` holding the value
+//!    *and the semaphore's key*, built invisibly and published whole (see [`Segment`]).
+//! 2. **Open.** [`Guarded::open`] maps the segment by name, checks its header against
+//!    `T`, reads the key from it and opens the semaphore set: one name finds both.
+//! 3. **Lock.** [`Guarded::lock`] is `semop(-1)` with `SEM_UNDO`: it waits while another
+//!    process holds the semaphore. The guard dereferences to `&mut T`.
+//! 4. **Unlock.** Dropping the guard is `semop(+1)`.
+//! 5. **Crash.** If a process dies while holding the lock, `SEM_UNDO` makes the kernel
+//!    add the unit back: the others carry on and never hang. The data may be half-updated
+//!    by the dead process, though, and nothing tells you so. When that matters, use the
+//!    robust process-shared `Mutex` of `interproc::sync`, which reports `OwnerDied` and
+//!    lets the next locker repair the data.
+//! 6. **Remove.** The creator's drop unlinks the name and removes the semaphore set
+//!    (`IPC_RMID`); a process still waiting in `lock()` then gets [`Error::Removed`].
+//!
+//! For a bounded buffer (producers and consumers), the classic uses three semaphores:
+//! `empty` (free slots), `full` (filled slots) and `mutex`. Only `mutex` takes `SEM_UNDO`:
+//! `empty` and `full` are given by one process and taken by another, and an undo would
+//! take a dead producer's items back out of the count. `interproc demo pc --transport
+//! shm-sem` runs exactly that across processes (`demos/src/shm_sem.rs`).
+//!
+//! # Which segment
+//!
+//! - [`Segment::create`]/[`Segment::open`]: named by a string, listed in `/dev/shm`, mode
+//!   0600, pages reserved up front (`fallocate`), so a full `/dev/shm` is
+//!   [`ShmError::NoSpace`] now rather than a SIGBUS later.
+//! - [`Segment::anonymous`]: a memfd, for `fork`ed children or to pass over a Unix socket
+//!   (SCM_RIGHTS) and map with [`Segment::from_fd`].
+//! - [`SysvSegment`]: System V segments, for programs that already speak `shmget` keys;
+//!   they work like [`crate::msgq`]'s queues (keys, owner records, `interproc clean`).
+
+#![allow(clippy::disallowed_types)] // std's UnsafeCell: ipc has no loom model to facade for.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+use nix::errno::Errno;
+
+pub use interproc_sync::shm::{
+    layout, Origin, Segment, SegmentOptions, ShmError, ShmSafe, LAYOUT_VERSION, SHM_DIR,
+};
+
+use crate::error::{Error, Result};
+use crate::names::{Kind, Registration};
+use crate::sem::SemSet;
+use crate::sys::shm as sys;
+
+pub use crate::msgq::Key;
+
+/// The access `open` asks for (shmget(2) checks it against the segment's mode).
+const READ_WRITE: c_int = 0o600;
+
+const SHM_HINT: &str =
+    "raise kernel.shmmax / kernel.shmall with `sysctl -w` (root), or ask for less";
+
+/// The creator's claim on a System V segment.
+#[derive(Debug)]
+struct Owner {
+    pid: u32,
+    _record: Option<Registration>,
+}
+
+/// A value of type `T` in a System V shared-memory segment (`shmget`/`shmat`).
+///
+/// The System V counterpart of [`Segment`], with the same header and checks: it derefs
+/// to `&T`, has an optional extra area reachable by raw pointer only, and its creator
+/// removes it on drop (`IPC_RMID`: the key is free at once; the memory goes when the last
+/// process detaches). Keys, owner records and `interproc clean` work as for
+/// [`crate::msgq`].
+///
+/// System V segments have no file descriptor, and their pages are allocated on first
+/// touch (there is no `fallocate`): a machine out of memory then invokes the OOM killer.
+/// Prefer [`Segment`] unless you need System V keys.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use interproc_ipc::shm::SysvSegment;
+///
+/// let owner = SysvSegment::create_unique(AtomicU32::new(7))?;
+/// let other = SysvSegment::<AtomicU32>::open(owner.key())?;
+/// other.fetch_add(1, Ordering::Relaxed);
+/// assert_eq!(owner.load(Ordering::Relaxed), 8);
+/// # Ok::<(), interproc_ipc::Error>(())
+/// ```
+pub struct SysvSegment<T: ShmSafe> {
+    base: NonNull<u8>,
+    /// Bytes attached (the segment's size), whatever validation found.
+    len: usize,
+    layout: layout::Layout,
+    id: c_int,
+    key: Key,
+    owner: Option<Owner>,
+    _type: PhantomData<T>,
+}
+
+// SAFETY: the attachment is process-wide memory, valid from any thread until `drop`
+// detaches it; `T: ShmSafe` is `Sync` and needs no `Drop`.
+unsafe impl<T: ShmSafe> Send for SysvSegment<T> {}
+// SAFETY: `&SysvSegment<T>` gives only `&T` and raw pointers; `T: ShmSafe` implies `Sync`.
+unsafe impl<T: ShmSafe> Sync for SysvSegment<T> {}
+
+impl<T: ShmSafe> SysvSegment<T> {
+    /// Creates a segment for `key` holding `value`, mode 0600; [`Error::AlreadyExists`]
+    /// if the key is taken. This process owns it.
+    pub fn create(key: Key, value: T) -> Result<Self> {
+        Self::create_with(key, value, &SegmentOptions::default())
+    }
+
+    /// [`SysvSegment::create`] with a mode and an extra area.
+    pub fn create_with(key: Key, value: T, opts: &SegmentOptions) -> Result<Self> {
+        let what = seg_name(key, None);
+        let layout = layout::Layout::of::<T>(opts.extra)
+            .map_err(|w| ShmError::Invalid { name: what.clone(), what: w })?;
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | (opts.mode & 0o777) as c_int;
+        let id = sys::shmget(key.as_raw(), layout.total(), flags).map_err(|e| match e {
+            Errno::EINVAL | Errno::ENOMEM | Errno::ENOSPC => Error::LimitExceeded {
+                what: format!("a System V segment of {} bytes", layout.total()),
+                limit: "kernel.shmmax/shmall/shmmni",
+                value: read_limit("shmmax"),
+                hint: SHM_HINT,
+            },
+            e => Error::from_errno("shmget", &what, e),
+        })?;
+        let mut owner = Some(Owner { pid: std::process::id(), _record: None });
+        let attached = sys::shmat(id);
+        let base = match attached {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = sys::shmctl_rmid(id);
+                return Err(Error::from_errno("shmat", &what, e));
+            }
+        };
+        let mut seg = SysvSegment {
+            base,
+            len: layout.total(),
+            layout,
+            id,
+            key,
+            owner: owner.take(),
+            _type: PhantomData,
+        };
+        if !key.is_private() {
+            let record =
+                Registration::register(Kind::SysvShm, &key.to_string()).map_err(|e| Error::Os {
+                    op: "writing the owner record",
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?;
+            seg.owner = Some(Owner { pid: std::process::id(), _record: Some(record) });
+        }
+        // SAFETY: a fresh attachment of `layout.total()` page-aligned bytes; openers only
+        // read the header's atomics until the flag is set.
+        unsafe { layout::init(seg.base, &layout, value) };
+        Ok(seg)
+    }
+
+    /// Opens the segment for `key`, checking its header against `T` (and waiting up to
+    /// 5 s for its creator to finish initialising it). Dropping it only detaches.
+    pub fn open(key: Key) -> Result<Self> {
+        if key.is_private() {
+            return Err(Error::NotFound {
+                what: "a System V segment with key IPC_PRIVATE (private segments are opened by \
+                       id: `SysvSegment::open_id`)"
+                    .into(),
+            });
+        }
+        let id = sys::shmget(key.as_raw(), 0, READ_WRITE)
+            .map_err(|e| Error::from_errno("shmget", seg_name(key, None), e))?;
+        Self::attach(id, key)
+    }
+
+    /// Opens the segment with id `id` (as `ipcs -m` shows it, or [`SysvSegment::id`] in
+    /// another process): the way to share a private segment.
+    pub fn open_id(id: i32) -> Result<Self> {
+        let ds = sys::shmctl_stat(id).map_err(|e| match e {
+            Errno::EINVAL | Errno::EIDRM => {
+                Error::NotFound { what: format!("System V segment with id {id}") }
+            }
+            e => Error::from_errno("shmctl(IPC_STAT)", format_args!("System V segment id {id}"), e),
+        })?;
+        Self::attach(id, Key::from_raw(ds.shm_perm.__key))
+    }
+
+    fn attach(id: c_int, key: Key) -> Result<Self> {
+        let what = seg_name(key, Some(id));
+        let ds = sys::shmctl_stat(id).map_err(|e| match e {
+            Errno::EINVAL | Errno::EIDRM => Error::NotFound { what: what.clone() },
+            e => Error::from_errno("shmctl(IPC_STAT)", &what, e),
+        })?;
+        let base = sys::shmat(id).map_err(|e| match e {
+            Errno::EINVAL | Errno::EIDRM => Error::NotFound { what: what.clone() },
+            e => Error::from_errno("shmat", &what, e),
+        })?;
+        let len = ds.shm_segsz;
+        let mut seg = SysvSegment {
+            base,
+            len,
+            layout: layout::Layout::unchecked(len),
+            id,
+            key,
+            owner: None,
+            _type: PhantomData,
+        };
+        let deadline = Instant::now() + layout::INIT_WAIT;
+        // SAFETY: `base` is a page-aligned attachment of `len` bytes that lives as long as
+        // `seg`.
+        seg.layout = unsafe { layout::validate::<T>(seg.base, len, &what, deadline) }?;
+        Ok(seg)
+    }
+
+    /// Creates the segment for `key` with `value()` or, if it exists, opens it; says
+    /// which. `value` runs only if this call creates.
+    pub fn create_or_open(key: Key, value: impl FnOnce() -> T) -> Result<(Self, Origin)> {
+        let mut value = Some(value);
+        let mut last = None;
+        for _ in 0..64 {
+            match Self::open(key) {
+                Ok(s) => return Ok((s, Origin::Opened)),
+                Err(e @ Error::NotFound { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+            let Some(make) = value.take() else { break };
+            // `create` consumes the value even when the key turns out to be taken; then
+            // only opening can succeed.
+            match Self::create(key, make()) {
+                Ok(s) => return Ok((s, Origin::Created)),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(Error::NotFound { what: seg_name(key, None) }))
+    }
+
+    /// A private segment (`IPC_PRIVATE`): share it with a `fork`ed child, or pass
+    /// [`SysvSegment::id`] to another process ([`SysvSegment::open_id`]). It has no owner
+    /// record: if its owner is killed it stays until `ipcrm -m <id>`.
+    pub fn private(value: T) -> Result<Self> {
+        Self::create_with(Key::PRIVATE, value, &SegmentOptions::default())
+    }
+
+    /// [`SysvSegment::private`] with a mode and an extra area.
+    pub fn private_with(value: T, opts: &SegmentOptions) -> Result<Self> {
+        Self::create_with(Key::PRIVATE, value, opts)
+    }
+
+    /// Creates a segment (mode 0600) under a free key in interproc's key space.
+    pub fn create_unique(value: T) -> Result<Self> {
+        Self::create_unique_with(value, &SegmentOptions::default())
+    }
+
+    /// [`SysvSegment::create_unique`] with a mode and an extra area.
+    pub fn create_unique_with(value: T, opts: &SegmentOptions) -> Result<Self> {
+        // Pick a free key first, so the value is only consumed by a create that can work.
+        for _ in 0..64 {
+            let key = Key::unique_candidate();
+            match sys::shmget(key.as_raw(), 0, 0) {
+                Err(Errno::ENOENT) => return Self::create_with(key, value, opts),
+                _ => continue,
+            }
+        }
+        Err(Error::AlreadyExists {
+            what: "every one of 64 interproc keys tried for a new System V segment".into(),
+        })
+    }
+
+    /// The segment's id (`shmid`), as `ipcs -m` shows it.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// The segment's key ([`Key::PRIVATE`] for a private one).
+    pub fn key(&self) -> Key {
+        self.key
+    }
+
+    /// Whether this handle created the segment and removes it on drop.
+    pub fn is_owner(&self) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.pid == std::process::id())
+    }
+
+    /// A pointer to the extra area (64-byte aligned); see [`Segment::extra_ptr`].
+    pub fn extra_ptr(&self) -> *mut u8 {
+        // SAFETY: `extra_offset <= total <= len` (validated), so the result is within or
+        // one past the end of the attachment.
+        unsafe { self.base.as_ptr().add(self.layout.extra_offset()) }
+    }
+
+    /// The length of the extra area in bytes.
+    pub fn extra_len(&self) -> usize {
+        self.layout.extra()
+    }
+
+    /// How many processes have it attached (`shm_nattch`).
+    pub fn attached(&self) -> Result<u64> {
+        let ds = sys::shmctl_stat(self.id).map_err(|e| match e {
+            Errno::EINVAL | Errno::EIDRM => {
+                Error::Removed { what: seg_name(self.key, Some(self.id)) }
+            }
+            e => Error::from_errno("shmctl(IPC_STAT)", seg_name(self.key, Some(self.id)), e),
+        })?;
+        Ok(ds.shm_nattch as u64)
+    }
+
+    /// Removes the segment now (`IPC_RMID`), whoever created it; this and every other
+    /// attachment stay valid until detached.
+    pub fn remove(mut self) -> Result<()> {
+        let _owner = self.owner.take();
+        sys::shmctl_rmid(self.id).map_err(|e| match e {
+            Errno::EINVAL | Errno::EIDRM => {
+                Error::NotFound { what: seg_name(self.key, Some(self.id)) }
+            }
+            e => Error::from_errno("shmctl(IPC_RMID)", seg_name(self.key, Some(self.id)), e),
+        })
+    }
+}
+
+impl<T: ShmSafe> Deref for SysvSegment<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the layout was computed for `T` (create) or validated against it (open),
+        // so the value is in bounds and aligned, and it was written before the flag was
+        // published; the attachment lives as long as `self`; `T: ShmSafe`.
+        unsafe { &*self.base.as_ptr().add(self.layout.value_offset()).cast::<T>() }
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for SysvSegment<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SysvSegment")
+            .field("type", &std::any::type_name::<T>())
+            .field("key", &self.key)
+            .field("id", &self.id)
+            .field("owner", &self.is_owner())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl<T: ShmSafe> Drop for SysvSegment<T> {
+    fn drop(&mut self) {
+        // SAFETY: `base` is this handle's attachment; `&mut self` proves that no reference
+        // into it remains.
+        unsafe { sys::shmdt(self.base) };
+        let Some(owner) = self.owner.take() else { return };
+        if owner.pid == std::process::id() {
+            let _ = sys::shmctl_rmid(self.id);
+            drop(owner);
+        } else {
+            // A `fork`ed child's copy: the segment and its record are the parent's.
+            std::mem::forget(owner);
+        }
+    }
+}
+
+fn seg_name(key: Key, id: Option<c_int>) -> String {
+    match (key.is_private(), id) {
+        (true, Some(id)) => format!("private System V segment (id {id})"),
+        (true, None) => "private System V segment".to_string(),
+        (false, _) => format!("System V segment {key}"),
+    }
+}
+
+fn read_limit(name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Removes the System V segment with `key`, whoever created it: `interproc clean` calls
+/// this for a segment whose owner record says the owner died. [`Error::NotFound`] if
+/// there is none.
+pub fn remove_by_key(key: Key) -> Result<()> {
+    if key.is_private() {
+        return Err(Error::NotFound { what: seg_name(key, None) });
+    }
+    let id = sys::shmget(key.as_raw(), 0, 0)
+        .map_err(|e| Error::from_errno("shmget", seg_name(key, None), e))?;
+    sys::shmctl_rmid(id).map_err(|e| match e {
+        Errno::EINVAL | Errno::EIDRM => Error::NotFound { what: seg_name(key, Some(id)) },
+        e => Error::from_errno("shmctl(IPC_RMID)", seg_name(key, Some(id)), e),
+    })
+}
+
+// ---- the semaphore-guarded segment ----
+
+/// What a [`Guarded`] segment holds: its guard's identity, then the value.
+#[repr(C)]
+struct GuardedCell<T> {
+    /// The key and id of the semaphore set that guards `value` (written before the
+    /// segment is published, never changed).
+    sem_key: i32,
+    sem_id: i32,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: `value` is only reached through a `GuardedLock`, which holds the set's
+// semaphore: one process and thread at a time. The keys are never written after
+// creation. `T: ShmSafe` is itself `Sync`.
+unsafe impl<T: ShmSafe> Sync for GuardedCell<T> {}
+// SAFETY: `#[repr(C)]`, two integers and a `T: ShmSafe` (UnsafeCell is
+// `#[repr(transparent)]`): no pointers, no Drop, valid for every pattern `T` allows.
+unsafe impl<T: ShmSafe> ShmSafe for GuardedCell<T> {}
+
+/// A value in shared memory guarded by a System V semaphore: the classic
+/// semaphore-plus-shared-memory pattern. See the [module docs](self) for the tutorial.
+///
+/// The creator owns both halves: dropping it unlinks the segment's name and removes the
+/// semaphore set. A process that dies while holding [`Guarded::lock`] gives the lock back
+/// (`SEM_UNDO`), though the value may be half-updated.
+pub struct Guarded<T: ShmSafe> {
+    segment: Segment<GuardedCell<T>>,
+    sem: SemSet,
+}
+
+impl<T: ShmSafe> Guarded<T> {
+    /// Creates the segment `name` holding `value`, and its semaphore (a set of one,
+    /// value 1, under a fresh key with an owner record). [`Error::Shm`] with
+    /// [`ShmError::AlreadyExists`] if the name is taken.
+    pub fn create(name: &str, value: T) -> Result<Self> {
+        let sem = SemSet::create_unique(&[1])?;
+        let cell = GuardedCell {
+            sem_key: sem.key().as_raw(),
+            sem_id: sem.id(),
+            value: UnsafeCell::new(value),
+        };
+        // If this fails, `sem` is dropped, which removes the set.
+        let segment = Segment::create(name, cell)?;
+        Ok(Guarded { segment, sem })
+    }
+
+    /// Opens the segment `name` and the semaphore set named inside it.
+    pub fn open(name: &str) -> Result<Self> {
+        let segment = Segment::<GuardedCell<T>>::open(name)?;
+        let sem = SemSet::open(Key::from_raw(segment.sem_key)).map_err(|e| match e {
+            Error::NotFound { .. } => {
+                Error::Removed { what: format!("the semaphore guarding {name:?}") }
+            }
+            e => e,
+        })?;
+        if sem.id() != segment.sem_id {
+            return Err(Error::Removed {
+                what: format!(
+                    "the semaphore set guarding {name:?} (its key now names another set)"
+                ),
+            });
+        }
+        Ok(Guarded { segment, sem })
+    }
+
+    /// An anonymous guarded value: a memfd segment and a private semaphore set, shared
+    /// with `fork`ed children (who inherit this handle; only the creator removes them).
+    pub fn anonymous(value: T) -> Result<Self> {
+        let sem = SemSet::private(&[1])?;
+        let cell = GuardedCell {
+            sem_key: sem.key().as_raw(),
+            sem_id: sem.id(),
+            value: UnsafeCell::new(value),
+        };
+        let segment = Segment::anonymous(cell)?;
+        Ok(Guarded { segment, sem })
+    }
+
+    /// Waits for the semaphore and returns a guard that dereferences to the value.
+    /// [`Error::Removed`] if the owner removed the set, even while this waited.
+    pub fn lock(&self) -> Result<GuardedLock<'_, T>> {
+        self.sem.wait(0)?;
+        Ok(GuardedLock { guarded: self })
+    }
+
+    /// Takes the lock if it is free now; `Ok(None)` if another holds it.
+    pub fn try_lock(&self) -> Result<Option<GuardedLock<'_, T>>> {
+        // Not `then_some`: it would build (and drop, posting the semaphore) a guard even
+        // when the wait failed.
+        if self.sem.try_wait(0)? {
+            Ok(Some(GuardedLock { guarded: self }))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Waits at most `timeout` for the lock; [`Error::Timeout`] if it stayed taken.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<GuardedLock<'_, T>> {
+        self.sem.wait_timeout(0, timeout)?;
+        Ok(GuardedLock { guarded: self })
+    }
+
+    /// The segment's name (`None` for an anonymous one).
+    pub fn name(&self) -> Option<&str> {
+        self.segment.name()
+    }
+
+    /// Whether this handle created the pair and removes both on drop.
+    pub fn is_owner(&self) -> bool {
+        self.segment.is_owner()
+    }
+
+    /// The semaphore set that guards the value (one semaphore, number 0).
+    pub fn semaphore(&self) -> &SemSet {
+        &self.sem
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for Guarded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guarded").field("segment", &self.segment).field("sem", &self.sem).finish()
+    }
+}
+
+/// Exclusive access to a [`Guarded`] value; dropping it posts the semaphore.
+pub struct GuardedLock<'a, T: ShmSafe> {
+    guarded: &'a Guarded<T>,
+}
+
+impl<T: ShmSafe> Deref for GuardedLock<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds the semaphore (value 1, taken by this guard's wait), so
+        // no other guard in any process accesses the value until it is dropped.
+        unsafe { &*self.guarded.segment.value.get() }
+    }
+}
+
+impl<T: ShmSafe> DerefMut for GuardedLock<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference through
+        // this guard.
+        unsafe { &mut *self.guarded.segment.value.get() }
+    }
+}
+
+impl<T: ShmSafe> Drop for GuardedLock<'_, T> {
+    fn drop(&mut self) {
+        // If the set was removed meanwhile there is nothing to give back.
+        let _ = self.guarded.sem.post(0);
+    }
+}

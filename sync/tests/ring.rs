@@ -271,3 +271,35 @@ fn producer_in_another_process() {
         }
     }
 }
+
+/// A peer that scribbles over the indices (memory corruption, or not this code) gets a
+/// typed error, never a panic or a read out of bounds: a tail too far behind the head on
+/// the producer's side, a head too far ahead of the tail on the consumer's.
+#[test]
+fn corrupt_indices_are_errors() {
+    // The header is `#[repr(C)]`: line 0 holds the constants, line 1 `head`, line 2 `tail`.
+    const HEAD_AT: usize = 64;
+    const TAIL_AT: usize = 128;
+    let mem = Mapped::new(64);
+    let mut tx = Producer::<_, SharedFutex>::attach(mem.clone(), 1).unwrap();
+    let mut rx = Consumer::<_, SharedFutex>::attach(mem.clone(), 1).unwrap();
+    let base = mem.base.as_ptr().cast::<u8>();
+    let poke = |at: usize, v: u32| {
+        // SAFETY: `at` is the offset of an `AtomicU32` index inside the mapped header; a
+        // volatile store of a whole aligned word is what a misbehaving peer process does.
+        unsafe { base.add(at).cast::<u32>().write_volatile(v) }
+    };
+    poke(TAIL_AT, 0xdead_0000);
+    let mut sent = 0;
+    let err = loop {
+        match tx.send(&[7; 16], Some(Instant::now())) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 10, "a corrupt tail went unnoticed");
+    };
+    assert!(matches!(err, RingError::Corrupt { .. }), "{err:?}");
+    poke(HEAD_AT, 0x0bad_0000);
+    let mut buf = Vec::new();
+    assert!(matches!(rx.recv(&mut buf, Some(Instant::now())), Err(RingError::Corrupt { .. })));
+}

@@ -168,8 +168,24 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         unsafe { std::ptr::read(&this.mem) }
     }
 
+    /// Bytes free, by the cached tail. A tail more than `cap` behind `head` can only come
+    /// from a corrupt (or malicious) consumer: it reads as "full" here, and `loan` reports
+    /// it, rather than overflowing.
     fn free(&self) -> u32 {
-        self.cap - self.head.wrapping_sub(self.cached_tail)
+        self.cap.saturating_sub(self.head.wrapping_sub(self.cached_tail))
+    }
+
+    fn check_tail(&self) -> Result<(), RingError> {
+        let used = self.head.wrapping_sub(self.cached_tail);
+        if used > self.cap {
+            return Err(RingError::Corrupt {
+                reason: format!(
+                    "the consumer's tail {} is {used} bytes behind head {} in a {}-byte ring",
+                    self.cached_tail, self.head, self.cap
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Sends `msg` as one message, waiting for room until `deadline` (`None`: forever; a
@@ -204,8 +220,10 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             let need = if size <= to_end { size } else { to_end };
             if self.free() < need {
                 self.cached_tail = self.header().tail.word.load(Ordering::Acquire);
+                self.check_tail()?;
                 if self.free() < need {
                     self.wait_room(need, deadline)?;
+                    self.check_tail()?;
                     continue;
                 }
             }
@@ -236,7 +254,8 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         let mut tail = self.cached_tail;
         let r = sleep_until::<P>(&h.producer_asleep.word, deadline, || {
             tail = h.tail.word.load(Ordering::Acquire);
-            cap - head.wrapping_sub(tail) >= need
+            // An impossible tail counts as ready: `loan` then reports it.
+            cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free >= need)
                 || h.peers.consumer_closed.load(Ordering::Acquire) != 0
         });
         self.cached_tail = tail;

@@ -47,14 +47,18 @@
 //! # Waiting without lost wake-ups
 //!
 //! A side that finds the ring empty (consumer) or full (producer) spins a little, re-reading
-//! the other index, then *announces* itself by setting its "asleep" word to 1, re-checks the
-//! index, and only then sleeps on that word with [`Park::wait`] (a futex wait that returns
-//! at once if the word is no longer 1). The other side, after each index store, reads the
-//! word and wakes only if it is 1 (clearing it first). The announce/re-check and the
-//! store/read pairs are `SeqCst`, so at least one side sees the other's store (the
-//! store-buffering litmus test): either the sleeper's re-check sees the new index, or the
-//! waker sees the flag. In the uncontended path there is no syscall, only the `SeqCst`
-//! index store and a load of a line that nobody writes.
+//! the other index, then *announces* itself by swapping its "asleep" word to 1, re-checks
+//! the index, and only then sleeps on that word with [`Park::wait`](crate::Park::wait) (a futex wait that
+//! returns at once if the word is no longer 1). The other side, after each index store,
+//! swaps the word to 0 and wakes the sleeper only if it read 1. Both are read-modify-writes
+//! of the same word (`AcqRel`), so they are totally ordered: if the waker's comes first,
+//! the sleeper's swap synchronizes with it and its re-check sees the new index; if the
+//! sleeper's comes first, the waker reads 1 and wakes it. Either way no wake-up is lost
+//! (`tests/loom_ring.rs` checks it, and fails if the waker merely *loads* the word first).
+//! A plain store + `SeqCst` fence on each side would also do on hardware, but loom 0.7 does
+//! not model that pairing faithfully, and an RMW on a line only the waker writes (until
+//! the other side sleeps) costs about the same as the fence. In the uncontended path there
+//! is no syscall.
 //!
 //! A closed flag is set the same way (store, then wake if announced), so a sleeper also
 //! wakes for a peer that dropped its end. A peer that *dies* sets nothing; callers that

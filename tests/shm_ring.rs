@@ -121,6 +121,11 @@ fn child_entry() {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
+            // Never attaches: sleeps until killed.
+            "never_attach" => loop {
+                let _ring = &ring;
+                std::thread::sleep(Duration::from_secs(1));
+            },
             // Receives and checks messages until killed.
             "drain_forever" => {
                 let mut rx = ring().source().unwrap();
@@ -147,16 +152,19 @@ fn xorshift(x: &mut u64) -> u64 {
 
 // ---- the tests ----
 
-/// A producer SIGKILLed at random points, 40 trials: the consumer gets every message the
+/// A producer SIGKILLed at random points, 200 trials: the consumer gets every message the
 /// producer committed, in order, each once and intact, then `Disconnected`; never a partial
 /// message, never a hang.
 #[test]
 fn producer_killed_at_random_points() {
     let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-    for trial in 0..40 {
+    for trial in 0..200 {
         let ring = ShmRing::anonymous(16 << 10).unwrap();
         let mut rx = ring.source().unwrap();
         let mut child = spawn_with_ring("stream_forever", &ring);
+        // The child may be killed before it attaches (kill_after 0): name it, so that its
+        // death is still `Disconnected`, not a wait for a producer that never comes.
+        rx.expect_peer(child.pid()).unwrap();
         let kill_after = xorshift(&mut rng) % 200;
         let mut got = 0u64;
         let deadline = || Some(Instant::now() + support::WATCHDOG);
@@ -186,6 +194,26 @@ fn producer_killed_at_random_points() {
             }
         }
     }
+}
+
+/// A child killed before it attached its end: without `expect_peer` the receiver cannot
+/// tell it from one that has not started yet (it times out); with it, `Disconnected`.
+/// (Regression: the random-kill trials once waited out their watchdog when the kill came
+/// before the child attached.)
+#[test]
+fn peer_killed_before_attaching() {
+    let ring = ShmRing::anonymous(4096).unwrap();
+    let mut rx = ring.source().unwrap();
+    let child = spawn_with_ring("never_attach", &ring);
+    let pid = child.pid();
+    let mut watched = ShmRing::anonymous(4096).unwrap().source().unwrap();
+    watched.expect_peer(pid).unwrap();
+    assert!(matches!(watched.recv(Some(Instant::now())), Err(Error::Timeout)), "alive: empty");
+    let st = child.kill_and_wait();
+    assert!(support::was_killed(&st), "{st:?}");
+    let soon = || Some(Instant::now() + Duration::from_millis(200));
+    assert!(matches!(rx.recv(soon()), Err(Error::Timeout)), "unnamed: still waiting");
+    assert!(matches!(watched.recv(soon()), Err(Error::Disconnected)));
 }
 
 /// A producer killed in the middle of writing a message: the consumer sees the message

@@ -43,7 +43,9 @@
 //! messages are accepted, as a pipe accepts them into its buffer).
 //!
 //! A peer that has not attached yet is not "dead": a sender waits for room, a receiver
-//! for messages, as on a FIFO. [`ShmSink::wait_peer`]/[`ShmSource::wait_peer`] wait for it.
+//! for messages, as on a FIFO. [`ShmSink::wait_peer`]/[`ShmSource::wait_peer`] wait for it;
+//! [`ShmSink::expect_peer`]/[`ShmSource::expect_peer`] name the process that will attach
+//! (a child you spawned), so that its death before it attaches is `Disconnected` too.
 //!
 //! Each end belongs to the process that attached it: a copy a `fork`ed child inherits
 //! neither closes the ring when dropped nor counts as the peer. Attach the child's end in
@@ -272,12 +274,17 @@ impl AsFd for ShmRing {
 #[derive(Debug, Default)]
 struct Peer {
     watch: Option<PeerWatch>,
+    /// The process expected to attach the other end (`expect_peer`), watched until it does.
+    expected: Option<PeerWatch>,
 }
 
 impl Peer {
     /// Whether the peer (the process that recorded `pid`, 0 for none yet) has died.
     fn dead(&mut self, pid: u32, me: u32) -> Result<bool> {
-        if pid == 0 || pid == me {
+        if pid == 0 {
+            return self.expected.as_ref().map_or(Ok(false), PeerWatch::has_exited);
+        }
+        if pid == me {
             return Ok(false);
         }
         if self.watch.as_ref().is_none_or(|w| w.pid() != pid) {
@@ -289,6 +296,11 @@ impl Peer {
         }
         self.watch.as_ref().map_or(Ok(false), PeerWatch::has_exited)
     }
+}
+
+fn expect(peer: &mut Peer, pid: u32) -> Result<()> {
+    peer.expected = Some(PeerWatch::new(pid)?);
+    Ok(())
 }
 
 fn wait_peer(
@@ -348,6 +360,14 @@ impl ShmSink {
     pub fn wait_peer(&mut self, deadline: Option<Instant>) -> Result<u32> {
         let seg = self.tx().memory().clone();
         wait_peer(&mut self.peer, || seg.consumer_pid(), self.pid, deadline)
+    }
+
+    /// Names the process that will attach the consumer (a child this process spawned and
+    /// has not reaped, so its pid cannot be reused): if it dies before it attaches, this end
+    /// sees [`Error::Disconnected`] instead of waiting for a consumer that never comes.
+    /// [`Error::Disconnected`] at once if it is already gone.
+    pub fn expect_peer(&mut self, pid: u32) -> Result<()> {
+        expect(&mut self.peer, pid)
     }
 
     /// How many times a full ring is re-checked before the sender sleeps (default 100).
@@ -451,6 +471,11 @@ impl ShmSource {
     pub fn wait_peer(&mut self, deadline: Option<Instant>) -> Result<u32> {
         let seg = self.rx().memory().clone();
         wait_peer(&mut self.peer, || seg.producer_pid(), self.pid, deadline)
+    }
+
+    /// Names the process that will attach the producer; see [`ShmSink::expect_peer`].
+    pub fn expect_peer(&mut self, pid: u32) -> Result<()> {
+        expect(&mut self.peer, pid)
     }
 
     /// How many times an empty ring is re-checked before the receiver sleeps (default 100).

@@ -74,7 +74,7 @@ pub fn list_named() -> io::Result<Vec<NamedSegment>> {
         let Ok(name) = ent?.file_name().into_string() else { continue };
         let Ok(Some(Peeked { owner, size, .. })) = peek(&name) else { continue };
         let owner = (owner != 0).then(|| TaskId::unpack(owner));
-        let owner_alive = owner.map(|o| !crate::sys::is_dead(o));
+        let owner_alive = owner.map(|o| !crate::sys::is_process_dead(o));
         out.push(NamedSegment { name, owner, owner_alive, size });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -92,7 +92,7 @@ pub fn list_named() -> io::Result<Vec<NamedSegment>> {
 /// If the file cannot be read or unlinked (`NotFound` if it is gone).
 pub fn remove_if_owner_dead(name: &str) -> io::Result<bool> {
     let Some(Peeked { owner, id, .. }) = peek(name)? else { return Ok(false) };
-    if owner == 0 || !crate::sys::is_dead(TaskId::unpack(owner)) {
+    if owner == 0 || !crate::sys::is_process_dead(TaskId::unpack(owner)) {
         return Ok(false);
     }
     let path = format!("{SHM_DIR}/{name}");

@@ -142,6 +142,10 @@ fn child_entry() {
             let mut l = g.lock().unwrap();
             l.a = 1000; // a half-done update: b is not touched
             l.ready = 1;
+            // Tell the parent the update is written (a file beside nothing shared: the
+            // parent cannot look inside while this holds the lock).
+            std::fs::write(format!("{}/{arg}.written", std::env::temp_dir().display()), b"")
+                .unwrap();
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -519,18 +523,19 @@ fn guarded_updates_from_several_processes_are_never_interleaved() {
 fn a_guarded_lock_holder_killed_with_sigkill_gives_the_lock_back() {
     let name = name();
     let g = Guarded::create(&name, Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    let written = std::env::temp_dir().join(format!("{name}.written"));
     let child = support::spawn("child_entry", "guarded_hold_then_hang", &name, &[]);
     let deadline = Instant::now() + support::WATCHDOG;
-    loop {
-        // `try_lock` fails while the child holds it; once `ready` is set the child holds it.
+    // The child holds the lock and has written its half-done update once the file exists.
+    while !written.exists() {
         if let Some(l) = g.try_lock().unwrap() {
             assert_eq!(l.ready, 0, "the child set ready without holding the lock");
-        } else if g.semaphore().last_pid(0).unwrap() == Some(child.pid()) {
-            break;
         }
         assert!(Instant::now() < deadline, "the child never took the lock");
         std::thread::sleep(Duration::from_millis(1));
     }
+    std::fs::remove_file(&written).unwrap();
+    assert_eq!(g.semaphore().last_pid().unwrap(), Some(child.pid()));
     assert!(matches!(g.lock_timeout(Duration::from_millis(5)), Err(Error::Timeout)));
     assert!(support::was_killed(&child.kill_and_wait()));
     let l = g.lock_timeout(support::WATCHDOG).expect("SEM_UNDO gave the lock back");
@@ -546,7 +551,7 @@ fn a_guarded_waiter_gets_removed_when_the_owner_drops_the_pair() {
     let held = g.lock().unwrap();
     let child = support::spawn("child_entry", "guarded_wait_removed", &name, &[]);
     let deadline = Instant::now() + support::WATCHDOG;
-    while g.semaphore().waiting(0).unwrap() == 0 {
+    while g.semaphore().waiting().unwrap() == 0 {
         assert!(Instant::now() < deadline, "the child never waited");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -589,7 +594,7 @@ fn a_failed_try_lock_leaves_the_lock_held() {
     let g = Guarded::anonymous(Ledger { a: 0, b: 0, ready: 0 }).unwrap();
     let held = g.lock().unwrap();
     assert!(g.try_lock().unwrap().is_none());
-    assert_eq!(g.semaphore().get(0).unwrap(), 0, "the failed try_lock posted the semaphore");
+    assert_eq!(g.semaphore().value().unwrap(), 0, "the failed try_lock posted the semaphore");
     assert!(g.try_lock().unwrap().is_none());
     drop(held);
     assert!(g.try_lock().unwrap().is_some());
@@ -625,5 +630,75 @@ fn a_never_initialised_segment_is_refused_after_a_bounded_wait() {
             assert!(what.contains("never initialised"), "{what}")
         }
         other => panic!("expected Invalid (never initialised), got {other:?}"),
+    }
+}
+
+// Regression tests from the review of the segments (each failed before its fix).
+
+/// The guard's semaphore is exposed read-only: safe code cannot post it and so take the
+/// lock twice (two live `&mut T`).
+#[test]
+fn the_guards_semaphore_is_read_only() {
+    let g = Guarded::anonymous(Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    let held = g.lock().unwrap();
+    assert_eq!(g.semaphore().value().unwrap(), 0);
+    assert!(g.try_lock().unwrap().is_none(), "two guards alive at once");
+    drop(held);
+    assert_eq!(g.semaphore().value().unwrap(), 1);
+}
+
+/// A guard copied into a fork child does not post the parent's semaphore when the child
+/// drops it.
+#[test]
+fn a_guard_dropped_in_a_fork_child_keeps_the_parents_lock() {
+    let g = Guarded::anonymous(Ledger { a: 0, b: 0, ready: 0 }).unwrap();
+    let held = g.lock().unwrap();
+    // SAFETY: the child drops the guard (a getpid), tries a semop and `_exit`s.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(held);
+            let code = match g.try_lock() {
+                Ok(Some(l)) => {
+                    std::mem::forget(l);
+                    1
+                }
+                _ => 0,
+            };
+            // SAFETY: ends the child without the parent's handlers.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            assert_eq!(wait_forked(child), 0, "another locker got in while the parent held it")
+        }
+    }
+    drop(held);
+}
+
+/// An opener's `disown` leaves the owner recorded in the header (only the owner can give
+/// up ownership), so `interproc clean` still removes the segment once the owner dies.
+#[test]
+fn an_openers_disown_keeps_the_owner_record() {
+    let name = name();
+    let owner = Segment::create(&name, 0u64).unwrap();
+    Segment::<u64>::open(&name).unwrap().disown();
+    let listed = interproc::ipc::shm::list_named().unwrap().into_iter().find(|s| s.name == name);
+    drop(owner);
+    let listed = listed.expect("listed");
+    assert_eq!(listed.owner.map(|o| o.id), Some(std::process::id()), "{listed:?}");
+}
+
+/// A System V segment too large to commit is reported with the right limit, not with a
+/// shmmax that the request did not exceed.
+#[test]
+fn an_oversized_sysv_segment_names_the_limit_it_hit() {
+    match SysvSegment::private_with(0u64, &SegmentOptions::default().with_extra(1 << 50)) {
+        Err(e @ Error::LimitExceeded { value, .. }) => {
+            assert!(value < 1 << 50, "misleading: {e}");
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("bytes"), "{msg}");
+        }
+        Ok(_) => panic!("a 1 PiB segment was created"),
     }
 }

@@ -18,6 +18,14 @@
 //! another, and an undo at exit would take a finished producer's items back out of `FULL`.
 //! Only `MUTEX` is a lock. The slots are copied in and out through raw pointers under it:
 //! no `&[u8]` ever points into memory that another process may be writing.
+//!
+//! What a crash costs, and why the demo stops the run on one: `SEM_UNDO` gives `MUTEX`
+//! back, but a producer killed between `P(EMPTY)` and `V(FULL)` has used a free slot for
+//! good (the ring has one slot fewer; after as many such deaths as slots, producers block
+//! forever), and one killed after moving `tail` but before `V(FULL)` leaves a written slot
+//! that is never counted. The textbook pattern has no answer to either: for a buffer that
+//! survives crashes, use the shm ring (`--transport shm`), which publishes a message with
+//! one index store and reports a dead peer as `Disconnected`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -92,9 +100,10 @@ impl Buffer {
     pub fn open(name: &str) -> Result<Buffer, Error> {
         let seg = Segment::<Ring>::open(name)?;
         let sems = SemSet::open(Key::from_raw(seg.sem_key))?;
-        let fits = (seg.stride as usize).checked_mul(seg.slots as usize).is_some_and(|n| {
-            n <= seg.extra_len() && seg.slot_size as usize + SLOT_HEADER <= seg.stride as usize
-        });
+        let fits = seg.slots > 0
+            && (seg.stride as usize).checked_mul(seg.slots as usize).is_some_and(|n| {
+                n <= seg.extra_len() && seg.slot_size as usize + SLOT_HEADER <= seg.stride as usize
+            });
         if sems.id() != seg.sem_id || sems.len() != 3 || !fits {
             return Err(Error::Malformed {
                 reason: format!("{name}: its semaphore set or slot layout does not match"),

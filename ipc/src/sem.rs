@@ -244,7 +244,7 @@ impl SemSet {
 
     /// Opens the existing set for `key`, waiting (up to 5 s) for its creator to set its
     /// initial values. [`Error::NotFound`] if there is none, [`Error::PermissionDenied`]
-    /// if this process may not both read and alter it, [`Error::Timeout`] if its creator
+    /// if this process may not both read and alter it, [`Error::Malformed`] if its creator
     /// never initialised it (it died in between: remove it with `interproc clean`).
     pub fn open(key: Key) -> Result<SemSet> {
         if key.is_private() {
@@ -283,7 +283,15 @@ impl SemSet {
                 return Ok(SemSet { id, key, len: ds.sem_nsems as usize, owner: None });
             }
             if Instant::now() >= deadline {
-                return Err(Error::Timeout);
+                // Created but never given its initial values: its creator died between
+                // semget and the first semop, or it was not made by interproc.
+                return Err(Error::Malformed {
+                    reason: format!(
+                        "{} was never initialised (no semop in {INIT_WAIT:?}): its creator died \
+                         while building it; remove it with `ipcrm -s {id}` or `interproc clean`",
+                        set_name(key, Some(id))
+                    ),
+                });
             }
             std::thread::sleep(Duration::from_millis(1));
         }

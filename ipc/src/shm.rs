@@ -15,10 +15,13 @@
 //! | [`crate::sem::SemSet`] | System V semaphore sets on their own |
 //!
 //! Every segment starts with the same checked header (magic number, layout version, size,
-//! the type's size, alignment and name hash, an `initialised` flag), so opening one as the
-//! wrong type, or one that another build laid out differently, is an error
-//! ([`ShmError::Invalid`]), not undefined behaviour. What goes in a segment implements
-//! [`ShmSafe`]: `#[repr(C)]`, no pointers, no `Drop`.
+//! the type's size, alignment and name hash, an `initialised` flag), so opening one as
+//! another type, or a segment of another interproc layout, is an error
+//! ([`ShmError::Invalid`]). The check knows a type by its name, size and alignment: if you
+//! change a shared struct's fields without changing those (reorder two fields of the same
+//! size), rename or version the type, or old and new programs will read each other's bytes
+//! as the wrong fields. What goes in a segment implements [`ShmSafe`]: `#[repr(C)]`, no
+//! pointers, no `Drop`.
 //!
 //! # Tutorial: the semaphore-guarded segment
 //!
@@ -158,6 +161,47 @@ const READ_WRITE: c_int = 0o600;
 const SHM_HINT: &str =
     "raise kernel.shmmax / kernel.shmall with `sysctl -w` (root), or ask for less";
 
+/// What a failed `shmget(IPC_CREAT)` of `bytes` means, per errno (shmget(2)).
+fn shmget_error(e: Errno, bytes: usize, what: &str) -> Error {
+    let segment = format!("a System V segment of {bytes} bytes");
+    match e {
+        // Smaller than SHMMIN or larger than SHMMAX.
+        Errno::EINVAL => Error::LimitExceeded {
+            what: segment,
+            limit: "kernel.shmmax",
+            value: read_limit("shmmax"),
+            hint: SHM_HINT,
+        },
+        // All segment ids in use (SHMMNI), or the system-wide total (SHMALL, in pages).
+        Errno::ENOSPC => Error::LimitExceeded {
+            what: format!("{segment} (with every segment already allocated)"),
+            limit: "kernel.shmall (pages) / kernel.shmmni (segments)",
+            value: read_limit("shmall"),
+            hint: "remove unused segments (`ipcs -m`, `interproc clean`), or raise kernel.shmall / kernel.shmmni with `sysctl -w` (root)",
+        },
+        // The kernel could not commit the memory.
+        Errno::ENOMEM => Error::LimitExceeded {
+            what: segment,
+            limit: "available memory (MemAvailable + SwapFree)",
+            value: available_memory(),
+            hint: "ask for less, or free memory",
+        },
+        e => Error::from_errno("shmget", what, e),
+    }
+}
+
+/// MemAvailable + SwapFree from `/proc/meminfo`, in bytes (0 if unreadable).
+fn available_memory() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("MemAvailable:") + kib("SwapFree:")) * 1024
+}
+
 /// The creator's claim on a System V segment.
 #[derive(Debug)]
 struct Owner {
@@ -217,15 +261,8 @@ impl<T: ShmSafe> SysvSegment<T> {
         let layout = layout::Layout::of::<T>(opts.extra)
             .map_err(|w| ShmError::Invalid { name: what.clone(), what: w })?;
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (opts.mode & 0o777) as c_int;
-        let id = sys::shmget(key.as_raw(), layout.total(), flags).map_err(|e| match e {
-            Errno::EINVAL | Errno::ENOMEM | Errno::ENOSPC => Error::LimitExceeded {
-                what: format!("a System V segment of {} bytes", layout.total()),
-                limit: "kernel.shmmax/shmall/shmmni",
-                value: read_limit("shmmax"),
-                hint: SHM_HINT,
-            },
-            e => Error::from_errno("shmget", &what, e),
-        })?;
+        let id = sys::shmget(key.as_raw(), layout.total(), flags)
+            .map_err(|e| shmget_error(e, layout.total(), &what))?;
         let mut owner = Some(Owner { pid: std::process::id(), _record: None });
         let attached = sys::shmat(id);
         let base = match attached {
@@ -500,12 +537,13 @@ struct GuardedCell<T> {
 }
 
 // SAFETY: `value` is only reached through a `GuardedLock`, which holds the set's
-// semaphore: one process and thread at a time. The keys are never written after
-// creation. `T: ShmSafe` is itself `Sync`.
-unsafe impl<T: ShmSafe> Sync for GuardedCell<T> {}
+// semaphore: one process and thread at a time, so sharing the cell moves access to the
+// `T` between threads, which needs `T: Send` (as for `std::sync::Mutex`). The keys are
+// never written after creation.
+unsafe impl<T: ShmSafe + Send> Sync for GuardedCell<T> {}
 // SAFETY: `#[repr(C)]`, two integers and a `T: ShmSafe` (UnsafeCell is
 // `#[repr(transparent)]`): no pointers, no Drop, valid for every pattern `T` allows.
-unsafe impl<T: ShmSafe> ShmSafe for GuardedCell<T> {}
+unsafe impl<T: ShmSafe + Send> ShmSafe for GuardedCell<T> {}
 
 /// A value in shared memory guarded by a System V semaphore: the classic
 /// semaphore-plus-shared-memory pattern. See the [module docs](self) for the tutorial.
@@ -513,12 +551,12 @@ unsafe impl<T: ShmSafe> ShmSafe for GuardedCell<T> {}
 /// The creator owns both halves: dropping it unlinks the segment's name and removes the
 /// semaphore set. A process that dies while holding [`Guarded::lock`] gives the lock back
 /// (`SEM_UNDO`), though the value may be half-updated.
-pub struct Guarded<T: ShmSafe> {
+pub struct Guarded<T: ShmSafe + Send> {
     segment: Segment<GuardedCell<T>>,
     sem: SemSet,
 }
 
-impl<T: ShmSafe> Guarded<T> {
+impl<T: ShmSafe + Send> Guarded<T> {
     /// Creates the segment `name` holding `value`, and its semaphore (a set of one,
     /// value 1, under a fresh key with an owner record). [`Error::Shm`] with
     /// [`ShmError::AlreadyExists`] if the name is taken.
@@ -570,7 +608,7 @@ impl<T: ShmSafe> Guarded<T> {
     /// [`Error::Removed`] if the owner removed the set, even while this waited.
     pub fn lock(&self) -> Result<GuardedLock<'_, T>> {
         self.sem.wait(0)?;
-        Ok(GuardedLock { guarded: self })
+        Ok(GuardedLock { guarded: self, pid: std::process::id() })
     }
 
     /// Takes the lock if it is free now; `Ok(None)` if another holds it.
@@ -578,7 +616,7 @@ impl<T: ShmSafe> Guarded<T> {
         // Not `then_some`: it would build (and drop, posting the semaphore) a guard even
         // when the wait failed.
         if self.sem.try_wait(0)? {
-            Ok(Some(GuardedLock { guarded: self }))
+            Ok(Some(GuardedLock { guarded: self, pid: std::process::id() }))
         } else {
             Ok(None)
         }
@@ -587,7 +625,7 @@ impl<T: ShmSafe> Guarded<T> {
     /// Waits at most `timeout` for the lock; [`Error::Timeout`] if it stayed taken.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<GuardedLock<'_, T>> {
         self.sem.wait_timeout(0, timeout)?;
-        Ok(GuardedLock { guarded: self })
+        Ok(GuardedLock { guarded: self, pid: std::process::id() })
     }
 
     /// The segment's name (`None` for an anonymous one).
@@ -600,24 +638,65 @@ impl<T: ShmSafe> Guarded<T> {
         self.segment.is_owner()
     }
 
-    /// The semaphore set that guards the value (one semaphore, number 0).
-    pub fn semaphore(&self) -> &SemSet {
-        &self.sem
+    /// A read-only view of the semaphore that guards the value, for diagnostics.
+    ///
+    /// Only reads: posting the guard's semaphore by hand would let two guards (two
+    /// `&mut T`) live at once. (Another process could still do that through
+    /// `SemSet::open` with the set's key, as it could write the memory: the guard's
+    /// exclusivity rests on every process using the pair only through `Guarded`.)
+    pub fn semaphore(&self) -> GuardSemaphore<'_> {
+        GuardSemaphore { sem: &self.sem }
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for Guarded<T> {
+impl<T: ShmSafe + Send> fmt::Debug for Guarded<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guarded").field("segment", &self.segment).field("sem", &self.sem).finish()
     }
 }
 
-/// Exclusive access to a [`Guarded`] value; dropping it posts the semaphore.
-pub struct GuardedLock<'a, T: ShmSafe> {
-    guarded: &'a Guarded<T>,
+/// A read-only view of a [`Guarded`] segment's semaphore (number 0 of its set).
+#[derive(Debug)]
+pub struct GuardSemaphore<'a> {
+    sem: &'a SemSet,
 }
 
-impl<T: ShmSafe> Deref for GuardedLock<'_, T> {
+impl GuardSemaphore<'_> {
+    /// The semaphore's value: 1 if the lock is free, 0 if held.
+    pub fn value(&self) -> Result<u16> {
+        self.sem.get(0)
+    }
+
+    /// How many processes wait for the lock.
+    pub fn waiting(&self) -> Result<usize> {
+        self.sem.waiting(0)
+    }
+
+    /// The pid of the last process that took or gave back the lock.
+    pub fn last_pid(&self) -> Result<Option<u32>> {
+        self.sem.last_pid(0)
+    }
+
+    /// The set's key.
+    pub fn key(&self) -> Key {
+        self.sem.key()
+    }
+
+    /// The set's id (for `ipcs -s`).
+    pub fn id(&self) -> i32 {
+        self.sem.id()
+    }
+}
+
+/// Exclusive access to a [`Guarded`] value; dropping it posts the semaphore.
+pub struct GuardedLock<'a, T: ShmSafe + Send> {
+    guarded: &'a Guarded<T>,
+    /// The process that took the lock: a copy of the guard in a `fork()`ed child must not
+    /// give back the parent's lock.
+    pid: u32,
+}
+
+impl<T: ShmSafe + Send> Deref for GuardedLock<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -627,7 +706,7 @@ impl<T: ShmSafe> Deref for GuardedLock<'_, T> {
     }
 }
 
-impl<T: ShmSafe> DerefMut for GuardedLock<'_, T> {
+impl<T: ShmSafe + Send> DerefMut for GuardedLock<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`, and `&mut self` makes this the only reference through
         // this guard.
@@ -635,8 +714,11 @@ impl<T: ShmSafe> DerefMut for GuardedLock<'_, T> {
     }
 }
 
-impl<T: ShmSafe> Drop for GuardedLock<'_, T> {
+impl<T: ShmSafe + Send> Drop for GuardedLock<'_, T> {
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            return; // a copy inherited through fork(): the parent gives its lock back
+        }
         // If the set was removed meanwhile there is nothing to give back.
         let _ = self.guarded.sem.post(0);
     }

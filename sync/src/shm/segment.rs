@@ -79,8 +79,9 @@ struct Owner {
 /// total size, where the value and the extra area sit, the type's size, alignment and a
 /// hash of its name, and an `initialised` flag. [`open`](Segment::open) and
 /// [`from_fd`](Segment::from_fd) check every field against `T` and refuse a mismatch with
-/// [`ShmError::Invalid`] naming it, so opening a segment as the wrong type is an error,
-/// never undefined behaviour.
+/// [`ShmError::Invalid`] naming it, so opening a segment as a type of another name, size or
+/// alignment is an error. (A type is known by those three: if its fields change but they
+/// do not, rename or version the type.)
 ///
 /// # Never half-built
 ///
@@ -359,9 +360,14 @@ impl<T: ShmSafe> Segment<T> {
     /// then stays until someone unlinks it (`rm /dev/shm/<name>`, or
     /// [`Segment::unlink`]).
     pub fn disown(&mut self) {
+        if self.is_owner() {
+            // Only the owner gives up the header's owner record (an opener's `disown` is
+            // a no-op there, or `interproc clean` would never remove the segment).
+            // SAFETY: `base` is this segment's initialised mapping, mapped while `self`
+            // lives.
+            unsafe { layout::set_owner(self.base, 0) };
+        }
         self.owner = None;
-        // SAFETY: `base` is this segment's initialised mapping, mapped while `self` lives.
-        unsafe { layout::set_owner(self.base, 0) };
     }
 
     /// Removes the name `name` from `/dev/shm` now, whoever created it. Mappings stay

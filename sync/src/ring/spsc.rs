@@ -215,6 +215,14 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
                 return Err(RingError::Disconnected);
             }
             let off = self.head & (self.cap - 1);
+            // Records start on 8-byte boundaries. A head that is not one was written by a
+            // misbehaving peer (before this producer attached): refuse it rather than
+            // compute a padding record past the end of the area.
+            if off % 8 != 0 {
+                return Err(RingError::Corrupt {
+                    reason: format!("head index {} is not 8-aligned", self.head),
+                });
+            }
             let to_end = self.cap - off;
             // A record that does not fit before the end needs a padding record first.
             let need = if size <= to_end { size } else { to_end };

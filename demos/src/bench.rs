@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use interproc::ipc::channel::shm::{ShmRing, ShmSink};
 use interproc::ipc::channel::{
     BytesReceiver, BytesSender, FrameSink, FrameSource, Receiver, Sender, StreamSink, StreamSource,
 };
@@ -66,6 +67,7 @@ use interproc::ipc::socket::{
     UnixStream,
 };
 use interproc::ipc::tcp::{TcpListener, TcpStream};
+use interproc::sync::ring::RingError;
 use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender, IpcReceiver, IpcSender};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
@@ -106,9 +108,18 @@ pub enum Kind {
     IpcChannel,
     /// ipc-channel `IpcBytesSender`, channels made before the fork.
     IpcChannelBytes,
+    /// interproc shared-memory ring (`channel::shm`), raw-bytes channel: the sender copies
+    /// the message in, the receiver reads it in place; spins briefly, then sleeps on a
+    /// futex.
+    Shm,
+    /// The same ring, zero-copy on the sending side too: the sender loans room in the
+    /// ring and writes the stamps in place, then commits.
+    ShmZeroCopy,
+    /// The copy path with both sides spinning (up to 2^20 checks before they sleep).
+    ShmSpin,
 }
 
-const ALL: [Kind; 14] = [
+const ALL: [Kind; 17] = [
     Kind::RawPipe,
     Kind::RawUnix,
     Kind::RawMsgq,
@@ -123,6 +134,9 @@ const ALL: [Kind; 14] = [
     Kind::MsgqWatched,
     Kind::TypedPipe,
     Kind::TypedUnix,
+    Kind::Shm,
+    Kind::ShmZeroCopy,
+    Kind::ShmSpin,
 ];
 
 impl Kind {
@@ -142,6 +156,9 @@ impl Kind {
             Kind::TypedUnix => "typed-unix",
             Kind::IpcChannel => "ipc-channel",
             Kind::IpcChannelBytes => "ipc-channel-bytes",
+            Kind::Shm => "shm",
+            Kind::ShmZeroCopy => "shm-zero-copy",
+            Kind::ShmSpin => "shm-spin",
         }
     }
 
@@ -149,6 +166,7 @@ impl Kind {
     fn mode(self) -> &'static str {
         match self {
             Kind::MsgqWatched => "poll",
+            Kind::ShmSpin => "spin",
             _ => "block",
         }
     }
@@ -276,9 +294,43 @@ enum Tx {
     Raw(File),
     Ipc(IpcSender<Vec<u8>>),
     IpcBytes(IpcBytesSender),
+    /// A shared-memory ring's sink, written in place through loans.
+    ShmLoan(ShmSink),
 }
 
 impl Tx {
+    /// Stamps message `seq` and sends it: into `out` and then through the transport, or,
+    /// for the zero-copy ring, straight into the ring's memory (`out` is not touched).
+    fn send_stamped(&mut self, out: &mut [u8], seq: u64) -> Result<(), String> {
+        if let Tx::ShmLoan(sink) = self {
+            let len = out.len();
+            loop {
+                let mut loan = match sink.producer().loan(len, Some(Instant::now() + SLICE)) {
+                    Ok(l) => l,
+                    Err(RingError::Timeout) => {
+                        // Full for a while: is the receiver still there?
+                        if !sink.peer_alive().map_err(err)? {
+                            return Err("shm ring: the receiver is gone".into());
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(format!("shm ring: {e}")),
+                };
+                let s = seq.to_le_bytes();
+                let buf = loan.as_uninit_mut();
+                for o in stamp_offsets(len) {
+                    for (d, b) in buf[o..o + 8].iter_mut().zip(s) {
+                        d.write(b);
+                    }
+                }
+                loan.commit();
+                return Ok(());
+            }
+        }
+        stamp(out, seq);
+        self.send(out)
+    }
+
     /// Sends `msg` as one message. The typed and serde rows build an owned `Vec`, as
     /// their users would.
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
@@ -303,6 +355,7 @@ impl Tx {
             Tx::Raw(f) => f.write_all(msg).map_err(|e| format!("write: {e}")),
             Tx::Ipc(s) => s.send(msg.to_vec()).map_err(|e| format!("{e:?}")),
             Tx::IpcBytes(s) => s.send(msg).map_err(|e| e.to_string()),
+            Tx::ShmLoan(s) => s.send(msg, None).map_err(|e| e.to_string()),
         }
     }
 }
@@ -401,6 +454,9 @@ fn raw(w: impl Into<OwnedFd>, r: impl Into<OwnedFd>, size: usize) -> Ends {
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
+
+/// How long a zero-copy sender waits for room before it checks that the receiver lives.
+const SLICE: Duration = Duration::from_millis(50);
 
 /// How long an open or accept waits for the peer.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -581,6 +637,30 @@ impl Plan {
                         ends(q, 1, 2, w)
                     }),
                 )
+            }
+            Kind::Shm | Kind::ShmZeroCopy | Kind::ShmSpin => {
+                // One ring each way (memfds, shared by the fork); each side attaches its
+                // ends after the fork, so each records its own pid.
+                let cap = (4 * size.next_power_of_two()).max(256 << 10);
+                let fwd = ShmRing::anonymous(cap).map_err(err)?;
+                let back = ShmRing::anonymous(cap).map_err(err)?;
+                let (fwd2, back2) = (fwd.clone(), back.clone());
+                let ends = move |out: &ShmRing, inn: &ShmRing| -> Result<Ends, String> {
+                    let mut sink = out.sink().map_err(err)?;
+                    let mut src = inn.source().map_err(err)?;
+                    if kind == Kind::ShmSpin {
+                        sink.set_spin(1 << 20);
+                        src.set_spin(1 << 20);
+                    }
+                    let rx = RxEnd::new(Rx::Bytes(BytesReceiver::new(Box::new(src))), size);
+                    let tx = if kind == Kind::ShmZeroCopy {
+                        Tx::ShmLoan(sink)
+                    } else {
+                        Tx::Bytes(BytesSender::new(Box::new(sink)))
+                    };
+                    Ok((tx, rx))
+                };
+                (Box::new(move || ends(&back2, &fwd2)), Box::new(move |_| ends(&fwd, &back)))
             }
             Kind::IpcChannel => {
                 let (ft, fr) = ipc_channel::ipc::channel::<Vec<u8>>().map_err(err)?;
@@ -925,8 +1005,7 @@ fn peer(make: MakeEnds, ctl: PipeWriter, p: Params) -> i32 {
         for i in 0..p.warm + p.iters {
             let m = rx.recv()?;
             bad += u64::from(!check(m, p.size, i));
-            stamp(&mut out, i);
-            tx.send(&out)?;
+            tx.send_stamped(&mut out, i)?;
         }
         let c0 = cpu_ns(ClockId::CLOCK_PROCESS_CPUTIME_ID);
         let (mut received, mut bytes) = (0, 0);
@@ -1100,8 +1179,7 @@ fn measure(
     let mut bad = 0u64;
     for i in 0..p.warm + p.iters {
         let t = Instant::now();
-        stamp(&mut out, i);
-        tx.send(&out).map_err(&mut peer_said)?;
+        tx.send_stamped(&mut out, i).map_err(&mut peer_said)?;
         let m = rx.recv().map_err(&mut peer_said)?;
         bad += u64::from(!check(m, p.size, i));
         if i >= p.warm {
@@ -1111,8 +1189,7 @@ fn measure(
     let c0 = cpu_ns(ClockId::CLOCK_THREAD_CPUTIME_ID);
     let t = Instant::now();
     for i in 0..p.messages {
-        stamp(&mut out, i);
-        tx.send(&out).map_err(&mut peer_said)?;
+        tx.send_stamped(&mut out, i).map_err(&mut peer_said)?;
     }
     let done = ctl.recv().map_err(|e| format!("peer gone before its count: {e}"))?;
     let secs = t.elapsed().as_secs_f64();

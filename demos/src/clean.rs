@@ -2,6 +2,7 @@
 
 use clap::Args;
 use interproc::ipc::names::{self, Removal};
+use interproc::ipc::shm;
 
 /// Options of `interproc clean`.
 #[derive(Args)]
@@ -61,6 +62,46 @@ pub fn clean(args: CleanArgs) -> i32 {
             _ => removed.push(item),
         }
     }
+    // POSIX segments keep their owner in their header, not in a record; they are
+    // machine-wide (`/dev/shm`), not per runtime directory, so they are counted apart.
+    let mut segments_kept = 0usize;
+    match shm::list_named() {
+        Ok(segments) => {
+            for seg in segments {
+                let owner_pid = seg.owner.map(|o| o.id);
+                match seg.owner_alive {
+                    None | Some(true) => {
+                        segments_kept += 1;
+                        continue;
+                    }
+                    Some(false) => {}
+                }
+                let gone = args.dry_run
+                    || match shm::remove_if_owner_dead(&seg.name) {
+                        Ok(gone) => gone,
+                        Err(e) => {
+                            eprintln!("interproc clean: shm {}: {e}", seg.name);
+                            failed = true;
+                            continue;
+                        }
+                    };
+                if gone {
+                    removed.push(serde_json::json!({
+                        "kind": "shm",
+                        "name": seg.name,
+                        "owner_pid": owner_pid,
+                        "object": Removal::Removed.as_str(),
+                    }));
+                } else {
+                    segments_kept += 1;
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("interproc clean: cannot read {}: {e}", shm::SHM_DIR);
+            failed = true;
+        }
+    }
     if args.json {
         println!(
             "{}",
@@ -68,6 +109,7 @@ pub fn clean(args: CleanArgs) -> i32 {
                 "dry_run": args.dry_run,
                 "removed": removed,
                 "kept_alive": kept_alive,
+                "segments_kept": segments_kept,
                 "skipped": skipped,
             })
         );
@@ -96,7 +138,8 @@ pub fn clean(args: CleanArgs) -> i32 {
             );
         }
         println!(
-            "{} {verb}, {kept_alive} kept (owner alive), {} skipped",
+            "{} {verb}, {kept_alive} kept (owner alive), {} skipped, {segments_kept} shared-memory \
+             segments kept (owner alive, or none)",
             removed.len(),
             skipped.len()
         );

@@ -2,7 +2,7 @@
 //! interproc's key space that have none.
 
 use clap::Args;
-use interproc::ipc::{msgq, names};
+use interproc::ipc::{msgq, names, shm};
 
 /// Options of `interproc ls`.
 #[derive(Args)]
@@ -38,6 +38,11 @@ pub fn ls(args: LsArgs) -> i32 {
             Vec::new()
         }
     };
+    // POSIX segments keep their owner in their header, not in a record.
+    let segments = shm::list_named().unwrap_or_else(|e| {
+        eprintln!("interproc ls: cannot read {}: {e}", shm::SHM_DIR);
+        Vec::new()
+    });
     if args.json {
         let mut objects: Vec<_> = entries
             .iter()
@@ -59,8 +64,17 @@ pub fn ls(args: LsArgs) -> i32 {
                 "messages": q.messages,
             })
         }));
+        objects.extend(segments.iter().map(|g| {
+            serde_json::json!({
+                "kind": "shm",
+                "name": g.name,
+                "owner_pid": g.owner.map(|o| o.id),
+                "owner_alive": g.owner_alive,
+                "bytes": g.size,
+            })
+        }));
         println!("{}", serde_json::json!({ "objects": objects }));
-    } else if entries.is_empty() && unrecorded.is_empty() {
+    } else if entries.is_empty() && unrecorded.is_empty() && segments.is_empty() {
         println!("no interproc objects");
     } else {
         println!("{:<7} {:>8} {:<7} name", "kind", "owner", "alive");
@@ -72,6 +86,22 @@ pub fn ls(args: LsArgs) -> i32 {
                 e.record.pid,
                 alive,
                 e.record.name
+            );
+        }
+        for g in &segments {
+            let (owner, alive) = match (g.owner, g.owner_alive) {
+                (Some(o), Some(true)) => (o.id.to_string(), "yes"),
+                (Some(o), _) => (o.id.to_string(), "DEAD"),
+                (None, _) => ("-".to_string(), "-"),
+            };
+            println!(
+                "{:<7} {:>8} {:<7} {} ({} bytes in {})",
+                "shm",
+                owner,
+                alive,
+                g.name,
+                g.size,
+                shm::SHM_DIR
             );
         }
         for q in &unrecorded {

@@ -11,7 +11,12 @@
 //! share, and writes over `PIPE_BUF` from two writers interleave. So pipe, FIFO, Unix
 //! and TCP use one stream per (producer, consumer) pair, and each consumer polls its
 //! streams. A System V queue is shared by everyone: consumer `c` receives only message
-//! type `c + 1`, a selective receive that no stream offers. `shm-sem` is the classic
+//! type `c + 1`, a selective receive that no stream offers. Shared memory (`shm`) uses one
+//! ring per (producer, consumer) pair, like the pipes: a ring is single-producer,
+//! single-consumer. A ring has no fd to poll, so a consumer with several rings takes from
+//! each in turn without waiting, and when a whole round finds nothing it waits on one of
+//! them (in turn) for at most a millisecond.
+//! `shm-sem` is the classic
 //! bounded buffer: one ring in a shared-memory segment, guarded by System V semaphores
 //! (`empty`/`full`/`mutex`, see [`crate::shm_sem`]); any consumer takes the next message.
 //!
@@ -24,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use interproc::ipc::channel::shm::ShmRing;
 use interproc::ipc::channel::{BytesReceiver, BytesSender, FrameSink, StreamSink, StreamSource};
 use interproc::ipc::fifo::{self, Fifo};
 use interproc::ipc::msgq::{self, Key, MessageQueue, MsgqSink, MsgqSource, PeerWatch, Select};
@@ -56,6 +62,8 @@ pub enum Transport {
     Tcp,
     /// One System V message queue; consumer c receives message type c+1.
     Msgq,
+    /// Shared-memory rings (memfd segments), one per (producer, consumer) pair.
+    Shm,
     /// The classic bounded buffer: a ring in a shared-memory segment, guarded by System V
     /// semaphores (empty/full/mutex).
     ShmSem,
@@ -70,6 +78,7 @@ impl Transport {
             Transport::Seqpacket => "seqpacket",
             Transport::Tcp => "tcp",
             Transport::Msgq => "msgq",
+            Transport::Shm => "shm",
             Transport::ShmSem => "shm-sem",
         }
     }
@@ -185,6 +194,9 @@ enum Ends {
     Listeners(Vec<Listener>),
     /// The queue everyone opens.
     Msgq(Key),
+    /// `rings[p][c]`: the ring from producer p to consumer c (each side attaches its end
+    /// after the fork).
+    Rings(Vec<Vec<ShmRing>>),
     /// The name of the bounded buffer's segment, which everyone opens.
     ShmSem(String),
     /// Nothing left (the parent after the forks).
@@ -357,6 +369,20 @@ impl Plan {
                 owners.push(q);
                 Ends::Msgq(key)
             }
+            Transport::Shm => {
+                // Room for a few messages in flight, and at least 64 KiB.
+                let cap = interproc::sync::ring::RingHeader::capacity_for(len)
+                    .and_then(|c| c.checked_mul(4))
+                    .filter(|&c| c <= interproc::sync::ring::MAX_CAPACITY)
+                    .ok_or_else(|| format!("--size {}: too large for a shm ring", args.size))?
+                    .max(64 << 10);
+                let mut rings = Vec::with_capacity(np);
+                for _ in 0..np {
+                    let row = (0..nc).map(|_| ShmRing::anonymous(cap)).collect::<Result<_, _>>();
+                    rings.push(row.map_err(fd_error)?);
+                }
+                Ends::Rings(rings)
+            }
             Transport::ShmSem => {
                 let b = shm_sem::Buffer::create(len).map_err(|e| e.to_string())?;
                 let name = b.name().to_string();
@@ -411,6 +437,11 @@ impl Plan {
                     })
                     .collect()
             }
+            Ends::Rings(mut rings) => rings
+                .swap_remove(p)
+                .iter()
+                .map(|r| Ok(BytesSender::new(Box::new(r.sink()?) as _)))
+                .collect(),
             Ends::ShmSem(name) => {
                 let sink = shm_sem::ShmSemSink(shm_sem::Buffer::open(&name)?);
                 Ok(vec![BytesSender::new(Box::new(sink) as _)])
@@ -450,6 +481,10 @@ impl Plan {
                 let src = MsgqSource::new(q, Select::Exact(c as i64 + 1))?;
                 Ok(vec![BytesReceiver::new(Box::new(src) as _)])
             }
+            Ends::Rings(rings) => rings
+                .iter()
+                .map(|row| Ok(BytesReceiver::new(Box::new(row[c].source()?) as _)))
+                .collect(),
             Ends::ShmSem(name) => {
                 let src = shm_sem::ShmSemSource::new(shm_sem::Buffer::open(&name)?);
                 Ok(vec![BytesReceiver::new(Box::new(src) as _)])
@@ -532,10 +567,17 @@ fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
         }
         false
     };
+    // Rings have no fd: take from each in turn, and wait on one (in turn) only when a
+    // whole round found nothing.
+    let fdless = sources.len() > 1 && sources.iter().flatten().any(|s| s.fd().is_none());
+    let mut turn = 0usize;
+    let mut idle_round = false;
     while markers_left > 0 && sources.iter().any(Option::is_some) {
         // With one source (a shared queue), block on it; with several, poll them.
         let ready: Vec<usize> = if sources.len() == 1 {
             vec![0]
+        } else if fdless {
+            (0..sources.len()).filter(|&i| sources[i].is_some()).collect()
         } else {
             let live: Vec<usize> = (0..sources.len()).filter(|&i| sources[i].is_some()).collect();
             let mut fds: Vec<PollFd> = live
@@ -557,12 +599,27 @@ fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
             live.into_iter().zip(revents).filter(|&(_, r)| r).map(|(i, _)| i).collect()
         };
         let blocking = sources.len() == 1;
+        let waiter = if fdless && idle_round && !ready.is_empty() {
+            turn = turn.wrapping_add(1);
+            Some(ready[turn % ready.len()])
+        } else {
+            None
+        };
+        idle_round = fdless;
         for i in ready {
+            let mut wait_here = waiter == Some(i);
             // Drain: the buffer may hold several frames behind one readiness event.
             while let Some(src) = sources[i].as_mut() {
-                let deadline = if blocking { None } else { Some(Instant::now()) };
+                let deadline = if blocking {
+                    None
+                } else if std::mem::take(&mut wait_here) {
+                    Some(Instant::now() + Duration::from_millis(1))
+                } else {
+                    Some(Instant::now())
+                };
                 match src.recv_ref(deadline) {
                     Ok(m) => {
+                        idle_round = false;
                         if handle(m, &mut seen) {
                             markers_left -= 1;
                             if !blocking {

@@ -2,6 +2,7 @@
 //! killed and one alive, in a private runtime directory (so that the objects of tests
 //! running in parallel are neither seen nor removed).
 
+use std::ops::Not;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,11 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 fn child_entry() {
     let Ok(path) = std::env::var(ROLE_ENV) else { return };
     let r = std::panic::catch_unwind(|| {
-        let _owner = Fifo::create(&path).unwrap();
+        // A path under /dev/shm names a shared-memory segment to own instead of a FIFO.
+        let _segment = path
+            .strip_prefix("/dev/shm/")
+            .map(|name| interproc::ipc::shm::Segment::create(name, 0u64).unwrap());
+        let _owner = path.starts_with("/dev/shm/").not().then(|| Fifo::create(&path).unwrap());
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }
@@ -97,8 +102,15 @@ fn wait_listed_alive(runtime: &Path, fifo: &Path, owner: &mut Owner) {
     }
 }
 
+/// The names in a list of objects, leaving out shared-memory segments: `/dev/shm` is
+/// machine-wide, so other tests' segments may show up there.
 fn names_of(list: &Value) -> Vec<String> {
-    list.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] != "shm")
+        .map(|o| o["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 struct TempDir(PathBuf);
@@ -136,7 +148,8 @@ fn clean_removes_only_objects_whose_owner_died() {
 
     let (ok, cleaned) = interproc(&runtime, &["clean", "--json"]);
     assert!(ok, "{cleaned}");
-    let removed = cleaned["removed"].as_array().unwrap();
+    let removed: Vec<_> =
+        cleaned["removed"].as_array().unwrap().iter().filter(|o| o["kind"] != "shm").collect();
     assert_eq!(removed.len(), 1, "{cleaned}");
     assert_eq!(removed[0]["kind"], "fifo");
     assert_eq!(removed[0]["name"], dead_path.to_str().unwrap());
@@ -156,7 +169,7 @@ fn clean_removes_only_objects_whose_owner_died() {
     assert_eq!(cleaned["kept_alive"], 0);
     assert!(std::fs::symlink_metadata(&live_path).is_err());
     let (_, ls) = interproc(&runtime, &["ls", "--json"]);
-    assert_eq!(ls["objects"], serde_json::json!([]));
+    assert!(names_of(&ls["objects"]).is_empty(), "{ls}");
 }
 
 /// `ls` lists a queue in interproc's key space even when its owner record is not in this
@@ -178,4 +191,48 @@ fn ls_lists_a_queue_without_a_record_here() {
     drop(q);
     let (_, ls) = interproc(&tmp.0, &["ls", "--json"]);
     assert!(ls["objects"].as_array().unwrap().iter().all(|o| o["name"] != key));
+}
+
+/// A named shared-memory segment whose owner was killed is listed with its owner dead,
+/// and `clean` removes it (its header names the owner; there is no record file).
+#[test]
+fn clean_removes_a_segment_whose_owner_died() {
+    let tmp = TempDir(std::env::temp_dir().join(names::unique_name("clean-shm-test")));
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&tmp.0)
+        .unwrap();
+    let name = names::unique_name("clean-shm");
+    let path = PathBuf::from(format!("/dev/shm/{name}"));
+    let mut owner = Owner::spawn(&tmp.0, &path);
+    let segment = |ls: &Value| {
+        ls["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["kind"] == "shm" && o["name"] == name.as_str())
+            .cloned()
+    };
+    let give_up = Instant::now() + WATCHDOG;
+    loop {
+        let (_, ls) = interproc(&tmp.0, &["ls", "--json"]);
+        if let Some(seg) = segment(&ls) {
+            assert_eq!(seg["owner_pid"], owner.pid());
+            assert_eq!(seg["owner_alive"], true);
+            break;
+        }
+        assert!(Instant::now() < give_up, "the segment never showed up: {ls}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A live owner's segment stays.
+    let (ok, cleaned) = interproc(&tmp.0, &["clean", "--json"]);
+    assert!(ok, "{cleaned}");
+    assert!(path.exists());
+    owner.kill();
+    let (_, ls) = interproc(&tmp.0, &["ls", "--json"]);
+    assert_eq!(segment(&ls).expect("still listed")["owner_alive"], false);
+    let (ok, cleaned) = interproc(&tmp.0, &["clean", "--json"]);
+    assert!(ok, "{cleaned}");
+    let removed = cleaned["removed"].as_array().unwrap();
+    assert!(removed.iter().any(|o| o["kind"] == "shm" && o["name"] == name.as_str()), "{cleaned}");
+    assert!(!path.exists(), "the dead owner's segment is gone");
 }

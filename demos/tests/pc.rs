@@ -92,6 +92,16 @@ fn tcp_delivers_exactly_once() {
 }
 
 #[test]
+fn shm_delivers_exactly_once() {
+    exactly_once("shm", 2, 2, 200_000, 64);
+}
+
+#[test]
+fn shm_large_messages_wrap_the_ring() {
+    exactly_once("shm", 2, 3, 300, 100_000);
+}
+
+#[test]
 fn shm_sem_delivers_exactly_once() {
     exactly_once("shm-sem", 2, 2, 5000, 64);
     assert_eq!(dead_shm_sem_segments(), Vec::<String>::new());

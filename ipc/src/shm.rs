@@ -11,6 +11,7 @@
 //! | [`Segment<T>`] | a typed value in a POSIX segment (`/dev/shm/<name>`) or a memfd (from `interproc::sync`) |
 //! | [`SysvSegment<T>`] | the same in a System V segment (`shmget`/`shmat`), named by a [`Key`] |
 //! | [`Guarded<T>`] | a segment plus a System V semaphore: `lock()` gives `&mut T` |
+//! | [`RobustGuarded<T>`] | a segment holding a robust process-shared mutex: `lock()` gives `&mut T`, and a holder's death is reported (`OwnerDied`) so the data can be repaired |
 //! | [`crate::sem::SemSet`] | System V semaphore sets on their own |
 //!
 //! Every segment starts with the same checked header (magic number, layout version, size,
@@ -66,9 +67,9 @@
 //! 4. **Unlock.** Dropping the guard is `semop(+1)`.
 //! 5. **Crash.** If a process dies while holding the lock, `SEM_UNDO` makes the kernel
 //!    add the unit back: the others carry on and never hang. The data may be half-updated
-//!    by the dead process, though, and nothing tells you so. When that matters, use the
-//!    robust process-shared `Mutex` of `interproc::sync`, which reports `OwnerDied` and
-//!    lets the next locker repair the data.
+//!    by the dead process, though, and nothing tells you so. When that matters, use
+//!    [`RobustGuarded`], the robust process-shared `Mutex` of `interproc::sync` in a
+//!    segment, which reports `OwnerDied` and lets the next locker repair the data.
 //! 6. **Remove.** The creator's drop unlinks the name and removes the semaphore set
 //!    (`IPC_RMID`); a process still waiting in `lock()` then gets [`Error::Removed`].
 //!
@@ -101,7 +102,8 @@ use libc::c_int;
 use nix::errno::Errno;
 
 pub use interproc_sync::shm::{
-    layout, Origin, Segment, SegmentOptions, ShmError, ShmSafe, LAYOUT_VERSION, SHM_DIR,
+    layout, list_named, remove_if_owner_dead, NamedSegment, Origin, Segment, SegmentOptions,
+    ShmError, ShmSafe, LAYOUT_VERSION, SHM_DIR,
 };
 
 use crate::error::{Error, Result};
@@ -110,6 +112,45 @@ use crate::sem::SemSet;
 use crate::sys::shm as sys;
 
 pub use crate::msgq::Key;
+
+/// A segment guarded by a robust process-shared mutex: the other way to guard shared
+/// memory, for when a crash in the middle of an update must be *noticed*.
+///
+/// A [`Guarded`] segment's System V semaphore comes back (`SEM_UNDO`) when its holder dies,
+/// but silently: the next process may read a half-done update. This one is a
+/// [`Segment`] holding an [`interproc_sync::process::Mutex`]: the next locker after a death
+/// gets `LockError::OwnerDied` with the guard, repairs the data, and calls
+/// `make_consistent()` (skip that, and every later lock gets `NotRecoverable`). It also
+/// needs no System V object (nothing for `ipcs` to show) and an uncontended lock makes no
+/// syscall, where a semaphore's `semop` always does.
+///
+/// ```
+/// use interproc_ipc::shm::{RobustGuarded, ShmSafe};
+/// use interproc_sync::process::{LockError, Mutex};
+///
+/// #[repr(C)]
+/// struct Account { balance: i64, in_transfer: bool }
+/// // SAFETY: `#[repr(C)]` plain fields, no pointers; changed only under the mutex.
+/// unsafe impl ShmSafe for Account {}
+///
+/// let name = format!("interproc-doc-robust-{}", std::process::id());
+/// let bank = RobustGuarded::create(&name, Mutex::new(Account { balance: 0, in_transfer: false }))?;
+/// let teller = RobustGuarded::<Account>::open(&name)?; // any process, by name
+/// let mut acct = match teller.lock() {
+///     Ok(guard) => guard,
+///     Err(LockError::OwnerDied(mut guard)) => {
+///         guard.in_transfer = false; // repair what the dead holder left half-done
+///         guard.make_consistent();
+///         guard
+///     }
+///     Err(e) => panic!("{e}"),
+/// };
+/// acct.balance += 100;
+/// drop(acct);
+/// assert_eq!(bank.lock().unwrap().balance, 100);
+/// # Ok::<(), interproc_sync::shm::ShmError>(())
+/// ```
+pub type RobustGuarded<T> = Segment<interproc_sync::process::Mutex<T>>;
 
 /// The access `open` asks for (shmget(2) checks it against the segment's mode).
 const READ_WRITE: c_int = 0o600;

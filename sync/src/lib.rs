@@ -8,7 +8,7 @@
 //! | [`Semaphore`] | counting permits: `acquire`, `acquire_many`, `try_acquire`, `acquire_timeout`, RAII [`Permit`] |
 //! | [`Monitor<T>`] | a lock around a value plus named [`Condition`]s, Mesa semantics |
 //! | [`process::Mutex`], [`process::Semaphore`], [`process::Monitor`] | the same, placed in shared memory for several processes, robust to the death of a holder |
-//! | [`shm::Segment<T>`] | typed shared memory (named POSIX or anonymous memfd) to put them in |
+//! | [`ring`] | a single-producer, single-consumer byte ring for shared memory, with zero-copy loans |
 //! | [`shm::Segment<T>`] | a typed value in shared memory (`/dev/shm` or a memfd) behind a checked header |
 //!
 //! ## One algorithm, three ways to block
@@ -110,6 +110,7 @@ mod mutex;
 pub mod park;
 pub mod process;
 mod raw;
+pub mod ring;
 mod robust;
 mod semaphore;
 pub mod shm;

@@ -97,8 +97,13 @@ pub trait RobustPark: Park {
     fn current_thread() -> TaskId;
     /// The calling process.
     fn current_process() -> TaskId;
-    /// Whether `who` has died, or its id now names another thread or process.
+    /// Whether the thread `who` has died, or its id now names another thread.
     fn is_dead(who: TaskId) -> bool;
+    /// Whether the process `who` has died, or its id now names another process. (A
+    /// process outlives its main thread while another thread runs.)
+    fn is_process_dead(who: TaskId) -> bool {
+        Self::is_dead(who)
+    }
     /// Waits like [`Park::wait`], but for at most `poll` at a time, so that a waiter
     /// returns now and then to check whether the thread it waits for has died.
     ///
@@ -182,6 +187,10 @@ impl RobustPark for SharedFutex {
 
     fn is_dead(who: TaskId) -> bool {
         crate::sys::is_dead(who)
+    }
+
+    fn is_process_dead(who: TaskId) -> bool {
+        crate::sys::is_process_dead(who)
     }
 }
 

@@ -25,7 +25,9 @@
 //!
 //! Uncontended lock and unlock make no syscall: one compare-and-swap and two plain stores
 //! (publish and clear the owner) beyond a plain futex mutex. The liveness check reads
-//! `/proc/<tid>/stat` and runs only after a waiter has been parked for a poll period.
+//! `/proc/<tid>/stat`; it runs after a waiter has been parked for a poll period, and in a
+//! `try_lock` that finds the lock held (so that `try_lock` can take over from a dead
+//! owner), which makes a failed `try_lock` cost a `/proc` read.
 
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -211,11 +213,20 @@ impl<P: RobustPark> RawRobust<P> {
     /// and returns `Some(OwnerDied)`; `None` if the owner lives or another thread changed
     /// the word first.
     fn take_over_if_dead(&self, w: u32, me: TaskId) -> Option<Acquired> {
+        let record = self.owner.load(Ordering::Relaxed);
         if !P::is_dead(self.owner_of(w)) {
             return None;
         }
-        // Keep the waiters bit: others may be parked on the dead owner's word. A dead tid
-        // never takes the lock again, so the compare-and-swap cannot suffer ABA.
+        // The check took a while (a read of `/proc`): take over only if nothing changed
+        // meanwhile. Otherwise another waiter took over, and the lock may since have gone
+        // to a new thread that recycled the dead tid (tid ABA), or the current taker has not
+        // published itself yet; either way the next poll decides afresh. A tid recycled in
+        // the few instructions between this re-check and the swap below is not excluded,
+        // but needs `pid_max` ids spent in that window.
+        if self.word.load(Ordering::Acquire) != w || self.owner.load(Ordering::Relaxed) != record {
+            return None;
+        }
+        // Keep the waiters bit: others may be parked on the dead owner's word.
         self.word
             .compare_exchange(w, me.id | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
@@ -251,8 +262,14 @@ impl<P: RobustPark> RawRobust<P> {
         &self.word
     }
 
-    /// Whether the word names an owner that has died (a waiter on something else, such as
-    /// a monitor's condition, checks this when its poll runs out).
+    /// Whether the word names an owner that has died, or the lock is not recoverable (a
+    /// waiter on something else, such as a monitor's condition, checks this when its poll
+    /// runs out: either way, nobody may be left to wake it).
+    pub(crate) fn lost_owner(&self) -> bool {
+        self.is_not_recoverable() || self.held_by_dead()
+    }
+
+    /// Whether the word names an owner that has died.
     pub(crate) fn held_by_dead(&self) -> bool {
         let w = self.word.load(Ordering::Acquire);
         w & TID != 0 && w != NOT_RECOVERABLE && P::is_dead(self.owner_of(w))
@@ -277,6 +294,11 @@ impl<P: RobustPark> RawRobust<P> {
     pub(crate) unsafe fn unlock(&self) {
         if crate::loom::dying() {
             return; // a model thread unwinding out of its "death" runs no destructor
+        }
+        // A guard copied into a fork child (whose thread has another tid) must not unlock
+        // the parent's lock: only the thread named in the word releases it.
+        if self.word.load(Ordering::Relaxed) & TID != P::current_thread().id {
+            return;
         }
         let word: *const AtomicU32 = &self.word;
         let (next, wake) =

@@ -121,7 +121,14 @@ pub(crate) fn gettid() -> i32 {
 /// What `/proc/<id>/stat` says about a task: whether it still runs, and its start stamp.
 enum Task {
     Gone,
-    Running { stamp: u32 },
+    /// A zombie: the task has exited. For a thread-group leader, other threads of the
+    /// process may still run (`threads` > 1): the *thread* is dead, the *process* is not.
+    Zombie {
+        threads: u64,
+    },
+    Running {
+        stamp: u32,
+    },
 }
 
 /// Reads the state and start time of task `id` (a tid or pid; `/proc/<tid>` exists for
@@ -134,31 +141,47 @@ fn task(path: &str) -> Option<Task> {
         Err(_) => return None,
     };
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields are
-    // counted from the last ')'. After it, field 3 (state) is the first and field 22
-    // (starttime) the 20th.
+    // counted from the last ')'. After it, field 3 (state) is the first, field 20
+    // (num_threads) the 18th and field 22 (starttime) the 20th.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let state = *fields.first()?;
     if state == "Z" || state == "X" || state == "x" {
-        return Some(Task::Gone); // a zombie has died; only its exit status is left
+        let threads = fields.get(17).and_then(|t| t.parse().ok()).unwrap_or(1);
+        return Some(Task::Zombie { threads });
     }
-    let start: u64 = fields.nth(18)?.parse().ok()?;
+    let start: u64 = fields.get(19)?.parse().ok()?;
     Some(Task::Running { stamp: start as u32 })
 }
 
-/// Whether the thread or process `who` has died (or its id now names another task).
+/// `kill(id, 0)` says there is no such process (not merely "not yours").
+fn no_such_process(id: u32) -> bool {
+    // SAFETY: signal 0 performs only the existence and permission checks.
+    let rc = unsafe { libc::kill(id as libc::pid_t, 0) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Whether the thread `who` has died (or its tid now names another thread).
 ///
 /// When `/proc` cannot be read, falls back to `kill(id, 0)`, which only tells whether the
 /// id exists.
 pub(crate) fn is_dead(who: TaskId) -> bool {
     match task(&format!("/proc/{}/stat", who.id)) {
-        Some(Task::Gone) => true,
+        Some(Task::Gone | Task::Zombie { .. }) => true,
         Some(Task::Running { stamp }) => who.stamp != 0 && stamp != who.stamp,
-        None => {
-            // SAFETY: signal 0 performs only the existence and permission checks.
-            let rc = unsafe { libc::kill(who.id as libc::pid_t, 0) };
-            rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-        }
+        None => no_such_process(who.id),
+    }
+}
+
+/// Whether the process `who` has died (or its pid now names another process). Unlike a
+/// thread, a process whose main thread has exited lives on while another thread runs. A
+/// missing `/proc` entry is confirmed with `kill(pid, 0)`, since `/proc` mounted with
+/// `hidepid` hides other users' live processes.
+pub(crate) fn is_process_dead(who: TaskId) -> bool {
+    match task(&format!("/proc/{}/stat", who.id)) {
+        Some(Task::Gone) | None => no_such_process(who.id),
+        Some(Task::Zombie { threads }) => threads <= 1,
+        Some(Task::Running { stamp }) => who.stamp != 0 && stamp != who.stamp,
     }
 }
 
@@ -173,22 +196,26 @@ std::thread_local! {
     /// This thread's packed `TaskId` (0: not yet known). Reset in a fork child, whose only
     /// thread has a new tid.
     static THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    /// This process's packed `TaskId`, cached per thread (0: not yet known).
-    static PROCESS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
+
+/// This process's packed `TaskId` (0: not yet known), one for all its threads, so that
+/// they all agree on it. Reset in a fork child. Not part of a modelled algorithm, hence
+/// std's atomic.
+#[allow(clippy::disallowed_types)]
+static PROCESS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 extern "C" fn forget_identity_after_fork() {
     // Runs in the child, in the thread that called fork, which is the child's only
     // thread: the caches of other threads do not exist there.
     THREAD.with(|c| c.set(0));
-    PROCESS.with(|c| c.set(0));
+    PROCESS.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn register_fork_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: the handler is a plain `extern "C" fn` that only touches thread-locals
-        // of the calling thread; registering it has no other precondition.
+        // SAFETY: the handler is a plain `extern "C" fn` that only touches a thread-local
+        // of the calling thread and an atomic; registering it has no other precondition.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_identity_after_fork)) };
         assert_eq!(
             rc, 0,
@@ -197,7 +224,8 @@ fn register_fork_handler() {
     });
 }
 
-/// The calling thread's identity: its tid and start stamp, cached after the first call.
+/// The calling thread's identity: its tid and start stamp, cached after the first call
+/// that could read the stamp (a stamp of 0, "unknown", is not cached).
 pub(crate) fn current_thread() -> TaskId {
     let cached = THREAD.with(std::cell::Cell::get);
     if cached != 0 {
@@ -207,18 +235,23 @@ pub(crate) fn current_thread() -> TaskId {
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
     let me = TaskId { id: tid, stamp: stamp_of("/proc/thread-self/stat") };
-    THREAD.with(|c| c.set(me.pack()));
+    if me.stamp != 0 {
+        THREAD.with(|c| c.set(me.pack()));
+    }
     me
 }
 
-/// The calling process's identity: its pid and start stamp, cached after the first call.
+/// The calling process's identity: its pid and start stamp, cached for the whole process
+/// after the first call that could read the stamp.
 pub(crate) fn current_process() -> TaskId {
-    let cached = PROCESS.with(std::cell::Cell::get);
+    let cached = PROCESS.load(std::sync::atomic::Ordering::Relaxed);
     if cached != 0 {
         return TaskId::unpack(cached);
     }
     register_fork_handler();
     let me = TaskId { id: std::process::id(), stamp: stamp_of("/proc/self/stat") };
-    PROCESS.with(|c| c.set(me.pack()));
+    if me.stamp != 0 {
+        PROCESS.store(me.pack(), std::sync::atomic::Ordering::Relaxed);
+    }
     me
 }

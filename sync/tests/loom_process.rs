@@ -492,3 +492,78 @@ fn monitor_condition_waiter_sees_death_inside() {
         waiter.join().unwrap();
     });
 }
+
+/// (From the review.) The thread inside sets the state and dies before notifying; the next
+/// thread takes over, finds nothing to repair, makes it consistent and leaves. The
+/// condition waiter must still get through: entering after a death wakes every condition.
+#[test]
+fn monitor_repair_without_notify_wakes_condition_waiter() {
+    loom::model(|| {
+        let m = Arc::new(Monitor::<u32, 1>::new(0));
+        let waiter = {
+            let m = m.clone();
+            thread::spawn(move || match m.enter() {
+                Ok(g) => match g.wait_while(READY, |v| *v == 0) {
+                    Ok(_) => {}
+                    Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
+                    Err(e) => panic!("{e:?}"),
+                },
+                Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
+                Err(e) => panic!("{e:?}"),
+            })
+        };
+        let victim = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let mut g = m.enter().unwrap();
+                *g = 1;
+                std::mem::forget(g);
+                mark_dead();
+            })
+        };
+        victim.join().unwrap();
+        match m.enter() {
+            Ok(g) => drop(g),
+            Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
+            Err(e) => panic!("{e:?}"),
+        }
+        waiter.join().unwrap();
+    });
+}
+
+/// A chain of deaths: the owner dies inside, and the thread that takes over from it dies
+/// at every step of its take-over, repair and release; the last thread always gets the lock
+/// (repairing after whichever deaths it finds), and the lock is normal afterwards.
+#[test]
+fn the_taker_dies_at_every_step_of_its_take_over() {
+    for k in 1..=STEPS {
+        loom::model(move || {
+            let m = Arc::new(Mutex::new(0u32));
+            std::mem::forget(m.lock().unwrap());
+            mark_dead(); // the main thread "dies" inside; the others take over
+            let taker = {
+                let m = m.clone();
+                thread::spawn(move || {
+                    may_die(k, || {
+                        let (mut g, _) = lock_repair(&m);
+                        *g += 1;
+                    })
+                })
+            };
+            let last = {
+                let m = m.clone();
+                thread::spawn(move || {
+                    let (mut g, _) = lock_repair(&m);
+                    *g += 10;
+                })
+            };
+            taker.join().unwrap();
+            last.join().unwrap();
+            // The taker may also have locked (and died) after the last thread's turn.
+            let (g, _) = lock_repair(&m);
+            assert!(*g == 10 || *g == 11, "k={k}: {}", *g);
+            drop(g);
+            assert!(m.lock().is_ok(), "k={k}: not normal after the repairs");
+        });
+    }
+}

@@ -7,11 +7,12 @@
 #![cfg_attr(miri, allow(unused))]
 // Test bookkeeping in shared memory uses std's atomics; the primitives under test take
 // theirs from the crate's facade.
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use interproc_sync::process::{LockError, Monitor, Mutex, Semaphore};
@@ -546,4 +547,177 @@ fn uninitialised_memory_is_refused() {
     let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(m.lock()))).unwrap_err();
     let msg = e.downcast_ref::<String>().unwrap();
     assert!(msg.contains("not an initialised interproc process::Mutex"), "{msg}");
+}
+
+// Regression tests from the review of the robust primitives (each failed before its fix).
+
+const READY: Condition = Condition::new(0);
+
+/// Waits up to `limit` for `pid`; `None` (after killing it) if it is still running.
+fn wait_for(pid: Pid, limit: Duration) -> Option<WaitStatus> {
+    let until = Instant::now() + limit;
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::StillAlive if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            WaitStatus::StillAlive => {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return None;
+            }
+            s => return Some(s),
+        }
+    }
+}
+
+/// A: the monitor becomes NOT_RECOVERABLE while a thread waits on a condition; nobody can
+/// enter to notify, and the waiter's poll only checks `held_by_dead`, which is false for
+/// NOT_RECOVERABLE: it never returns.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_not_recoverable_strands_condition_waiter() {
+    let mon = std::sync::Arc::new(Segment::anonymous(Monitor::<u32, 1>::new(0)).unwrap());
+    let (tx, rx) = mpsc::channel();
+    {
+        let mon = mon.clone();
+        std::thread::spawn(move || {
+            let r = mon.enter().unwrap().wait(READY);
+            let _ = tx.send(match r {
+                Ok(_) => "Ok",
+                Err(LockError::OwnerDied(_)) => "OwnerDied",
+                Err(LockError::NotRecoverable) => "NotRecoverable",
+                Err(_) => "other",
+            });
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500)); // waiter parked, poll at 100 ms
+                                                    // A thread enters and "dies" inside (exits with its guard forgotten).
+    let m2 = mon.clone();
+    std::thread::spawn(move || std::mem::forget(m2.enter().unwrap())).join().unwrap();
+    // Take over at once and leave without repair: NOT_RECOVERABLE.
+    loop {
+        match mon.try_enter() {
+            Err(LockError::OwnerDied(g)) => break drop(g),
+            Err(LockError::WouldBlock) => std::thread::yield_now(),
+            // The waiter noticed the death first (its poll): it returns either way.
+            _ => break,
+        }
+    }
+    let got = rx.recv_timeout(Duration::from_secs(5));
+    assert!(got.is_ok(), "condition waiter stranded on a not-recoverable monitor");
+}
+
+/// C: a process whose main thread has exited (other threads still run) shows state Z in
+/// /proc/<pid>/stat; the semaphore reclaims its permits although a live thread holds them.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn c_zombie_leader_permits_reclaimed_while_held() {
+    let sem = Segment::anonymous(Semaphore::new(1)).unwrap();
+    let holder = child(|| {
+        let p = sem.acquire().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                std::thread::sleep(Duration::from_secs(3)); // still using the resource
+                drop(p);
+                // SAFETY: ends the process.
+                unsafe { libc::_exit(0) }
+            });
+            // SAFETY: exits only the calling (main) thread; no unwinding, no destructors.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+        });
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stat = std::fs::read_to_string(format!("/proc/{holder}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!((f[0], f[17]), ("Z", "2"), "the leader is a zombie, one thread still runs");
+    assert_eq!(sem.held_by(holder.as_raw() as u32), 1);
+    let dup = sem.try_acquire();
+    let live = wait_for(holder, Duration::from_millis(1)).is_none(); // still running? (killed)
+    assert!(live, "holder exited early; inconclusive");
+    assert!(dup.is_err(), "a second holder got the only permit while a live process holds it");
+}
+
+/// D: a MutexGuard inherited through fork and dropped in the child unlocks the parent's lock.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn d_guard_dropped_in_fork_child_unlocks_parent() {
+    let m = Segment::anonymous(Mutex::new(0u32)).unwrap();
+    let g = m.lock().unwrap();
+    // SAFETY: scratch test.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            drop(g); // e.g. the child returns through the scope that holds the guard
+                     // SAFETY: ends the child.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            waitpid(child, None).unwrap();
+        }
+    }
+    let other = std::thread::scope(|s| s.spawn(|| m.try_lock().is_ok()).join().unwrap());
+    drop(g);
+    assert!(!other, "another thread locked the mutex while this thread holds its guard");
+}
+
+/// E: a Permit dropped on a thread whose first identity lookup failed (EMFILE) is skipped
+/// as "inherited through fork": the permit is lost while the process lives.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn e_permit_dropped_on_thread_with_failed_identity_is_lost() {
+    let sem = Segment::anonymous(Semaphore::new(1)).unwrap();
+    let pid = child(|| {
+        let p = sem.acquire().unwrap();
+        // Use up the fds, then drop the permit on a fresh thread.
+        let mut fds = Vec::new();
+        // SAFETY: dup of stdin; closed below.
+        while let Ok(fd) = nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(0) }) {
+            fds.push(fd);
+        }
+        std::thread::scope(|s| s.spawn(move || drop(p)).join().unwrap());
+        let n = fds.len();
+        drop(fds);
+        assert!(n > 0);
+        assert_eq!(sem.available_permits(), 1, "permit not given back");
+    });
+    assert_eq!(wait_for(pid, Duration::from_secs(10)), Some(WaitStatus::Exited(pid, 0)));
+}
+
+/// H: the thread inside sets the state and dies before notifying; the next to enter
+/// repairs nothing (the state is already right), calls make_consistent and leaves, as the
+/// docs say. A condition waiter that did not poll while the dead owner still held the word
+/// is never woken.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn h_repaired_monitor_strands_condition_waiter() {
+    let mon = std::sync::Arc::new(Segment::anonymous(Monitor::<u32, 1>::new(0)).unwrap());
+    let (tx, rx) = mpsc::channel();
+    {
+        let mon = mon.clone();
+        std::thread::spawn(move || {
+            let r = mon.enter().unwrap().wait_while(READY, |v| *v == 0);
+            let _ = tx.send(r.is_ok() || matches!(r, Err(LockError::OwnerDied(_))));
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500)); // waiter parked, poll at 100 ms
+    let m2 = mon.clone();
+    std::thread::spawn(move || {
+        let mut g = m2.enter().unwrap();
+        *g = 1; // the update is complete...
+        std::mem::forget(g); // ...but the thread dies before notify_one
+    })
+    .join()
+    .unwrap();
+    loop {
+        match mon.try_enter() {
+            Err(LockError::OwnerDied(mut g)) => {
+                g.make_consistent(); // nothing to repair: *g == 1 already
+                break drop(g);
+            }
+            Err(LockError::WouldBlock) => std::thread::yield_now(),
+            // The waiter noticed the death first (its poll): it returns either way.
+            _ => break,
+        }
+    }
+    assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "waiter stranded");
 }

@@ -11,7 +11,8 @@
 //! On byte streams (pipe, FIFO, Unix stream, TCP) frames are length-prefixed by
 //! [`StreamSink`]/[`StreamSource`]: an 8-byte header (magic `b"IP"`, version, kind, and a
 //! little-endian `u32` length) followed by the payload. On message transports (Unix
-//! seqpacket, System V queues) one kernel message is one frame.
+//! seqpacket, System V queues) one kernel message is one frame. On the shared-memory ring
+//! ([`shm`]) one ring record is one frame, and the receiver reads it in place.
 //!
 //! On top sit [`Sender<T>`]/[`Receiver<T>`] for any serde type (encoded with postcard),
 //! and [`BytesSender`]/[`BytesReceiver`], the raw-bytes path that skips serde.
@@ -64,7 +65,9 @@
 //! # A dead peer is `Disconnected`, never a hang
 //!
 //! On streams, the kernel closes a dead process's fds, so the reader sees EOF and the
-//! writer `EPIPE`. An EOF in the middle of a frame is [`Error::Truncated`].
+//! writer `EPIPE`. An EOF in the middle of a frame is [`Error::Truncated`]. The shm ring
+//! has no fd for the kernel to close: each end records its pid in the segment, and a
+//! waiting side checks the peer's liveness through a pidfd (see [`shm`]).
 //!
 //! # Example: a typed channel over a pipe
 //!
@@ -77,6 +80,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod shm;
 mod stream;
 
 use std::marker::PhantomData;

@@ -24,7 +24,19 @@
 //! the lock word holds the owner's tid, the owner publishes its start time beside it (so a
 //! recycled tid is not mistaken for the owner), and a waiter parks for a bounded time only
 //! (250 µs, doubling up to 100 ms) and then checks `/proc/<tid>/stat`. An uncontended lock
-//! makes no syscall and checks nothing.
+//! makes no syscall and checks nothing; a `try_lock` that finds the lock held reads `/proc`
+//! once (so that it, too, can take over from a dead owner).
+//!
+//! # Limits
+//!
+//! - **exec.** A process that calls `execve` while holding a lock keeps its pid and start
+//!   time, so it looks alive until the new program exits (pthread's robust mutexes are
+//!   released by the kernel at exec). Release locks before exec.
+//! - **Namespaces.** Tids and start times are read in the reader's pid namespace: all the
+//!   processes sharing a primitive must be in the same pid namespace (and see each other in
+//!   `/proc`; with `hidepid`, share only between processes of one user).
+//! - **Guards across fork.** A guard copied into a `fork()`ed child does nothing when the
+//!   child drops it (the lock belongs to the parent's thread); likewise a [`Permit`].
 //!
 //! # Placing them in shared memory
 //!

@@ -10,7 +10,7 @@ use crate::loom::atomic::Ordering;
 use crate::loom::cell::UnsafeCell;
 use crate::monitor::CondWord;
 use crate::park::{DefaultSharedPark, ParkResult, RobustPark};
-use crate::robust::{RawRobust, POLL_FIRST, POLL_MAX};
+use crate::robust::{Acquired, RawRobust, POLL_FIRST, POLL_MAX};
 use crate::Condition;
 
 /// A monitor (管程) for several processes: a `T` that one thread at a time may touch,
@@ -26,9 +26,9 @@ use crate::Condition;
 /// If a process dies inside the monitor, the next to enter gets [`LockError::OwnerDied`]:
 /// repair the state, call [`make_consistent`](MonitorGuard::make_consistent), and
 /// `notify_all` the conditions whose state you changed, since the dead process may have
-/// changed the state without notifying. Threads waiting on a condition while the thread
-/// inside dies notice it at their next liveness poll, and return from the wait with
-/// `OwnerDied` too.
+/// changed the state without notifying. Threads waiting on a condition are woken when the
+/// next thread enters after a death (or notice the death at their next liveness poll),
+/// and re-check their state; if the monitor was left unrepaired, they get `NotRecoverable`.
 ///
 /// # Example
 ///
@@ -49,7 +49,7 @@ use crate::Condition;
 /// unsafe impl ShmSafe for Ring {}
 ///
 /// let buf = Segment::anonymous(Monitor::<Ring, 2>::new(Ring::default())).unwrap();
-/// // (fork here: the child inherits the mapping; see tests/process_monitor.rs)
+/// // (fork here: the child inherits the mapping; see `sync/tests/process.rs`)
 /// let put = |v: u64| {
 ///     let mut g = buf.enter().unwrap().wait_while(NOT_FULL, |r| r.len == 4).unwrap();
 ///     let tail = (g.head + g.len) as usize % 4;
@@ -114,7 +114,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     /// [`LockError::NotRecoverable`] if the monitor is lost.
     pub fn enter(&self) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
-        guard_or(self.raw.lock_until(None), LockError::Timeout, || self.guard())
+        guard_or(self.entered(self.raw.lock_until(None)), LockError::Timeout, || self.guard())
     }
 
     /// Enters if nobody (alive) is inside, without waiting.
@@ -126,7 +126,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
         &self,
     ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
-        guard_or(self.raw.try_lock(), LockError::WouldBlock, || self.guard())
+        guard_or(self.entered(self.raw.try_lock()), LockError::WouldBlock, || self.guard())
     }
 
     /// Enters, waiting at most `timeout`.
@@ -140,7 +140,38 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
         let deadline = Instant::now().checked_add(timeout);
-        guard_or(self.raw.lock_until(deadline), LockError::Timeout, || self.guard())
+        guard_or(self.entered(self.raw.lock_until(deadline)), LockError::Timeout, || self.guard())
+    }
+
+    /// After an acquisition: if the previous holder died inside, wakes every condition
+    /// waiter. The dead thread may have changed the state without notifying, and the
+    /// taker may find nothing to repair and leave; each waiter re-checks its own state.
+    fn entered(&self, got: Acquired) -> Acquired {
+        if got == Acquired::OwnerDied {
+            self.wake_all_conditions();
+        }
+        got
+    }
+
+    fn wake_all_conditions(&self) {
+        for c in &self.conds {
+            c.notify(u32::MAX);
+        }
+    }
+
+    /// Leaves the monitor. Leaving it inconsistent makes it not recoverable: then every
+    /// condition waiter is woken too, to re-enter and get `NotRecoverable`.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread must be inside.
+    unsafe fn leave(&self) {
+        let lost = self.raw.is_inconsistent();
+        // SAFETY: the caller is inside.
+        unsafe { self.raw.unlock() };
+        if lost {
+            self.wake_all_conditions();
+        }
     }
 
     fn guard(&self) -> MonitorGuard<'_, T, C, P> {
@@ -216,7 +247,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         std::mem::forget(self);
         // SAFETY: the guard (now forgotten) proved this thread holds the lock; it is taken
         // again below before a guard exists again.
-        unsafe { monitor.raw.unlock() };
+        unsafe { monitor.leave() };
         // Parks in polls: a thread that dies inside the monitor may never notify, so
         // when a poll runs out with no notify, a waiter whose monitor is held by a dead
         // owner stops waiting (a spurious wake-up, which Mesa semantics allow) and
@@ -226,7 +257,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
             match P::poll_wait(word, seq, deadline, poll, Some(monitor.raw.word())) {
                 ParkResult::TimedOut => break true,
                 ParkResult::Woken if word.load(Ordering::Relaxed) == seq => {
-                    if monitor.raw.held_by_dead() {
+                    if monitor.raw.lost_owner() {
                         break false;
                     }
                     poll = (poll * 2).min(POLL_MAX);
@@ -234,7 +265,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
                 _ => break false,
             }
         };
-        let got = monitor.raw.lock_until(None);
+        let got = monitor.entered(monitor.raw.lock_until(None));
         if got.holds() {
             monitor.cond(cond).dequeue();
         }
@@ -336,7 +367,7 @@ impl<T, const C: usize, P: RobustPark> Drop for MonitorGuard<'_, T, C, P> {
     fn drop(&mut self) {
         // SAFETY: a guard exists only while its thread is inside, and leaves once (`park`
         // forgets the guard before it leaves).
-        unsafe { self.monitor.raw.unlock() };
+        unsafe { self.monitor.leave() };
     }
 }
 

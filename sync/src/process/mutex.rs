@@ -19,8 +19,9 @@ use crate::robust::RawRobust;
 ///
 /// # Example
 ///
-/// Four processes count to 4,000 in a counter they share; one of them is killed while it
-/// holds the lock, and the next locker repairs the count:
+/// A counter in shared memory (`fork()`ed children inherit the mapping), and the lock that
+/// every process takes, with the repair a locker does when the previous holder was killed
+/// half-way through an update (`sync/tests/process.rs` runs this across real processes):
 ///
 /// ```
 /// use interproc_sync::process::{LockError, Mutex};

@@ -109,9 +109,11 @@ impl<P: RobustPark> Inside<'_, P> {
     /// The row of `who`, or a free row claimed for it; `None` if the ledger is full.
     fn row_of(&self, who: TaskId) -> Option<usize> {
         let rows = &self.sem.holders;
-        let packed = who.pack();
         rows.iter()
-            .position(|h| h.owner.load(Ordering::Relaxed) == packed)
+            .position(|h| {
+                let o = h.owner.load(Ordering::Relaxed);
+                o != 0 && TaskId::unpack(o).id == who.id
+            })
             .or_else(|| rows.iter().position(|h| h.owner.load(Ordering::Relaxed) == 0))
     }
 
@@ -120,20 +122,20 @@ impl<P: RobustPark> Inside<'_, P> {
         let (sem, h) = (self.sem, &self.sem.holders[row]);
         let u = &sem.undo;
         let (count, held) = (sem.count.load(Ordering::Relaxed), h.held.load(Ordering::Relaxed));
+        // Computed (and checked) before the undo record is written: a panic here leaves
+        // nothing half-done for a later `roll_back` to misapply.
+        let new_held = u32::try_from(i64::from(held) + dh).expect("ledger row within range");
+        let new_count = u32::try_from(i64::from(count) + dc).expect("count within range");
         u.row.store(row as u32, Ordering::Relaxed);
         u.count.store(count, Ordering::Relaxed);
         u.held.store(held, Ordering::Relaxed);
         u.owner.store(h.owner.load(Ordering::Relaxed), Ordering::Relaxed);
         u.active.store(1, Ordering::Relaxed);
         death_point();
-        let held = u32::try_from(i64::from(held) + dh).expect("ledger row within range");
-        sem.count.store(
-            u32::try_from(i64::from(count) + dc).expect("count within range"),
-            Ordering::Relaxed,
-        );
+        sem.count.store(new_count, Ordering::Relaxed);
         death_point();
-        h.owner.store(if held == 0 { 0 } else { owner.pack() }, Ordering::Relaxed);
-        h.held.store(held, Ordering::Relaxed);
+        h.owner.store(if new_held == 0 { 0 } else { owner.pack() }, Ordering::Relaxed);
+        h.held.store(new_held, Ordering::Relaxed);
         death_point();
         u.active.store(0, Ordering::Relaxed);
     }
@@ -158,7 +160,7 @@ impl<P: RobustPark> Inside<'_, P> {
         for (row, h) in self.sem.holders.iter().enumerate() {
             let owner = h.owner.load(Ordering::Relaxed);
             let held = h.held.load(Ordering::Relaxed);
-            if owner != 0 && held > 0 && P::is_dead(TaskId::unpack(owner)) {
+            if owner != 0 && held > 0 && P::is_process_dead(TaskId::unpack(owner)) {
                 self.change(row, TaskId::default(), i64::from(held), -i64::from(held));
                 back += held;
             }
@@ -357,6 +359,7 @@ impl<P: RobustPark> Semaphore<P> {
         assert!(n <= Self::MAX_PERMITS, "cannot acquire more than {} permits", Self::MAX_PERMITS);
         let me = P::current_process();
         let mut poll = POLL_FIRST;
+        let mut last_check = Instant::now();
         let mut inside = self.inside();
         loop {
             if inside.count() >= n {
@@ -376,11 +379,18 @@ impl<P: RobustPark> Semaphore<P> {
                     inside.reclaim_dead();
                     return self.take(inside, me, n).map_err(|_| Error::Timeout);
                 }
-                // Nothing came back for a whole poll period (or a spurious return): the
-                // holders may have died.
+                // A poll period has passed since the last check (whether or not other
+                // permits came and went meanwhile: under churn the sequence word keeps
+                // changing, and the permits this thread needs may be a dead holder's).
+                _ if last_check.elapsed() >= poll => {
+                    inside.reclaim_dead();
+                    last_check = Instant::now();
+                    poll = (poll * 2).min(POLL_MAX);
+                }
+                // A spurious return with nothing changed: check now.
                 ParkResult::Woken if self.seq.load(Ordering::Relaxed) == seq => {
                     inside.reclaim_dead();
-                    poll = (poll * 2).min(POLL_MAX);
+                    last_check = Instant::now();
                 }
                 _ => {}
             }
@@ -416,7 +426,7 @@ impl<P: RobustPark> Permit<'_, P> {
     /// calls [`Semaphore::release`]); returns how many.
     pub fn forget(self) -> u32 {
         let n = self.n;
-        if P::current_process() == self.owner {
+        if P::current_process().id == self.owner.id {
             let inside = self.sem.inside();
             inside.change(self.row, self.owner, 0, -i64::from(n));
         }
@@ -429,7 +439,7 @@ impl<P: RobustPark> Drop for Permit<'_, P> {
     fn drop(&mut self) {
         // A copy inherited through fork() belongs to the parent's ledger row: the parent
         // gives those permits back, not the child.
-        if self.n == 0 || P::current_process() != self.owner {
+        if self.n == 0 || P::current_process().id != self.owner.id {
             return;
         }
         let inside = self.sem.inside();

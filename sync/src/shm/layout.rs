@@ -33,7 +33,7 @@ use crate::loom::atomic::{AtomicU32, Ordering};
 
 /// The layout version of the segment header. A segment made by a build with another
 /// version is refused on open with [`ShmError::Invalid`].
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// The first 8 bytes of every interproc segment.
 const MAGIC: u64 = u64::from_le_bytes(*b"IPRCSEG\0");
@@ -65,6 +65,10 @@ struct Header {
     type_size: AtomicU64,
     type_align: AtomicU64,
     type_hash: AtomicU64,
+    /// The owning process's packed `TaskId` (pid and start stamp), 0 if none: the process
+    /// that unlinks the name on drop. `interproc ls` shows it; `interproc clean` removes
+    /// a named segment whose owner has died. (Added in layout version 2.)
+    owner: AtomicU64,
 }
 
 /// Where a `T` and its extra bytes sit in a mapping.
@@ -166,6 +170,7 @@ pub unsafe fn init<T>(base: NonNull<u8>, layout: &Layout, value: T) {
         type_size: AtomicU64::new(size_of::<T>() as u64),
         type_align: AtomicU64::new(align_of::<T>() as u64),
         type_hash: AtomicU64::new(type_hash::<T>()),
+        owner: AtomicU64::new(0),
     };
     // SAFETY: the caller guarantees a page-aligned mapping of `layout.total` bytes that
     // nobody else uses yet; `value_offset` is aligned for `T` and `value_offset +
@@ -177,6 +182,36 @@ pub unsafe fn init<T>(base: NonNull<u8>, layout: &Layout, value: T) {
     // SAFETY: the header was just written at `base`, which is aligned for it.
     let h = unsafe { base.cast::<Header>().as_ref() };
     h.initialised.store(INITIALISED, Ordering::Release);
+}
+
+/// Records `owner` (a packed [`TaskId`](crate::TaskId), 0 for none) as the process that
+/// removes the segment's name.
+///
+/// # Safety
+///
+/// `base` must be the start of a mapping initialised by [`init`] that stays mapped for the
+/// call.
+pub unsafe fn set_owner(base: NonNull<u8>, owner: u64) {
+    // SAFETY: the caller guarantees an initialised header at `base`; the field is atomic.
+    let h = unsafe { base.cast::<Header>().as_ref() };
+    h.owner.store(owner, Ordering::Relaxed);
+}
+
+/// What the first bytes of a file say about it as a segment: `None` if it is not an
+/// interproc segment of this layout version, otherwise its owner (packed `TaskId`, 0 for
+/// none) and total size. Reads a copy of the bytes, so it needs no mapping.
+pub fn peek(bytes: &[u8]) -> Option<(u64, u64)> {
+    let field = |off: usize| -> Option<u64> {
+        Some(u64::from_ne_bytes(bytes.get(off..off + 8)?.try_into().ok()?))
+    };
+    let version = u32::from_ne_bytes(bytes.get(8..12)?.try_into().ok()?);
+    if field(0)? != MAGIC || version != LAYOUT_VERSION {
+        return None;
+    }
+    Some((
+        field(std::mem::offset_of!(Header, owner))?,
+        field(std::mem::offset_of!(Header, total_size))?,
+    ))
 }
 
 /// The size of the header: a mapping shorter than this cannot be a segment.

@@ -32,6 +32,8 @@ pub mod layout;
 #[cfg(not(interproc_loom))]
 mod segment;
 #[cfg(not(interproc_loom))]
+mod stale;
+#[cfg(not(interproc_loom))]
 mod sys;
 
 #[cfg(not(interproc_loom))]
@@ -40,6 +42,8 @@ pub use error::ShmError;
 pub use layout::LAYOUT_VERSION;
 #[cfg(not(interproc_loom))]
 pub use segment::{Segment, SegmentOptions, SHM_DIR};
+#[cfg(not(interproc_loom))]
+pub use stale::{list_named, remove_if_owner_dead, NamedSegment};
 
 /// Which one a create-or-open call did (`Segment::create_or_open`, and every
 /// `create_or_open` of `interproc::ipc`, which uses this same type as

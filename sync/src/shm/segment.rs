@@ -360,6 +360,8 @@ impl<T: ShmSafe> Segment<T> {
     /// [`Segment::unlink`]).
     pub fn disown(&mut self) {
         self.owner = None;
+        // SAFETY: `base` is this segment's initialised mapping, mapped while `self` lives.
+        unsafe { layout::set_owner(self.base, 0) };
     }
 
     /// Removes the name `name` from `/dev/shm` now, whoever created it. Mappings stay
@@ -459,6 +461,10 @@ impl<T: ShmSafe> Segment<T> {
         // SAFETY: a fresh mapping of `layout.total` bytes, page-aligned, that no other
         // process reads yet (the file has no name, or openers wait for the flag).
         unsafe { layout::init(seg.base, &layout, value) };
+        // The creator owns a named segment (the anonymous ones have no name to remove):
+        // recorded before the name is published, for `interproc ls`/`clean`.
+        // SAFETY: just initialised; mapped while `seg` lives.
+        unsafe { layout::set_owner(seg.base, crate::sys::current_process().pack()) };
         Ok(seg)
     }
 

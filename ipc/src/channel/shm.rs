@@ -1,0 +1,554 @@
+//! The `shm` transport: a ring buffer in shared memory, the fastest channel between two
+//! processes on one machine.
+//!
+//! A [`ShmRing`] is a shared-memory segment ([`interproc_sync::shm::Segment`]) holding an
+//! [`interproc_sync::ring`]: a single-producer, single-consumer byte ring of
+//! variable-size messages. One process attaches the sending end ([`ShmRing::sink`], or a
+//! typed [`ShmRing::sender`]), another the receiving end. Sending copies the message into
+//! the ring once; receiving lends it in place (the slice [`FrameSource::recv_frame`]
+//! returns *is* the shared memory, released on the next call), so a message crosses with
+//! one copy and no syscall while both sides are busy. A side that must wait spins briefly,
+//! then sleeps on a futex word in the segment; the other side wakes it only if it sleeps.
+//!
+//! For zero copies on the sending side too, borrow the ring's producer
+//! ([`ShmSink::producer`]): `loan(len)` reserves room, you write in place, `commit()`
+//! publishes.
+//!
+//! # Segments: named or anonymous
+//!
+//! - [`create`]/[`open`]: a named segment in `/dev/shm` (mode 0600), which the creator
+//!   removes when its last handle drops.
+//! - [`ShmRing::anonymous`]: a memfd, shared with `fork`ed children, or passed to another
+//!   process over a Unix socket (SCM_RIGHTS) or exec (an inherited fd) and mapped there
+//!   with [`ShmRing::from_fd`].
+//! - [`pair`]: both ends in this process (threads).
+//!
+//! The capacity is rounded up to a power of two; the largest message is `capacity - 8`
+//! bytes, and a larger one is [`Error::MessageTooLarge`].
+//!
+//! # Back-pressure, `try_`, timeouts
+//!
+//! A send blocks while the ring is full; `try_send` gives [`Error::Full`] with the value
+//! handed back; `send_timeout` gives [`Error::Timeout`]. A receive blocks while it is empty.
+//!
+//! # A dead peer is `Disconnected`, never a hang
+//!
+//! Each end records its pid in the segment when it attaches. A clean drop marks the end
+//! closed and wakes the other side. A peer killed outright marks nothing, so a waiting side
+//! sleeps in slices of at most 50 ms and, after each, checks the peer's pid through a
+//! pidfd (`pidfd_open(2)`, opened when the peer is first seen). The receiver first takes
+//! every message the peer committed, then gets [`Error::Disconnected`]; a message the peer
+//! was writing when it died was never committed, so it is never seen, not even in part.
+//! A sender to a dead receiver gets `Disconnected` once the ring is full (until then
+//! messages are accepted, as a pipe accepts them into its buffer).
+//!
+//! A peer that has not attached yet is not "dead": a sender waits for room, a receiver
+//! for messages, as on a FIFO. [`ShmSink::wait_peer`]/[`ShmSource::wait_peer`] wait for it;
+//! [`ShmSink::expect_peer`]/[`ShmSource::expect_peer`] name the process that will attach
+//! (a child you spawned), so that its death before it attaches is `Disconnected` too.
+//!
+//! Each end belongs to the process that attached it: a copy a `fork`ed child inherits
+//! neither closes the ring when dropped nor counts as the peer. Attach the child's end in
+//! the child.
+//!
+//! # Example
+//!
+//! ```
+//! use interproc_ipc::channel::shm;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ring = shm::ShmRing::anonymous(64 << 10)?;
+//! let mut tx = ring.sender::<String>()?;
+//! let mut rx = ring.receiver::<String>()?;
+//! tx.send("hello".to_string())?;
+//! assert_eq!(rx.recv()?, "hello");
+//! drop(tx);
+//! assert!(rx.recv().unwrap_err().is_disconnected());
+//! # Ok(()) }
+//! ```
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use interproc_sync::ring::{Consumer, Producer, RingError, RingHeader, MAX_CAPACITY};
+use interproc_sync::shm::{Segment, SegmentOptions, ShmError};
+use interproc_sync::SharedFutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{BytesReceiver, BytesSender, FrameSink, FrameSource, Receiver, Sender};
+use crate::error::{Error, Result};
+use crate::msgq::PeerWatch;
+
+/// The memory a ring lives in: a shared segment, shared by the ends of this process.
+pub type RingSegment = Arc<Segment<RingHeader>>;
+/// The producer of a ring in a segment.
+pub type RingProducer = Producer<RingSegment, SharedFutex>;
+/// The consumer of a ring in a segment.
+pub type RingConsumer = Consumer<RingSegment, SharedFutex>;
+
+/// A typed sender over a shared-memory ring.
+pub type ShmSender<T> = Sender<T, ShmSink>;
+/// A typed receiver over a shared-memory ring.
+pub type ShmReceiver<T> = Receiver<T, ShmSource>;
+/// A raw-bytes sender over a shared-memory ring.
+pub type ShmBytesSender = BytesSender<ShmSink>;
+/// A raw-bytes receiver over a shared-memory ring.
+pub type ShmBytesReceiver = BytesReceiver<ShmSource>;
+
+/// The longest a waiting side sleeps before it checks that its peer still lives.
+const LIVENESS_SLICE: Duration = Duration::from_millis(50);
+
+fn shm_error(e: ShmError) -> Error {
+    Error::Shm(e)
+}
+
+fn ring_error(e: RingError) -> Error {
+    match e {
+        RingError::Timeout => Error::Timeout,
+        RingError::Disconnected => Error::Disconnected,
+        RingError::TooLarge { size, max } => Error::MessageTooLarge { size, max },
+        RingError::Busy { side, pid } => Error::AlreadyExists {
+            what: format!(
+                "the {side} of this shm ring (attached by pid {pid}; a ring has one of each)"
+            ),
+        },
+        e => Error::Malformed { reason: e.to_string() },
+    }
+}
+
+fn passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// The end of the next sleep: the caller's deadline, or sooner, to check the peer.
+fn slice(deadline: Option<Instant>) -> Option<Instant> {
+    let next = Instant::now() + LIVENESS_SLICE;
+    Some(deadline.map_or(next, |d| d.min(next)))
+}
+
+/// A shared-memory segment holding a ring, not yet attached: make ends from it.
+///
+/// Clones share the mapping. A named ring's creator removes the name from `/dev/shm` when
+/// its last handle (this, or an end made from it) drops.
+#[derive(Clone, Debug)]
+pub struct ShmRing {
+    seg: RingSegment,
+}
+
+/// Creates a named ring of (at least) `capacity` bytes in `/dev/shm/<name>`, mode 0600.
+/// [`Error::AlreadyExists`] if the name is taken.
+pub fn create(name: &str, capacity: usize) -> Result<ShmRing> {
+    ShmRing::create(name, capacity)
+}
+
+/// Opens the named ring another process created.
+pub fn open(name: &str) -> Result<ShmRing> {
+    ShmRing::open(name)
+}
+
+/// Both ends of a new anonymous ring, in this process (for threads).
+pub fn pair(capacity: usize) -> Result<(ShmSink, ShmSource)> {
+    let ring = ShmRing::anonymous(capacity)?;
+    Ok((ring.sink()?, ring.source()?))
+}
+
+/// A typed channel over a new anonymous ring, both ends in this process.
+pub fn channel<T: Serialize + DeserializeOwned>(
+    capacity: usize,
+) -> Result<(ShmSender<T>, ShmReceiver<T>)> {
+    let (tx, rx) = pair(capacity)?;
+    Ok((Sender::new(tx), Receiver::new(rx)))
+}
+
+fn round_capacity(capacity: usize) -> Result<usize> {
+    let cap = capacity.max(interproc_sync::ring::MIN_CAPACITY).checked_next_power_of_two();
+    match cap {
+        Some(c) if c <= MAX_CAPACITY => Ok(c),
+        _ => Err(Error::MessageTooLarge { size: capacity, max: MAX_CAPACITY }),
+    }
+}
+
+impl ShmRing {
+    /// See [`create`].
+    pub fn create(name: &str, capacity: usize) -> Result<ShmRing> {
+        let cap = round_capacity(capacity)?;
+        let opts = SegmentOptions::default().with_extra(cap);
+        let seg = Segment::create_with(name, RingHeader::new(cap), &opts).map_err(shm_error)?;
+        Ok(ShmRing { seg: Arc::new(seg) })
+    }
+
+    /// See [`open`]. A segment of another type is refused with [`Error::Shm`]
+    /// (`ShmError::Invalid`), one whose ring header does not match its data area with
+    /// [`Error::Malformed`].
+    pub fn open(name: &str) -> Result<ShmRing> {
+        Self::checked(Segment::open(name).map_err(shm_error)?)
+    }
+
+    /// A new ring of (at least) `capacity` bytes in a memfd: share it with a `fork`ed
+    /// child, or pass [`as_fd`](AsFd::as_fd) to another process and map it there with
+    /// [`ShmRing::from_fd`].
+    pub fn anonymous(capacity: usize) -> Result<ShmRing> {
+        let cap = round_capacity(capacity)?;
+        let opts = SegmentOptions::default().with_extra(cap);
+        let seg = Segment::anonymous_with(RingHeader::new(cap), &opts).map_err(shm_error)?;
+        Ok(ShmRing { seg: Arc::new(seg) })
+    }
+
+    /// Maps the ring behind a received fd (from [`ShmRing::anonymous`]), validating it.
+    pub fn from_fd(fd: OwnedFd) -> Result<ShmRing> {
+        Self::checked(Segment::from_fd(fd).map_err(shm_error)?)
+    }
+
+    fn checked(seg: Segment<RingHeader>) -> Result<ShmRing> {
+        seg.validate(seg.extra_len()).map_err(ring_error)?;
+        Ok(ShmRing { seg: Arc::new(seg) })
+    }
+
+    /// The data area's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.seg.capacity()
+    }
+
+    /// The largest message: `capacity - 8`.
+    pub fn max_message(&self) -> usize {
+        self.seg.max_message()
+    }
+
+    /// The segment's name, for a named ring.
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &RingSegment {
+        &self.seg
+    }
+
+    /// Attaches this process as the ring's producer. [`Error::AlreadyExists`] if a
+    /// producer already attached (one per ring).
+    pub fn sink(&self) -> Result<ShmSink> {
+        let pid = std::process::id();
+        let tx = Producer::attach(self.seg.clone(), pid).map_err(ring_error)?;
+        let max_frame = tx.max_message();
+        Ok(ShmSink { tx: Some(tx), pid, peer: Peer::default(), max_frame, past: Instant::now() })
+    }
+
+    /// Attaches this process as the ring's consumer. [`Error::AlreadyExists`] if a
+    /// consumer already attached (one per ring).
+    pub fn source(&self) -> Result<ShmSource> {
+        let pid = std::process::id();
+        let rx = Consumer::attach(self.seg.clone(), pid).map_err(ring_error)?;
+        let max_frame = rx.max_message();
+        Ok(ShmSource { rx: Some(rx), pid, peer: Peer::default(), max_frame, past: Instant::now() })
+    }
+
+    /// A typed sender: [`ShmRing::sink`] wrapped.
+    pub fn sender<T: Serialize>(&self) -> Result<ShmSender<T>> {
+        Ok(Sender::new(self.sink()?))
+    }
+
+    /// A typed receiver: [`ShmRing::source`] wrapped.
+    pub fn receiver<T: DeserializeOwned>(&self) -> Result<ShmReceiver<T>> {
+        Ok(Receiver::new(self.source()?))
+    }
+
+    /// A raw-bytes sender.
+    pub fn bytes_sender(&self) -> Result<ShmBytesSender> {
+        Ok(BytesSender::new(self.sink()?))
+    }
+
+    /// A raw-bytes receiver.
+    pub fn bytes_receiver(&self) -> Result<ShmBytesReceiver> {
+        Ok(BytesReceiver::new(self.source()?))
+    }
+}
+
+impl AsFd for ShmRing {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.seg.as_fd()
+    }
+}
+
+/// The other end's process, as far as this end knows it.
+#[derive(Debug, Default)]
+struct Peer {
+    watch: Option<PeerWatch>,
+    /// The process expected to attach the other end (`expect_peer`), watched until it does.
+    expected: Option<PeerWatch>,
+}
+
+impl Peer {
+    /// Whether the peer (the process that recorded `pid`, 0 for none yet) has died.
+    fn dead(&mut self, pid: u32, me: u32) -> Result<bool> {
+        if pid == 0 {
+            return self.expected.as_ref().map_or(Ok(false), PeerWatch::has_exited);
+        }
+        if pid == me {
+            return Ok(false);
+        }
+        if self.watch.as_ref().is_none_or(|w| w.pid() != pid) {
+            match PeerWatch::new(pid) {
+                Ok(w) => self.watch = Some(w),
+                Err(Error::Disconnected) => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        self.watch.as_ref().map_or(Ok(false), PeerWatch::has_exited)
+    }
+}
+
+fn expect(peer: &mut Peer, pid: u32) -> Result<()> {
+    peer.expected = Some(PeerWatch::new(pid)?);
+    Ok(())
+}
+
+fn wait_peer(
+    peer: &mut Peer,
+    pid_of_peer: impl Fn() -> u32,
+    me: u32,
+    deadline: Option<Instant>,
+) -> Result<u32> {
+    loop {
+        let pid = pid_of_peer();
+        if pid != 0 {
+            return if peer.dead(pid, me)? { Err(Error::Disconnected) } else { Ok(pid) };
+        }
+        if passed(deadline) {
+            return Err(Error::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The sending end of a ring: a [`FrameSink`] (one message per frame, no header).
+#[derive(Debug)]
+pub struct ShmSink {
+    /// `None` only during drop.
+    tx: Option<RingProducer>,
+    /// The process that attached this end.
+    pid: u32,
+    peer: Peer,
+    max_frame: usize,
+    /// A fixed instant in the past: the deadline of a first attempt that must not wait,
+    /// without reading the clock.
+    past: Instant,
+}
+
+impl ShmSink {
+    fn tx(&mut self) -> &mut RingProducer {
+        self.tx.as_mut().expect("the producer lives until drop")
+    }
+
+    /// The ring's producer, for the zero-copy path: `loan(len, deadline)`, write in place,
+    /// `commit()`. It does not check the peer's liveness: give it a deadline, and on
+    /// `Timeout` call [`ShmSink::peer_alive`].
+    pub fn producer(&mut self) -> &mut RingProducer {
+        self.tx()
+    }
+
+    /// Whether the consumer is still there: `false` once it closed its end or its process
+    /// died; `true` while it lives or has not attached yet.
+    pub fn peer_alive(&mut self) -> Result<bool> {
+        let h = self.tx().header();
+        let (closed, pid) = (h.consumer_closed(), h.consumer_pid());
+        Ok(!closed && !self.peer.dead(pid, self.pid)?)
+    }
+
+    /// Waits until a consumer attaches; returns its pid. [`Error::Disconnected`] if it
+    /// attached and died already, [`Error::Timeout`] at the deadline.
+    pub fn wait_peer(&mut self, deadline: Option<Instant>) -> Result<u32> {
+        let seg = self.tx().memory().clone();
+        wait_peer(&mut self.peer, || seg.consumer_pid(), self.pid, deadline)
+    }
+
+    /// Names the process that will attach the consumer (a child this process spawned and
+    /// has not reaped, so its pid cannot be reused): if it dies before it attaches, this end
+    /// sees [`Error::Disconnected`] instead of waiting for a consumer that never comes.
+    /// [`Error::Disconnected`] at once if it is already gone.
+    pub fn expect_peer(&mut self, pid: u32) -> Result<()> {
+        expect(&mut self.peer, pid)
+    }
+
+    /// How many times a full ring is re-checked before the sender sleeps (default 100).
+    /// A large value makes a busy-waiting sender: lower latency, one core kept busy.
+    pub fn set_spin(&mut self, spins: u32) {
+        self.tx().set_spin(spins);
+    }
+
+    /// Sends one message; see [`FrameSink::send_frame`].
+    pub fn send(&mut self, payload: &[u8], deadline: Option<Instant>) -> Result<()> {
+        if payload.len() > self.max_frame {
+            return Err(Error::MessageTooLarge { size: payload.len(), max: self.max_frame });
+        }
+        let past = Some(self.past);
+        match self.tx().send(payload, past) {
+            Ok(()) => return Ok(()),
+            Err(RingError::Timeout) => {}
+            Err(e) => return Err(ring_error(e)),
+        }
+        // Full. The peer's liveness is checked after each slice of waiting, not before:
+        // a producer that keeps the ring full would otherwise pay a syscall per message.
+        loop {
+            if passed(deadline) {
+                return Err(if self.peer_alive()? { Error::Timeout } else { Error::Disconnected });
+            }
+            match self.tx().send(payload, slice(deadline)) {
+                Ok(()) => return Ok(()),
+                Err(RingError::Timeout) => {}
+                Err(e) => return Err(ring_error(e)),
+            }
+            if !self.peer_alive()? {
+                return Err(Error::Disconnected);
+            }
+        }
+    }
+}
+
+impl FrameSink for ShmSink {
+    fn send_frame(&mut self, payload: &[u8], deadline: Option<Instant>) -> Result<()> {
+        self.send(payload, deadline)
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Clamped to the ring's largest message (`capacity - 8`).
+    fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max.min(self.tx.as_ref().map_or(0, |t| t.max_message()));
+    }
+
+    /// A ring has no fd: its waits are futex waits in the segment.
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
+impl Drop for ShmSink {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            if std::process::id() != self.pid {
+                // A fork's copy: the end still belongs to the parent.
+                drop(tx.leave_open());
+            }
+        }
+    }
+}
+
+/// The receiving end of a ring: a [`FrameSource`] that lends each message in place.
+#[derive(Debug)]
+pub struct ShmSource {
+    /// `None` only during drop.
+    rx: Option<RingConsumer>,
+    pid: u32,
+    peer: Peer,
+    max_frame: usize,
+    past: Instant,
+}
+
+impl ShmSource {
+    fn rx(&mut self) -> &mut RingConsumer {
+        self.rx.as_mut().expect("the consumer lives until drop")
+    }
+
+    /// The ring's consumer, for `recv_in_place`/`recv_loan`. It does not check the peer's
+    /// liveness: give it a deadline, and on `Timeout` call [`ShmSource::peer_alive`].
+    pub fn consumer(&mut self) -> &mut RingConsumer {
+        self.rx()
+    }
+
+    /// Whether the producer is still there: `false` once it closed its end or its process
+    /// died; `true` while it lives or has not attached yet. Messages it committed may still
+    /// be waiting in the ring either way.
+    pub fn peer_alive(&mut self) -> Result<bool> {
+        let h = self.rx().header();
+        let (closed, pid) = (h.producer_closed(), h.producer_pid());
+        Ok(!closed && !self.peer.dead(pid, self.pid)?)
+    }
+
+    /// Waits until a producer attaches; returns its pid.
+    pub fn wait_peer(&mut self, deadline: Option<Instant>) -> Result<u32> {
+        let seg = self.rx().memory().clone();
+        wait_peer(&mut self.peer, || seg.producer_pid(), self.pid, deadline)
+    }
+
+    /// Names the process that will attach the producer; see [`ShmSink::expect_peer`].
+    pub fn expect_peer(&mut self, pid: u32) -> Result<()> {
+        expect(&mut self.peer, pid)
+    }
+
+    /// How many times an empty ring is re-checked before the receiver sleeps (default 100).
+    pub fn set_spin(&mut self, spins: u32) {
+        self.rx().set_spin(spins);
+    }
+
+    /// Receives one message in place; see [`FrameSource::recv_frame`].
+    pub fn recv(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        let past = Some(self.past);
+        let mut wait = past;
+        loop {
+            match self.rx().hold(wait) {
+                Ok(_) => break,
+                Err(RingError::Timeout) => {}
+                Err(e) => return Err(ring_error(e)),
+            }
+            // Empty. The first attempt did not wait; later ones waited a slice.
+            if wait != past || passed(deadline) {
+                if !self.peer_alive()? {
+                    // Everything the peer committed before it died is in the ring: take it.
+                    match self.rx().hold(past) {
+                        Ok(_) => break,
+                        Err(RingError::Timeout | RingError::Disconnected) => {
+                            return Err(Error::Disconnected)
+                        }
+                        Err(e) => return Err(ring_error(e)),
+                    }
+                }
+                if passed(deadline) {
+                    return Err(Error::Timeout);
+                }
+            }
+            wait = slice(deadline);
+        }
+        let max = self.max_frame;
+        let rx = self.rx.as_mut().expect("the consumer lives until drop");
+        let len = rx.held().map_or(0, <[u8]>::len);
+        if len > max {
+            rx.release_held();
+            return Err(Error::Malformed {
+                reason: format!("a {len}-byte message over this receiver's maximum of {max}"),
+            });
+        }
+        Ok(rx.held().expect("a message is held"))
+    }
+}
+
+impl FrameSource for ShmSource {
+    fn recv_frame(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        self.recv(deadline)
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max;
+    }
+
+    /// A ring has no fd.
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
+impl Drop for ShmSource {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            if std::process::id() != self.pid {
+                drop(rx.leave_open());
+            }
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! The two ends of a ring: [`Producer`] and [`Consumer`], with their zero-copy loans.
+//!
+//! See the [module documentation](super) for the protocol.
+
+use std::fmt;
+use std::marker::PhantomData;
+#[cfg(not(interproc_loom))]
+use std::mem::MaybeUninit;
+use std::time::Instant;
+
+use super::{RingError, RingHeader, RingMemory, RECORD_HEADER};
+use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::hint;
+use crate::park::{Park, ParkResult};
+
+/// The tag of a message record (`"RMSG"`).
+const TAG_MSG: u32 = 0x4753_4d52;
+/// The tag of a padding record (`"RPAD"`), which fills the area up to its end.
+const TAG_PAD: u32 = 0x4441_5052;
+
+/// Bytes a record of `len` payload bytes takes: header plus payload rounded up to 8.
+fn record_size(len: usize) -> usize {
+    RECORD_HEADER + ((len + 7) & !7)
+}
+
+fn passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+fn encode_header(len: u32, tag: u32) -> [u8; RECORD_HEADER] {
+    let mut h = [0u8; RECORD_HEADER];
+    h[..4].copy_from_slice(&len.to_ne_bytes());
+    h[4..].copy_from_slice(&tag.to_ne_bytes());
+    h
+}
+
+/// Announces a sleeper on `asleep`, re-checks `ready`, and parks until it holds, the
+/// deadline passes, or a wake-up comes (the caller re-checks in every case).
+///
+/// `ready` must load the other side's index (or closed flag) with `Acquire`.
+fn sleep_until<P: Park>(
+    asleep: &AtomicU32,
+    deadline: Option<Instant>,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), RingError> {
+    loop {
+        // The announcement and the waker's check are read-modify-writes of the same word,
+        // so they are totally ordered. If the waker's comes first, our swap reads from it
+        // (AcqRel: it synchronizes with the waker's), so the index store the waker made
+        // before it is visible to `ready` below. If ours comes first, the waker reads 1
+        // and wakes us. Either way no wake-up is lost. (A store + `SeqCst` fence on each
+        // side would also do, but loom 0.7 does not model that pairing faithfully.)
+        asleep.swap(1, Ordering::AcqRel);
+        if ready() {
+            asleep.swap(0, Ordering::AcqRel);
+            return Ok(());
+        }
+        if passed(deadline) {
+            asleep.swap(0, Ordering::AcqRel);
+            return Err(RingError::Timeout);
+        }
+        // Returns at once if the waker already cleared the flag (it is no longer 1).
+        let r = P::wait(asleep, 1, deadline);
+        // An RMW, not a store: a plain store would end the release sequence of the waker's
+        // swap, and our next announcement could then miss its index store.
+        asleep.swap(0, Ordering::AcqRel);
+        if ready() {
+            return Ok(());
+        }
+        if r == ParkResult::TimedOut {
+            return Err(RingError::Timeout);
+        }
+    }
+}
+
+/// After an index or closed-flag store: wakes the other side if it announced that it sleeps.
+///
+/// The swap writes the word on every call, but only the side that stores the index does,
+/// until the other side announces itself: the line stays in the storer's cache.
+fn wake_if_asleep<P: Park>(asleep: &AtomicU32) {
+    // The other half of the pairing in `sleep_until`; clearing before waking keeps later
+    // stores from waking again before the sleeper runs.
+    if asleep.swap(0, Ordering::AcqRel) != 0 {
+        P::wake(asleep, 1);
+    }
+}
+
+/// Both ends of one ring.
+pub type Pair<M, P> = (Producer<M, P>, Consumer<M, P>);
+
+/// Creates both ends of a fresh ring in `mem`, recording `pid` for both (for a ring
+/// between threads of one process).
+pub fn pair<M: RingMemory + Clone, P: Park>(mem: M, pid: u32) -> Result<Pair<M, P>, RingError> {
+    let tx = Producer::attach(mem.clone(), pid)?;
+    let rx = Consumer::attach(mem, pid)?;
+    Ok((tx, rx))
+}
+
+/// The sending end of a ring. One per ring (attach refuses a second one).
+///
+/// Dropping it closes the ring for sending: the consumer reads what was committed, then
+/// gets [`RingError::Disconnected`].
+pub struct Producer<M: RingMemory, P: Park> {
+    mem: M,
+    cap: u32,
+    /// Our index: bytes committed (wrapping).
+    head: u32,
+    /// The consumer's index as last read.
+    cached_tail: u32,
+    spin: u32,
+    _park: PhantomData<fn() -> P>,
+}
+
+impl<M: RingMemory, P: Park> Producer<M, P> {
+    /// Attaches as the producer of the ring in `mem`, recording `pid` (0 is stored as 1) so
+    /// the consumer can check the producer's liveness.
+    ///
+    /// Fails with [`RingError::Invalid`] if the header does not describe a ring of this
+    /// layout that fits the data area, and [`RingError::Busy`] if a producer already
+    /// attached.
+    pub fn attach(mem: M, pid: u32) -> Result<Self, RingError> {
+        let h = mem.header();
+        h.validate(mem.data().len())?;
+        let pid = pid.max(1);
+        if let Err(other) =
+            h.peers.producer_pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
+        {
+            return Err(RingError::Busy { side: "producer", pid: other });
+        }
+        let head = h.head.word.load(Ordering::Acquire);
+        let cached_tail = h.tail.word.load(Ordering::Acquire);
+        let cap = h.capacity;
+        Ok(Producer { mem, cap, head, cached_tail, spin: hint::SPIN_LIMIT, _park: PhantomData })
+    }
+
+    /// The shared header (pids, closed flags, capacity).
+    pub fn header(&self) -> &RingHeader {
+        self.mem.header()
+    }
+
+    /// The memory the ring lives in.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// The largest message: `capacity - 8`.
+    pub fn max_message(&self) -> usize {
+        self.cap as usize - RECORD_HEADER
+    }
+
+    /// How many times a full ring is re-checked before the producer sleeps (default 100;
+    /// 0: sleep at once; large: spin-wait, for latency at the cost of a busy core).
+    pub fn set_spin(&mut self, spins: u32) {
+        self.spin = spins;
+    }
+
+    /// The pid the consumer recorded (0: no consumer attached yet).
+    pub fn peer_pid(&self) -> u32 {
+        self.header().consumer_pid()
+    }
+
+    /// Gives back the memory without closing the ring: for a copy of this end that a
+    /// `fork`ed child inherited, whose drop must not close the parent's ring.
+    pub fn leave_open(self) -> M {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so `mem` is moved out exactly
+        // once; the other fields need no drop.
+        unsafe { std::ptr::read(&this.mem) }
+    }
+
+    /// Bytes free, by the cached tail. A tail more than `cap` behind `head` can only come
+    /// from a corrupt (or malicious) consumer: it reads as "full" here, and `loan` reports
+    /// it, rather than overflowing.
+    fn free(&self) -> u32 {
+        self.cap.saturating_sub(self.head.wrapping_sub(self.cached_tail))
+    }
+
+    fn check_tail(&self) -> Result<(), RingError> {
+        let used = self.head.wrapping_sub(self.cached_tail);
+        if used > self.cap {
+            return Err(RingError::Corrupt {
+                reason: format!(
+                    "the consumer's tail {} is {used} bytes behind head {} in a {}-byte ring",
+                    self.cached_tail, self.head, self.cap
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` as one message, waiting for room until `deadline` (`None`: forever; a
+    /// deadline in the past: do not wait).
+    pub fn send(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), RingError> {
+        let mut loan = self.loan(msg.len(), deadline)?;
+        loan.write_at(0, msg);
+        loan.commit();
+        Ok(())
+    }
+
+    /// Reserves room for a message of `len` bytes, waiting until `deadline`; write it
+    /// through the loan and [`commit`](WriteLoan::commit) it. A loan dropped uncommitted
+    /// sends nothing.
+    pub fn loan(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<WriteLoan<'_, M, P>, RingError> {
+        let max = self.max_message();
+        if len > max {
+            return Err(RingError::TooLarge { size: len, max });
+        }
+        let size = record_size(len) as u32;
+        loop {
+            if self.header().consumer_closed() {
+                return Err(RingError::Disconnected);
+            }
+            let off = self.head & (self.cap - 1);
+            let to_end = self.cap - off;
+            // A record that does not fit before the end needs a padding record first.
+            let need = if size <= to_end { size } else { to_end };
+            if self.free() < need {
+                self.cached_tail = self.header().tail.word.load(Ordering::Acquire);
+                self.check_tail()?;
+                if self.free() < need {
+                    self.wait_room(need, deadline)?;
+                    self.check_tail()?;
+                    continue;
+                }
+            }
+            if size <= to_end {
+                return Ok(WriteLoan { off: off as usize, len, producer: self });
+            }
+            let pad = encode_header(to_end - RECORD_HEADER as u32, TAG_PAD);
+            // SAFETY: `off..off + 8` is in bounds (`to_end >= 8`: offsets are multiples of
+            // 8 and the capacity a power of two >= 16) and free (`to_end <= free`): the
+            // consumer released it and reads nothing past `head`, which we have not moved.
+            unsafe { self.mem.data().write(off as usize, &pad) };
+            self.publish(self.head.wrapping_add(to_end));
+        }
+    }
+
+    fn wait_room(&mut self, need: u32, deadline: Option<Instant>) -> Result<(), RingError> {
+        if !passed(deadline) {
+            for _ in 0..self.spin {
+                hint::spin_loop();
+                self.cached_tail = self.header().tail.word.load(Ordering::Acquire);
+                if self.free() >= need || self.header().consumer_closed() {
+                    return Ok(());
+                }
+            }
+        }
+        let h = self.mem.header();
+        let (cap, head) = (self.cap, self.head);
+        let mut tail = self.cached_tail;
+        let r = sleep_until::<P>(&h.producer_asleep.word, deadline, || {
+            tail = h.tail.word.load(Ordering::Acquire);
+            // An impossible tail counts as ready: `loan` then reports it.
+            cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free >= need)
+                || h.peers.consumer_closed.load(Ordering::Acquire) != 0
+        });
+        self.cached_tail = tail;
+        r
+    }
+
+    fn publish(&mut self, head: u32) {
+        self.head = head;
+        let h = self.mem.header();
+        h.head.word.store(head, Ordering::Release);
+        wake_if_asleep::<P>(&h.consumer_asleep.word);
+    }
+}
+
+impl<M: RingMemory, P: Park> Drop for Producer<M, P> {
+    fn drop(&mut self) {
+        let h = self.mem.header();
+        h.peers.producer_closed.store(1, Ordering::Release);
+        wake_if_asleep::<P>(&h.consumer_asleep.word);
+    }
+}
+
+impl<M: RingMemory, P: Park> fmt::Debug for Producer<M, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer").field("head", &self.head).field("ring", self.header()).finish()
+    }
+}
+
+/// Room for one message, reserved in the ring: write it, then [`commit`](WriteLoan::commit).
+///
+/// The region belongs to this loan alone: the consumer reads nothing past the committed
+/// `head`, and the region lies past it, so no other thread or process reads or writes it
+/// until the commit. That is why the loan may hand out `&mut` over shared memory.
+#[must_use = "a loan sends nothing until it is committed"]
+pub struct WriteLoan<'a, M: RingMemory, P: Park> {
+    producer: &'a mut Producer<M, P>,
+    /// Offset of the record header in the data area.
+    off: usize,
+    len: usize,
+}
+
+impl<M: RingMemory, P: Park> WriteLoan<'_, M, P> {
+    /// The message size reserved.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the reserved message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `src` into the message at byte `at`.
+    ///
+    /// # Panics
+    ///
+    /// If `at + src.len()` exceeds [`len`](WriteLoan::len).
+    pub fn write_at(&mut self, at: usize, src: &[u8]) {
+        assert!(
+            at.checked_add(src.len()).is_some_and(|end| end <= self.len),
+            "write of {} bytes at {at} past the end of a {}-byte loan",
+            src.len(),
+            self.len
+        );
+        // SAFETY: in bounds (checked, and the record fits before the end of the area) and
+        // owned by this loan (see the type's documentation).
+        unsafe { self.producer.mem.data().write(self.off + RECORD_HEADER + at, src) };
+    }
+
+    /// The reserved bytes, to write in place. They hold whatever an earlier message left
+    /// there (shared memory is always initialised, but treat it as garbage).
+    #[cfg(not(interproc_loom))]
+    pub fn as_uninit_mut(&mut self) -> &mut [MaybeUninit<u8>] {
+        let p = self.producer.mem.data().ptr_at(self.off + RECORD_HEADER);
+        // SAFETY: `p..p + len` lies in the data area (the record fits before its end),
+        // and only this loan accesses it until it commits (see the type's documentation);
+        // the borrow of `self` keeps the loan, and so the reservation, alive.
+        unsafe { std::slice::from_raw_parts_mut(p.cast::<MaybeUninit<u8>>(), self.len) }
+    }
+
+    /// Publishes the message: the consumer may read it from now on.
+    pub fn commit(self) {
+        let (off, len) = (self.off, self.len);
+        let p = self.producer;
+        let header = encode_header(len as u32, TAG_MSG);
+        // SAFETY: the record header's 8 bytes are part of the reservation.
+        unsafe { p.mem.data().write(off, &header) };
+        p.publish(p.head.wrapping_add(record_size(len) as u32));
+    }
+
+    /// Publishes only the first `len` bytes (a message that turned out shorter).
+    ///
+    /// # Panics
+    ///
+    /// If `len` exceeds the reserved length.
+    pub fn commit_prefix(mut self, len: usize) {
+        assert!(len <= self.len, "commit of {len} bytes from a {}-byte loan", self.len);
+        self.len = len;
+        self.commit()
+    }
+}
+
+/// The receiving end of a ring. One per ring (attach refuses a second one).
+///
+/// Dropping it closes the ring for receiving: the producer's sends fail with
+/// [`RingError::Disconnected`].
+pub struct Consumer<M: RingMemory, P: Park> {
+    mem: M,
+    cap: u32,
+    /// Our index: bytes released (wrapping).
+    tail: u32,
+    /// The producer's index as last read.
+    cached_head: u32,
+    /// The record [`Consumer::hold`] handed out, released on the next call.
+    held: Option<Record>,
+    spin: u32,
+    _park: PhantomData<fn() -> P>,
+}
+
+/// A committed message found at the tail.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    /// Offset of the payload in the data area.
+    at: usize,
+    len: usize,
+    /// The tail after the record.
+    next: u32,
+}
+
+impl<M: RingMemory, P: Park> Consumer<M, P> {
+    /// Attaches as the consumer of the ring in `mem`, recording `pid` (0 is stored as 1).
+    ///
+    /// Fails with [`RingError::Invalid`] if the header does not describe a ring of this
+    /// layout that fits the data area, and [`RingError::Busy`] if a consumer already
+    /// attached.
+    pub fn attach(mem: M, pid: u32) -> Result<Self, RingError> {
+        let h = mem.header();
+        h.validate(mem.data().len())?;
+        let pid = pid.max(1);
+        if let Err(other) =
+            h.peers.consumer_pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
+        {
+            return Err(RingError::Busy { side: "consumer", pid: other });
+        }
+        let tail = h.tail.word.load(Ordering::Acquire);
+        let cached_head = h.head.word.load(Ordering::Acquire);
+        let cap = h.capacity;
+        Ok(Consumer {
+            mem,
+            cap,
+            tail,
+            cached_head,
+            held: None,
+            spin: hint::SPIN_LIMIT,
+            _park: PhantomData,
+        })
+    }
+
+    /// The shared header (pids, closed flags, capacity).
+    pub fn header(&self) -> &RingHeader {
+        self.mem.header()
+    }
+
+    /// The memory the ring lives in.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// The largest message: `capacity - 8`.
+    pub fn max_message(&self) -> usize {
+        self.cap as usize - RECORD_HEADER
+    }
+
+    /// How many times an empty ring is re-checked before the consumer sleeps (default 100).
+    pub fn set_spin(&mut self, spins: u32) {
+        self.spin = spins;
+    }
+
+    /// The pid the producer recorded (0: no producer attached yet).
+    pub fn peer_pid(&self) -> u32 {
+        self.header().producer_pid()
+    }
+
+    /// Receives the next message into `buf` (cleared first), waiting until `deadline`.
+    pub fn recv(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RingError> {
+        let rec = self.next_record(deadline)?;
+        buf.clear();
+        buf.resize(rec.len, 0);
+        // SAFETY: the record is committed (before the `head` we loaded with Acquire) and
+        // not yet released, so the producer does not write it during the copy.
+        unsafe { self.mem.data().read(rec.at, buf) };
+        self.release(rec.next);
+        Ok(())
+    }
+
+    /// Waits until `deadline` for the next message and lends it in place; dropping the
+    /// loan releases it.
+    pub fn recv_loan(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<ReadLoan<'_, M, P>, RingError> {
+        let rec = self.next_record(deadline)?;
+        Ok(ReadLoan { consumer: self, rec })
+    }
+
+    /// Waits until `deadline` for the next message and calls `f` with it in place; the
+    /// message is released when `f` returns.
+    #[cfg(not(interproc_loom))]
+    pub fn recv_in_place<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RingError> {
+        let loan = self.recv_loan(deadline)?;
+        Ok(f(&loan))
+    }
+
+    /// Releases the message the previous `hold` returned, then waits until `deadline` for
+    /// the next one and returns it in place; it stays valid (and unreleased) until the next
+    /// `hold`, [`release_held`](Consumer::release_held), or the drop of the consumer. This
+    /// is the shape of a channel's "the slice is valid until the next call".
+    #[cfg(not(interproc_loom))]
+    pub fn hold(&mut self, deadline: Option<Instant>) -> Result<&[u8], RingError> {
+        self.release_held();
+        let rec = self.next_record(deadline)?;
+        self.held = Some(rec);
+        let p = self.mem.data().ptr_at(rec.at);
+        // SAFETY: the record is committed and unreleased while `held` names it; it is
+        // released only through `&mut self` (next `hold`, `release_held`, `recv*`, drop),
+        // which the returned borrow of `self` excludes. So the producer does not write it
+        // while the slice lives.
+        Ok(unsafe { std::slice::from_raw_parts(p, rec.len) })
+    }
+
+    /// The message the last [`hold`](Consumer::hold) returned, if it is still held.
+    #[cfg(not(interproc_loom))]
+    pub fn held(&self) -> Option<&[u8]> {
+        let rec = self.held?;
+        let p = self.mem.data().ptr_at(rec.at);
+        // SAFETY: as in `hold`: committed, unreleased while `held` names it, and the borrow
+        // of `self` keeps it so.
+        Some(unsafe { std::slice::from_raw_parts(p, rec.len) })
+    }
+
+    /// Gives back the memory without closing the ring (see [`Producer::leave_open`]).
+    pub fn leave_open(self) -> M {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used again, so `mem` is moved out exactly
+        // once; the other fields need no drop.
+        unsafe { std::ptr::read(&this.mem) }
+    }
+
+    /// Releases the message [`hold`](Consumer::hold) returned, if any.
+    pub fn release_held(&mut self) {
+        if let Some(rec) = self.held.take() {
+            self.release(rec.next);
+        }
+    }
+
+    /// Whether a committed message (or padding) is ready, without waiting.
+    pub fn is_empty(&mut self) -> bool {
+        self.release_held();
+        if self.cached_head == self.tail {
+            self.cached_head = self.header().head.word.load(Ordering::Acquire);
+        }
+        self.cached_head == self.tail
+    }
+
+    fn next_record(&mut self, deadline: Option<Instant>) -> Result<Record, RingError> {
+        self.release_held();
+        loop {
+            if self.cached_head == self.tail {
+                self.cached_head = self.header().head.word.load(Ordering::Acquire);
+                if self.cached_head == self.tail {
+                    self.wait_data(deadline)?;
+                    continue;
+                }
+            }
+            let avail = self.cached_head.wrapping_sub(self.tail);
+            let off = self.tail & (self.cap - 1);
+            let to_end = self.cap - off;
+            let corrupt = |reason: String| Err(RingError::Corrupt { reason });
+            if avail > self.cap || avail < RECORD_HEADER as u32 || off % 8 != 0 {
+                return corrupt(format!(
+                    "head {} and tail {} leave {avail} bytes in a {}-byte ring",
+                    self.cached_head, self.tail, self.cap
+                ));
+            }
+            let mut hdr = [0u8; RECORD_HEADER];
+            // SAFETY: `off..off + 8` is in bounds (off is 8-aligned, below cap, and cap a
+            // multiple of 8) and committed (avail >= 8), so the producer does not write it.
+            unsafe { self.mem.data().read(off as usize, &mut hdr) };
+            let len = u32::from_ne_bytes(hdr[..4].try_into().unwrap());
+            let tag = u32::from_ne_bytes(hdr[4..].try_into().unwrap());
+            match tag {
+                TAG_PAD => {
+                    if len != to_end - RECORD_HEADER as u32 || avail < to_end {
+                        return corrupt(format!(
+                            "padding of {len} bytes at offset {off} does not reach the end"
+                        ));
+                    }
+                    self.release(self.tail.wrapping_add(to_end));
+                }
+                TAG_MSG => {
+                    let size = record_size(len as usize);
+                    if len as usize > self.max_message() || size as u32 > avail.min(to_end) {
+                        return corrupt(format!(
+                            "message of {len} bytes at offset {off} overruns the committed data"
+                        ));
+                    }
+                    return Ok(Record {
+                        at: off as usize + RECORD_HEADER,
+                        len: len as usize,
+                        next: self.tail.wrapping_add(size as u32),
+                    });
+                }
+                other => {
+                    return corrupt(format!("bad record tag {other:#x} at offset {off}"));
+                }
+            }
+        }
+    }
+
+    fn wait_data(&mut self, deadline: Option<Instant>) -> Result<(), RingError> {
+        let h = self.mem.header();
+        if h.peers.producer_closed.load(Ordering::Acquire) != 0 {
+            // Everything committed before the close is visible now (the close is a Release
+            // store after the last `head` store).
+            self.cached_head = h.head.word.load(Ordering::Acquire);
+            return if self.cached_head == self.tail {
+                Err(RingError::Disconnected)
+            } else {
+                Ok(())
+            };
+        }
+        if !passed(deadline) {
+            for _ in 0..self.spin {
+                hint::spin_loop();
+                self.cached_head = h.head.word.load(Ordering::Acquire);
+                if self.cached_head != self.tail {
+                    return Ok(());
+                }
+            }
+        }
+        let tail = self.tail;
+        let mut head = self.cached_head;
+        let r = sleep_until::<P>(&h.consumer_asleep.word, deadline, || {
+            head = h.head.word.load(Ordering::Acquire);
+            head != tail || h.peers.producer_closed.load(Ordering::Acquire) != 0
+        });
+        self.cached_head = head;
+        r
+    }
+
+    fn release(&mut self, tail: u32) {
+        self.tail = tail;
+        let h = self.mem.header();
+        h.tail.word.store(tail, Ordering::Release);
+        wake_if_asleep::<P>(&h.producer_asleep.word);
+    }
+}
+
+impl<M: RingMemory, P: Park> Drop for Consumer<M, P> {
+    fn drop(&mut self) {
+        self.release_held();
+        let h = self.mem.header();
+        h.peers.consumer_closed.store(1, Ordering::Release);
+        wake_if_asleep::<P>(&h.producer_asleep.word);
+    }
+}
+
+impl<M: RingMemory, P: Park> fmt::Debug for Consumer<M, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer").field("tail", &self.tail).field("ring", self.header()).finish()
+    }
+}
+
+/// A received message, lent in place; dropping the loan releases it to the producer.
+///
+/// The bytes are committed and not yet released, so the producer does not write them while
+/// the loan lives: that is why it may hand out `&[u8]` over shared memory.
+pub struct ReadLoan<'a, M: RingMemory, P: Park> {
+    consumer: &'a mut Consumer<M, P>,
+    rec: Record,
+}
+
+impl<M: RingMemory, P: Park> ReadLoan<'_, M, P> {
+    /// The message size.
+    pub fn len(&self) -> usize {
+        self.rec.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rec.len == 0
+    }
+
+    /// Copies the message into `buf` (cleared first).
+    pub fn copy_to(&self, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.resize(self.rec.len, 0);
+        // SAFETY: committed and unreleased while the loan lives (see the type's docs).
+        unsafe { self.consumer.mem.data().read(self.rec.at, buf) };
+    }
+}
+
+#[cfg(not(interproc_loom))]
+impl<M: RingMemory, P: Park> std::ops::Deref for ReadLoan<'_, M, P> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        let p = self.consumer.mem.data().ptr_at(self.rec.at);
+        // SAFETY: the record lies in the data area, is committed, and stays unreleased
+        // while the loan (which the returned borrow keeps alive) lives.
+        unsafe { std::slice::from_raw_parts(p, self.rec.len) }
+    }
+}
+
+impl<M: RingMemory, P: Park> Drop for ReadLoan<'_, M, P> {
+    fn drop(&mut self) {
+        self.consumer.release(self.rec.next);
+    }
+}

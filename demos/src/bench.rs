@@ -72,6 +72,7 @@ use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender, IpcReceiver, IpcSender}
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 use crate::procs::Children;
 
@@ -100,9 +101,9 @@ pub enum Kind {
     /// The same with a peer watch on both ends: interproc then polls with IPC_NOWAIT,
     /// yields 8 times, then naps from 50 µs to 5 ms on the peer's pidfd.
     MsgqWatched,
-    /// interproc typed channel (`Sender<Vec<u8>>`, postcard) over two pipes.
+    /// interproc typed channel (`Sender<ByteBuf>`, postcard) over two pipes.
     TypedPipe,
-    /// interproc typed channel (`Sender<Vec<u8>>`, postcard) over a Unix stream socket.
+    /// interproc typed channel (`Sender<ByteBuf>`, postcard) over a Unix stream socket.
     TypedUnix,
     /// ipc-channel `IpcSender<Vec<u8>>` (serde), channels made before the fork.
     IpcChannel,
@@ -290,7 +291,7 @@ enum Tx {
     /// A queue id, the message type, and the `struct msgbuf` (mtype, then the text).
     RawMsgq(i32, Vec<u8>),
     Bytes(BytesSender),
-    Typed(Sender<Vec<u8>>),
+    Typed(Sender<ByteBuf>),
     Raw(File),
     Ipc(IpcSender<Vec<u8>>),
     IpcBytes(IpcBytesSender),
@@ -351,7 +352,7 @@ impl Tx {
                 }
             }
             Tx::Bytes(s) => s.send(msg).map_err(|e| e.to_string()),
-            Tx::Typed(s) => s.send(msg.to_vec()).map_err(|e| e.error.to_string()),
+            Tx::Typed(s) => s.send(ByteBuf::from(msg)).map_err(|e| e.error.to_string()),
             Tx::Raw(f) => f.write_all(msg).map_err(|e| format!("write: {e}")),
             Tx::Ipc(s) => s.send(msg.to_vec()).map_err(|e| format!("{e:?}")),
             Tx::IpcBytes(s) => s.send(msg).map_err(|e| e.to_string()),
@@ -364,7 +365,7 @@ enum Rx {
     /// A queue id and the message type to take.
     RawMsgq(i32, i64),
     Bytes(BytesReceiver),
-    Typed(Receiver<Vec<u8>>),
+    Typed(Receiver<ByteBuf>),
     /// A raw stream has no message boundaries: it reads exactly one message's size.
     Raw(File),
     Ipc(IpcReceiver<Vec<u8>>),
@@ -405,7 +406,7 @@ impl RxEnd {
             },
             Rx::Bytes(r) => r.recv_ref(None).map_err(|e| e.to_string()),
             Rx::Typed(r) => {
-                *buf = r.recv().map_err(|e| e.to_string())?;
+                *buf = r.recv().map_err(|e| e.to_string())?.into_vec();
                 Ok(buf)
             }
             Rx::Raw(f) => {

@@ -74,6 +74,9 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+#[path = "bench_shared_memory.rs"]
+mod shared_memory_peer;
+
 use crate::procs::Children;
 
 /// The rows `interproc bench` can run.
@@ -118,9 +121,13 @@ pub enum Kind {
     ShmZeroCopy,
     /// The copy path with both sides spinning (up to 2^20 checks before they sleep).
     ShmSpin,
+    /// The shared_memory crate with the simplest SPSC ring (fixed slots, copy in, copy
+    /// out), both sides spinning: it has nothing to sleep on.
+    #[value(name = "shared_memory-spin")]
+    SharedMemorySpin,
 }
 
-const ALL: [Kind; 17] = [
+const ALL: [Kind; 18] = [
     Kind::RawPipe,
     Kind::RawUnix,
     Kind::RawMsgq,
@@ -138,6 +145,7 @@ const ALL: [Kind; 17] = [
     Kind::Shm,
     Kind::ShmZeroCopy,
     Kind::ShmSpin,
+    Kind::SharedMemorySpin,
 ];
 
 impl Kind {
@@ -160,6 +168,7 @@ impl Kind {
             Kind::Shm => "shm",
             Kind::ShmZeroCopy => "shm-zero-copy",
             Kind::ShmSpin => "shm-spin",
+            Kind::SharedMemorySpin => "shared_memory-spin",
         }
     }
 
@@ -167,7 +176,7 @@ impl Kind {
     fn mode(self) -> &'static str {
         match self {
             Kind::MsgqWatched => "poll",
-            Kind::ShmSpin => "spin",
+            Kind::ShmSpin | Kind::SharedMemorySpin => "spin",
             _ => "block",
         }
     }
@@ -662,6 +671,25 @@ impl Plan {
                     Ok((tx, rx))
                 };
                 (Box::new(move || ends(&back2, &fwd2)), Box::new(move |_| ends(&fwd, &back)))
+            }
+            Kind::SharedMemorySpin => {
+                // One segment each way, owned (and unlinked) by the parent; both sides open
+                // them by os id after the fork.
+                let (fwd, fwd_id) = shared_memory_peer::create(size)?;
+                let (back, back_id) = shared_memory_peer::create(size)?;
+                owners.push(Box::new(fwd));
+                owners.push(Box::new(back));
+                let ends = move |out: &str, inn: &str, peer: Option<Pid>| -> Result<Ends, String> {
+                    let sink = shared_memory_peer::sink(out, size, peer)?;
+                    let src = shared_memory_peer::source(inn, size, peer)?;
+                    let rx = RxEnd::new(Rx::Bytes(BytesReceiver::new(Box::new(src))), size);
+                    Ok((Tx::Bytes(BytesSender::new(Box::new(sink))), rx))
+                };
+                let (fwd2, back2) = (fwd_id.clone(), back_id.clone());
+                (
+                    Box::new(move || ends(&back2, &fwd2, None)),
+                    Box::new(move |pid| ends(&fwd_id, &back_id, Some(pid))),
+                )
             }
             Kind::IpcChannel => {
                 let (ft, fr) = ipc_channel::ipc::channel::<Vec<u8>>().map_err(err)?;

@@ -1,11 +1,12 @@
 //! Anonymous pipes between two processes: plain `write`/`read` (the raw syscall loop)
-//! vs interproc's raw-bytes channel vs its typed channel, in the shared groups
+//! vs interproc's raw-bytes channel vs its typed channel (`serde_bytes::ByteBuf`, and
+//! plain `Vec<u8>` as `pipe/typed-vec` to show what it costs), in the shared groups
 //! `latency/<size>` and `throughput/<size>` (see `common`). Two pipes, one per
 //! direction; the peer is forked once per row and size.
 
 mod common;
 
-use common::{Bytes, RawStream, Typed};
+use common::{Bytes, RawStream, Typed, TypedVec};
 use criterion::Criterion;
 use interproc::ipc::pipe;
 
@@ -21,6 +22,10 @@ fn pipes(c: &mut Criterion) {
 
         let ((tx1, rx1), (tx2, rx2)) = (pipe::channel().unwrap(), pipe::channel().unwrap());
         common::row(c, "pipe/typed", size, Typed::boxed(tx1, rx2), Typed::boxed(tx2, rx1));
+
+        let ((tx1, rx1), (tx2, rx2)) = (pipe::channel().unwrap(), pipe::channel().unwrap());
+        let (ours, theirs) = (TypedVec::boxed(tx1, rx2), TypedVec::boxed(tx2, rx1));
+        common::row(c, "pipe/typed-vec", size, ours, theirs);
     }
 }
 

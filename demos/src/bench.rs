@@ -72,6 +72,10 @@ use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender, IpcReceiver, IpcSender}
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+#[path = "bench_shared_memory.rs"]
+mod shared_memory_peer;
 
 use crate::procs::Children;
 
@@ -100,9 +104,9 @@ pub enum Kind {
     /// The same with a peer watch on both ends: interproc then polls with IPC_NOWAIT,
     /// yields 8 times, then naps from 50 µs to 5 ms on the peer's pidfd.
     MsgqWatched,
-    /// interproc typed channel (`Sender<Vec<u8>>`, postcard) over two pipes.
+    /// interproc typed channel (`Sender<ByteBuf>`, postcard) over two pipes.
     TypedPipe,
-    /// interproc typed channel (`Sender<Vec<u8>>`, postcard) over a Unix stream socket.
+    /// interproc typed channel (`Sender<ByteBuf>`, postcard) over a Unix stream socket.
     TypedUnix,
     /// ipc-channel `IpcSender<Vec<u8>>` (serde), channels made before the fork.
     IpcChannel,
@@ -117,9 +121,13 @@ pub enum Kind {
     ShmZeroCopy,
     /// The copy path with both sides spinning (up to 2^20 checks before they sleep).
     ShmSpin,
+    /// The shared_memory crate with the simplest SPSC ring (fixed slots, copy in, copy
+    /// out), both sides spinning: it has nothing to sleep on.
+    #[value(name = "shared_memory-spin")]
+    SharedMemorySpin,
 }
 
-const ALL: [Kind; 17] = [
+const ALL: [Kind; 18] = [
     Kind::RawPipe,
     Kind::RawUnix,
     Kind::RawMsgq,
@@ -137,6 +145,7 @@ const ALL: [Kind; 17] = [
     Kind::Shm,
     Kind::ShmZeroCopy,
     Kind::ShmSpin,
+    Kind::SharedMemorySpin,
 ];
 
 impl Kind {
@@ -159,6 +168,7 @@ impl Kind {
             Kind::Shm => "shm",
             Kind::ShmZeroCopy => "shm-zero-copy",
             Kind::ShmSpin => "shm-spin",
+            Kind::SharedMemorySpin => "shared_memory-spin",
         }
     }
 
@@ -166,7 +176,7 @@ impl Kind {
     fn mode(self) -> &'static str {
         match self {
             Kind::MsgqWatched => "poll",
-            Kind::ShmSpin => "spin",
+            Kind::ShmSpin | Kind::SharedMemorySpin => "spin",
             _ => "block",
         }
     }
@@ -290,7 +300,7 @@ enum Tx {
     /// A queue id, the message type, and the `struct msgbuf` (mtype, then the text).
     RawMsgq(i32, Vec<u8>),
     Bytes(BytesSender),
-    Typed(Sender<Vec<u8>>),
+    Typed(Sender<ByteBuf>),
     Raw(File),
     Ipc(IpcSender<Vec<u8>>),
     IpcBytes(IpcBytesSender),
@@ -351,7 +361,7 @@ impl Tx {
                 }
             }
             Tx::Bytes(s) => s.send(msg).map_err(|e| e.to_string()),
-            Tx::Typed(s) => s.send(msg.to_vec()).map_err(|e| e.error.to_string()),
+            Tx::Typed(s) => s.send(ByteBuf::from(msg)).map_err(|e| e.error.to_string()),
             Tx::Raw(f) => f.write_all(msg).map_err(|e| format!("write: {e}")),
             Tx::Ipc(s) => s.send(msg.to_vec()).map_err(|e| format!("{e:?}")),
             Tx::IpcBytes(s) => s.send(msg).map_err(|e| e.to_string()),
@@ -364,7 +374,7 @@ enum Rx {
     /// A queue id and the message type to take.
     RawMsgq(i32, i64),
     Bytes(BytesReceiver),
-    Typed(Receiver<Vec<u8>>),
+    Typed(Receiver<ByteBuf>),
     /// A raw stream has no message boundaries: it reads exactly one message's size.
     Raw(File),
     Ipc(IpcReceiver<Vec<u8>>),
@@ -405,7 +415,7 @@ impl RxEnd {
             },
             Rx::Bytes(r) => r.recv_ref(None).map_err(|e| e.to_string()),
             Rx::Typed(r) => {
-                *buf = r.recv().map_err(|e| e.to_string())?;
+                *buf = r.recv().map_err(|e| e.to_string())?.into_vec();
                 Ok(buf)
             }
             Rx::Raw(f) => {
@@ -661,6 +671,25 @@ impl Plan {
                     Ok((tx, rx))
                 };
                 (Box::new(move || ends(&back2, &fwd2)), Box::new(move |_| ends(&fwd, &back)))
+            }
+            Kind::SharedMemorySpin => {
+                // One segment each way, owned (and unlinked) by the parent; both sides open
+                // them by os id after the fork.
+                let (fwd, fwd_id) = shared_memory_peer::create(size)?;
+                let (back, back_id) = shared_memory_peer::create(size)?;
+                owners.push(Box::new(fwd));
+                owners.push(Box::new(back));
+                let ends = move |out: &str, inn: &str, peer: Option<Pid>| -> Result<Ends, String> {
+                    let sink = shared_memory_peer::sink(out, size, peer)?;
+                    let src = shared_memory_peer::source(inn, size, peer)?;
+                    let rx = RxEnd::new(Rx::Bytes(BytesReceiver::new(Box::new(src))), size);
+                    Ok((Tx::Bytes(BytesSender::new(Box::new(sink))), rx))
+                };
+                let (fwd2, back2) = (fwd_id.clone(), back_id.clone());
+                (
+                    Box::new(move || ends(&back2, &fwd2, None)),
+                    Box::new(move |pid| ends(&fwd_id, &back_id, Some(pid))),
+                )
             }
             Kind::IpcChannel => {
                 let (ft, fr) = ipc_channel::ipc::channel::<Vec<u8>>().map_err(err)?;

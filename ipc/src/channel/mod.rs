@@ -17,6 +17,40 @@
 //! On top sit [`Sender<T>`]/[`Receiver<T>`] for any serde type (encoded with postcard),
 //! and [`BytesSender`]/[`BytesReceiver`], the raw-bytes path that skips serde.
 //!
+//! # Byte payloads: use `serde_bytes`
+//!
+//! serde sees a plain `Vec<u8>` (or `[u8; N]`, `&[u8]`) as a sequence of `u8`, so postcard
+//! encodes and decodes it one element at a time: from 64 KiB up that runs at about a tenth
+//! of the raw-bytes path (see `docs/BENCHMARKS.md`). Mark byte buffers as bytes, with
+//! [`serde_bytes`](https://docs.rs/serde_bytes)'s `ByteBuf` or
+//! `#[serde(with = "serde_bytes")]` on the field; postcard then writes a length and copies
+//! the bytes once. The wire format differs from a plain `Vec<u8>`'s only in speed: both
+//! are a varint length and the bytes, so either side may switch. For bytes and nothing
+//! else, [`BytesSender`]/[`BytesReceiver`] skip serde altogether.
+//!
+//! ```
+//! use interproc_ipc::pipe;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Chunk {
+//!     seq: u64,
+//!     #[serde(with = "serde_bytes")]
+//!     data: Vec<u8>,
+//! }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut tx, mut rx) = pipe::channel::<Chunk>()?;
+//! tx.send(Chunk { seq: 1, data: vec![7; 4096] })?; // in one thread: less than a pipe holds
+//! let chunk = rx.recv()?;
+//! assert_eq!((chunk.seq, chunk.data.len()), (1, 4096));
+//!
+//! // A bare buffer: `serde_bytes::ByteBuf`.
+//! let (mut tx, mut rx) = pipe::channel::<serde_bytes::ByteBuf>()?;
+//! tx.send(serde_bytes::ByteBuf::from(vec![1, 2, 3]))?;
+//! assert_eq!(rx.recv()?.into_vec(), [1, 2, 3]);
+//! # Ok(()) }
+//! ```
+//!
 //! # Blocking, `try_`, and timeouts
 //!
 //! Every operation takes a deadline on `CLOCK_MONOTONIC` ([`std::time::Instant`]):
@@ -446,5 +480,26 @@ impl<R: FrameSource> BytesReceiver<R> {
     /// The fd to register with an event loop for readability, if the transport has one.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.source.fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_bytes::ByteBuf;
+
+    /// The docs promise that `serde_bytes` changes only the speed: a `ByteBuf` and a
+    /// plain `Vec<u8>` are the same bytes on the wire, so either side may switch.
+    #[test]
+    fn byte_buf_and_vec_encode_the_same() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let v: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let plain = postcard::to_stdvec(&v).unwrap();
+            let bytes = postcard::to_stdvec(&ByteBuf::from(v.clone())).unwrap();
+            assert_eq!(plain, bytes, "len {len}");
+            let back: Vec<u8> = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(back, v);
+            let back: ByteBuf = postcard::from_bytes(&plain).unwrap();
+            assert_eq!(back.into_vec(), v);
+        }
     }
 }

@@ -47,6 +47,7 @@
 //! ```
 
 pub mod shm;
+pub mod shm_mpmc;
 mod stream;
 
 use std::marker::PhantomData;

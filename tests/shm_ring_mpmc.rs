@@ -166,10 +166,6 @@ fn three_producers_two_consumers_exactly_once() {
     for p in 0..3 {
         assert_eq!(counts[&p], N, "producer {p}");
     }
-    assert!(
-        lists.iter().all(|l| !l.is_empty()),
-        "a consumer got nothing (not an error, but the test wants both busy)"
-    );
 }
 
 /// A little deterministic randomness for the kill points.

@@ -206,3 +206,50 @@ fn dead_last_producer_is_disconnected() {
         });
     }
 }
+
+/// A consumer dies at every step of its receive while another consumer waits: the other
+/// takes the consumer lock over and is never blocked, never gets a partial message, and
+/// gets the message unless the victim's receive returned with it (a victim that died
+/// after releasing it took it along; one that died before left it). The ring then carries
+/// on: a later message reaches the survivor.
+#[test]
+fn consumer_death_at_every_step_of_recv() {
+    for k in 1..=STEPS {
+        loom::model(move || {
+            let mem = MpmcHeapMemory::new(32);
+            let mut tx = MpmcProducer::attach(mem.clone()).unwrap();
+            tx.send(&[4, 2], None).unwrap();
+            let victim = {
+                let mem = mem.clone();
+                thread::spawn(move || {
+                    let mut rx = MpmcConsumer::attach(mem).unwrap();
+                    let mut buf = Vec::new();
+                    die_at(k);
+                    let r = catch_unwind(AssertUnwindSafe(|| rx.recv(&mut buf, None)));
+                    std::mem::forget(rx);
+                    match r {
+                        Ok(r) => {
+                            die_at(usize::MAX);
+                            r.unwrap();
+                            assert_eq!(buf, [4, 2]);
+                            true
+                        }
+                        Err(e) if died(&*e) => false,
+                        Err(e) => std::panic::resume_unwind(e),
+                    }
+                })
+            };
+            let mut rx = MpmcConsumer::attach(mem).unwrap();
+            let victim_got_it = victim.join().unwrap();
+            let got = take_all(&mut rx);
+            if victim_got_it {
+                assert!(got.is_empty(), "k={k}: delivered twice: {got:?}");
+            } else {
+                assert!(got.is_empty() || got == [vec![4, 2]], "k={k}: {got:?}");
+            }
+            tx.send(&[9], None).unwrap();
+            assert_eq!(take_all(&mut rx), [vec![9]], "k={k}: the ring is stuck after the death");
+            std::mem::forget(tx);
+        });
+    }
+}

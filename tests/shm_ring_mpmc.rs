@@ -255,3 +255,25 @@ fn consumer_killed_mid_stream_others_go_on() {
         );
     }
 }
+
+/// The typed channel over the ring: values round-trip, `try_send` on a full ring is
+/// `Full` with the value handed back, a message over the ring's maximum is
+/// `MessageTooLarge`, and a named ring is refused as another type and removed by its
+/// creator.
+#[test]
+fn typed_channel_full_and_too_large() {
+    let name = interproc::ipc::names::unique_name("mpmc");
+    let ring = MpmcRing::create(&name, 64).unwrap();
+    let mut tx = ring.sender::<Vec<u8>>().unwrap();
+    let mut rx = MpmcRing::open(&name).unwrap().receiver::<Vec<u8>>().unwrap();
+    tx.send(vec![1; 40]).unwrap();
+    let e = tx.try_send(vec![2; 40]).unwrap_err();
+    assert!(matches!(e.error, Error::Full), "{e:?}");
+    assert_eq!(e.value, vec![2; 40]);
+    assert_eq!(rx.recv().unwrap(), vec![1; 40]);
+    let big = tx.send(vec![3; 100]).unwrap_err();
+    assert!(matches!(big.error, Error::MessageTooLarge { .. }), "{big:?}");
+    assert!(interproc::ipc::channel::shm::ShmRing::open(&name).is_err());
+    drop((tx, rx, ring));
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+}

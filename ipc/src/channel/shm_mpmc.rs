@@ -31,8 +31,9 @@
 //!
 //! One copy in and one copy out per message; the receiver copies each message out of the
 //! ring (into its own buffer) so that it holds the consumer lock only for that copy. An
-//! uncontended send or receive is one compare-and-swap more than the SPSC ring and no
-//! syscall. See docs/BENCHMARKS.md for the measured cost of the locks.
+//! uncontended send or receive costs a lock and an unlock more than the SPSC ring (a
+//! compare-and-swap, a swap and two plain stores) and no syscall. See docs/BENCHMARKS.md
+//! for the measured cost of the locks.
 //!
 //! # Example
 //!

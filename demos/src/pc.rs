@@ -19,6 +19,11 @@
 //! `shm-sem` is the classic
 //! bounded buffer: one ring in a shared-memory segment, guarded by System V semaphores
 //! (`empty`/`full`/`mutex`, see [`crate::shm_sem`]); any consumer takes the next message.
+//! `shm-mpmc` is one multi-producer, multi-consumer ring (`channel::shm_mpmc`) that every
+//! producer sends to and every consumer takes from; there are no end markers: a consumer
+//! stops at `Disconnected`, which the ring reports once every producer has gone and it is
+//! drained (the parent holds one producer end until the producers have exited, so that a
+//! consumer does not stop while a late producer has yet to attach).
 //!
 //! Each consumer reports what it received over a pipe, as a typed interproc channel; the
 //! parent checks that every (producer, seq) arrived exactly once and intact.
@@ -30,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use interproc::ipc::channel::shm::ShmRing;
+use interproc::ipc::channel::shm_mpmc::{MpmcRing, MpmcSink, MAX_PEERS};
 use interproc::ipc::channel::{BytesReceiver, BytesSender, FrameSink, StreamSink, StreamSource};
 use interproc::ipc::fifo::{self, Fifo};
 use interproc::ipc::msgq::{self, Key, MessageQueue, MsgqSink, MsgqSource, PeerWatch, Select};
@@ -67,6 +73,8 @@ pub enum Transport {
     /// The classic bounded buffer: a ring in a shared-memory segment, guarded by System V
     /// semaphores (empty/full/mutex).
     ShmSem,
+    /// One multi-producer, multi-consumer shared-memory ring (a memfd) for everyone.
+    ShmMpmc,
 }
 
 impl Transport {
@@ -80,6 +88,7 @@ impl Transport {
             Transport::Msgq => "msgq",
             Transport::Shm => "shm",
             Transport::ShmSem => "shm-sem",
+            Transport::ShmMpmc => "shm-mpmc",
         }
     }
 }
@@ -89,7 +98,8 @@ impl Transport {
 #[command(after_long_help = "Byte streams (pipe, fifo, unix, tcp) fan out with one stream per \
 (producer, consumer) pair: a stream cannot be shared by two readers without splitting \
 messages. msgq shares one System V queue: consumer c receives message type c+1. shm-sem \
-shares one bounded buffer in shared memory, guarded by System V semaphores (empty/full/mutex).")]
+shares one bounded buffer in shared memory, guarded by System V semaphores (empty/full/mutex). \
+shm-mpmc shares one multi-producer, multi-consumer ring in shared memory.")]
 pub struct PcArgs {
     /// The IPC mechanism.
     #[arg(long, value_enum, default_value_t = Transport::Pipe)]
@@ -199,6 +209,8 @@ enum Ends {
     Rings(Vec<Vec<ShmRing>>),
     /// The name of the bounded buffer's segment, which everyone opens.
     ShmSem(String),
+    /// The one MPMC ring everyone attaches to (inherited across the fork).
+    Mpmc(MpmcRing),
     /// Nothing left (the parent after the forks).
     Closed,
 }
@@ -383,6 +395,27 @@ impl Plan {
                 }
                 Ends::Rings(rings)
             }
+            Transport::ShmMpmc => {
+                if np >= MAX_PEERS {
+                    return Err(format!(
+                        "--producers {np}: a shm-mpmc ring takes at most {} producers (it has \
+                         {MAX_PEERS} producer slots, and the parent holds one)",
+                        MAX_PEERS - 1
+                    ));
+                }
+                if nc > MAX_PEERS {
+                    return Err(format!(
+                        "--consumers {nc}: a shm-mpmc ring takes at most {MAX_PEERS} consumers"
+                    ));
+                }
+                // Room for several messages of each producer in flight, at least 256 KiB.
+                let cap = interproc::sync::ring::RingHeader::capacity_for(len)
+                    .and_then(|c| c.checked_mul(4 * np.next_power_of_two()))
+                    .filter(|&c| c <= interproc::sync::ring::MAX_CAPACITY)
+                    .ok_or_else(|| format!("--size {}: too large for a shm ring", args.size))?
+                    .max(256 << 10);
+                Ends::Mpmc(MpmcRing::anonymous(cap).map_err(fd_error)?)
+            }
             Transport::ShmSem => {
                 let b = shm_sem::Buffer::create(len).map_err(|e| e.to_string())?;
                 let name = b.name().to_string();
@@ -396,7 +429,7 @@ impl Plan {
     /// Whether producers send the end markers themselves. On a shared queue the parent
     /// sends them once every producer has exited (see [`run`]).
     fn producers_send_markers(transport: Transport) -> bool {
-        !matches!(transport, Transport::Msgq | Transport::ShmSem)
+        !matches!(transport, Transport::Msgq | Transport::ShmSem | Transport::ShmMpmc)
     }
 
     /// In producer `p`: its senders, one per consumer. Closes every other end.
@@ -446,6 +479,7 @@ impl Plan {
                 let sink = shm_sem::ShmSemSink(shm_sem::Buffer::open(&name)?);
                 Ok(vec![BytesSender::new(Box::new(sink) as _)])
             }
+            Ends::Mpmc(ring) => Ok(vec![BytesSender::new(Box::new(ring.sink()?) as _)]),
             Ends::Closed => unreachable!("ends taken twice"),
         };
         // The channels carry messages of exactly `len` bytes: allow that, however large.
@@ -489,6 +523,7 @@ impl Plan {
                 let src = shm_sem::ShmSemSource::new(shm_sem::Buffer::open(&name)?);
                 Ok(vec![BytesReceiver::new(Box::new(src) as _)])
             }
+            Ends::Mpmc(ring) => Ok(vec![BytesReceiver::new(Box::new(ring.source()?) as _)]),
             Ends::Closed => unreachable!("ends taken twice"),
         };
         // The channels carry messages of exactly `len` bytes: allow that, however large.
@@ -637,6 +672,11 @@ fn consume(plan: &mut Plan, args: &PcArgs, c: u32, report: PipeWriter) -> i32 {
                         }
                     }
                     Err(Error::Timeout) => break,
+                    // The MPMC ring's end of stream: every producer gone, the ring drained.
+                    Err(Error::Disconnected) if args.transport == Transport::ShmMpmc => {
+                        markers_left -= 1;
+                        sources[i] = None;
+                    }
                     Err(e) => {
                         errors.push(format!("source {i}: {e} before its end marker"));
                         markers_left -= 1;
@@ -701,6 +741,18 @@ pub fn run(args: PcArgs) -> i32 {
         }
     };
 
+    // The MPMC ring: the parent holds a producer end until every producer has exited, so
+    // consumers do not take "the producers attached so far are done" for the end.
+    let mut keepalive: Option<MpmcSink> = match &plan.ends {
+        Ends::Mpmc(ring) => match ring.sink() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("interproc demo pc: setting up shm-mpmc: {e}");
+                return 2;
+            }
+        },
+        _ => None,
+    };
     let start = Instant::now();
     let mut reports: Vec<PipeReader> = Vec::new();
     let mut consumers = Vec::new();
@@ -836,6 +888,8 @@ pub fn run(args: PcArgs) -> i32 {
         let producers_done = kids.iter().filter(|k| k.role == "producer").all(|k| k.code.is_some());
         if !markers_sent && producers_done && !aborted {
             markers_sent = true;
+            // The MPMC ring: the last producer end goes, consumers drain and stop.
+            drop(keepalive.take());
             if let Some(q) = plan.owners.find::<MessageQueue>() {
                 for c in 0..nc {
                     // Bounded: a consumer that stopped reading must not hang the parent.

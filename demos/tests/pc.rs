@@ -102,6 +102,16 @@ fn shm_large_messages_wrap_the_ring() {
 }
 
 #[test]
+fn shm_mpmc_delivers_exactly_once() {
+    exactly_once("shm-mpmc", 3, 2, 50_000, 64);
+}
+
+#[test]
+fn shm_mpmc_large_messages_wrap_the_ring() {
+    exactly_once("shm-mpmc", 2, 3, 300, 100_000);
+}
+
+#[test]
 fn shm_sem_delivers_exactly_once() {
     exactly_once("shm-sem", 2, 2, 5000, 64);
     assert_eq!(dead_shm_sem_segments(), Vec::<String>::new());

@@ -9,6 +9,7 @@
 //! | [`Monitor<T>`] | a lock around a value plus named [`Condition`]s, Mesa semantics |
 //! | [`process::Mutex`], [`process::Semaphore`], [`process::Monitor`] | the same, placed in shared memory for several processes, robust to the death of a holder |
 //! | [`ring`] | a single-producer, single-consumer byte ring for shared memory, with zero-copy loans |
+//! | [`ring::mpmc`] | the same ring for many producer and consumer processes, each side serialised by a robust lock, so a crashed process never wedges the others |
 //! | [`shm::Segment<T>`] | a typed value in shared memory (`/dev/shm` or a memfd) behind a checked header |
 //!
 //! ## One algorithm, three ways to block

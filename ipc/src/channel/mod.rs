@@ -13,6 +13,7 @@
 //! little-endian `u32` length) followed by the payload. On message transports (Unix
 //! seqpacket, System V queues) one kernel message is one frame. On the shared-memory ring
 //! ([`shm`]) one ring record is one frame, and the receiver reads it in place.
+//! [`shm_mpmc`] is the same ring shared by many producer and consumer processes.
 //!
 //! On top sit [`Sender<T>`]/[`Receiver<T>`] for any serde type (encoded with postcard),
 //! and [`BytesSender`]/[`BytesReceiver`], the raw-bytes path that skips serde.
@@ -81,6 +82,7 @@
 //! ```
 
 pub mod shm;
+pub mod shm_mpmc;
 mod stream;
 
 use std::marker::PhantomData;

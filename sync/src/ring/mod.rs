@@ -98,6 +98,7 @@
 //! ```
 
 mod memory;
+pub mod mpmc;
 mod spsc;
 
 pub use self::memory::{DataArea, HeapMemory, RingMemory};

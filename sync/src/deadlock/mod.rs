@@ -81,6 +81,7 @@
 
 mod detector;
 mod report;
+pub mod shared;
 
 use std::fmt;
 
@@ -88,6 +89,7 @@ pub(crate) use detector::{caller, BlockError, HolderTag, LockMeta, Site, WaitKin
 pub use report::{
     Holding, LockInfo, LockKind, OrderEdge, Party, Report, ReportKind, ThreadInfo, WaitFor,
 };
+pub(crate) use shared::SharedWait;
 
 use crate::error::PoisonError;
 

@@ -470,11 +470,10 @@ impl SharedWait {
     /// under the `Error` policy, kept for [`take_deadlock`](Self::take_deadlock)).
     #[cold]
     pub(crate) fn parked(&mut self, owner: TaskId) -> bool {
-        if self.done {
-            return true;
-        }
         if self.joined.is_none() {
-            self.join(owner);
+            if !self.done {
+                self.join(owner);
+            }
             return true; // the first look comes with the next park
         }
         let Some((h, me, wait_id)) = self.joined.clone() else { return true };
@@ -490,7 +489,11 @@ impl SharedWait {
                 s.owner_stamp = owner.stamp;
                 self.candidate = None;
             }
+            // Refreshed even after the report: readers (`wait_graph`) confirm with it.
             s.refreshed += 1;
+            if self.done {
+                return true;
+            }
             let Some(cycle) = cycle_from(slots, me) else {
                 self.candidate = None;
                 return true;

@@ -407,8 +407,8 @@ fn cycle_report(slots: &[Slot; SLOTS], cycle: &[usize], now: u64) -> Report {
                 held_by: vec![Holding {
                     thread: thread_info(owner),
                     permits: 1,
-                    acquired_at: "not recorded (process-shared locks record no acquire site)"
-                        .into(),
+                    acquired_at:
+                        "unknown (process-shared locks do not record where they were taken)".into(),
                 }],
             }
         })

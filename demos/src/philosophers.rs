@@ -325,7 +325,7 @@ fn print_text(s: &Summary, o: &Outcome, ok: bool) {
 mod processes {
     #![allow(clippy::disallowed_types)] // std's atomics in shared memory, as in `sync`
 
-    use std::io::{Read, Write};
+    use std::io::Read;
     use std::os::fd::OwnedFd;
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
     use std::time::{Duration, Instant};
@@ -447,6 +447,8 @@ mod processes {
 
     #[cfg(feature = "deadlock-detection")]
     fn deadlock(t: &Table, left: usize, right: usize, n: usize, tx: OwnedFd) -> i32 {
+        use std::io::Write;
+
         use interproc::sync::deadlock::{self, Policy};
         use interproc::sync::process::LockError;
         deadlock::set_policy(Policy::Error);

@@ -42,6 +42,24 @@
 //! cycle, the one that blocked last reports it and applies its process's
 //! [`Policy`](super::Policy). An owner that has died is "owner died" (the robust lock hands
 //! its lock to a waiter), never a deadlock.
+//!
+//! # Example
+//!
+//! Reading the graph from outside, as `interproc deadlocks` does (here of a registry of
+//! this process's own, which nobody blocked in: an empty graph, and nothing created):
+//!
+//! ```
+//! use std::time::Duration;
+//! use interproc_sync::deadlock::shared;
+//!
+//! shared::use_registry(&format!("doc-deadlocks-{}", std::process::id()));
+//! let graph = shared::wait_graph(Duration::from_millis(300)).unwrap();
+//! assert!(graph.waits.is_empty() && graph.cycles.is_empty());
+//! println!("{graph}"); // text; graph.to_json() for JSON
+//! ```
+//!
+//! A deadlock between two processes, with one of them getting the error, is in
+//! `tests/deadlock_process.rs`.
 #![allow(clippy::disallowed_types)] // std's atomics and cell: not modelled (see detector.rs)
 
 use std::cell::UnsafeCell;

@@ -61,8 +61,24 @@ fn ring() -> Segment<Ring> {
     r
 }
 
-fn registry(test: &str) -> String {
-    format!("interproc-test-deadlocks-{}-{test}", std::process::id())
+/// The tests run one at a time: a fork while another test thread holds a process-wide
+/// lock of the detector (the label map) would leave it locked in the child.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// This test's registry name; the guard serialises the tests and removes the segment if
+/// a failed test left it.
+fn registry(test: &str) -> (String, Cleanup) {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("interproc-test-deadlocks-{}-{test}", std::process::id());
+    (name.clone(), Cleanup(name, serial))
+}
+
+struct Cleanup(String, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+    }
 }
 
 /// Forks a child that uses registry `reg`, runs `f` and exits 0 (101 on a panic).
@@ -113,7 +129,7 @@ fn gone(reg: &str) -> bool {
 /// `lock_checked` under `Policy::Error`. Exactly one gets `Err(Deadlock)`, whose report
 /// names every pid and every lock; it drops its lock and the others finish.
 fn ring_deadlock(n: usize, test: &str) {
-    let reg = registry(test);
+    let (reg, _cleanup) = registry(test);
     let r = ring();
     let kids: Vec<Pid> = (0..n)
         .map(|i| {
@@ -188,7 +204,7 @@ fn three_process_cycle_is_found_and_named() {
 #[test]
 #[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn owner_died_is_not_a_deadlock_and_dead_entries_are_cleaned() {
-    let reg = registry("died");
+    let (reg, _cleanup) = registry("died");
     let r = ring();
     // Child 1 holds L0 until told to take L1.
     let c1 = child(&reg, || {
@@ -248,7 +264,7 @@ fn owner_died_is_not_a_deadlock_and_dead_entries_are_cleaned() {
 #[test]
 #[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn the_graph_shows_owner_died() {
-    let reg = registry("graph");
+    let (reg, _cleanup) = registry("graph");
     let r = ring();
     // The owner: takes L0 and stays until killed.
     let owner = child(&reg, || {

@@ -111,7 +111,7 @@ impl SharedWait {
     }
 
     #[inline(always)]
-    pub(crate) fn parked(&mut self, _owner: crate::park::TaskId) -> bool {
+    pub(crate) fn parked(&mut self, _owner: impl FnOnce() -> crate::park::TaskId) -> bool {
         true
     }
 }

@@ -484,10 +484,15 @@ impl SharedWait {
         self.deadlock.take()
     }
 
-    /// The thread is about to park, waiting for `owner`. `false`: give up (a deadlock
-    /// under the `Error` policy, kept for [`take_deadlock`](Self::take_deadlock)).
+    /// The thread is about to park, waiting for `owner()` (read only when needed).
+    /// `false`: give up (a deadlock under the `Error` policy, kept for
+    /// [`take_deadlock`](Self::take_deadlock)).
     #[cold]
-    pub(crate) fn parked(&mut self, owner: TaskId) -> bool {
+    pub(crate) fn parked(&mut self, owner: impl FnOnce() -> TaskId) -> bool {
+        if self.done && self.joined.is_none() {
+            return true;
+        }
+        let owner = owner();
         if self.joined.is_none() {
             if !self.done {
                 self.join(owner);

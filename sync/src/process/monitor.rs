@@ -121,7 +121,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     pub fn enter(&self) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
         let mut wait = SharedWait::new(self.addr(), LockKind::Monitor, caller(), false);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(self.raw.owner_of(w)));
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
         guard_or(got, LockError::Timeout, || self.guard())
     }
 
@@ -139,7 +139,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
         let mut wait = SharedWait::new(self.addr(), LockKind::Monitor, caller(), true);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(self.raw.owner_of(w)));
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
         if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }

@@ -98,7 +98,7 @@ impl<T, P: RobustPark> Mutex<T, P> {
     pub fn lock(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
         let mut wait = SharedWait::new(self.addr(), LockKind::Mutex, caller(), false);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(self.raw.owner_of(w)));
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
         guard_or(got, LockError::Timeout, || self.guard())
     }
 
@@ -115,7 +115,7 @@ impl<T, P: RobustPark> Mutex<T, P> {
     pub fn lock_checked(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
         let mut wait = SharedWait::new(self.addr(), LockKind::Mutex, caller(), true);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(self.raw.owner_of(w)));
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
         if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod clean;
+mod deadlocks;
 mod ls;
 mod multiplex;
 mod pc;
@@ -33,6 +34,9 @@ enum Cmd {
     Ls(ls::LsArgs),
     /// Remove the named objects whose owner process died, and their owner records.
     Clean(clean::CleanArgs),
+    /// The wait-for graph of threads blocked on process-shared locks, across processes,
+    /// and any deadlock cycles in it (needs the feature `deadlock-detection`).
+    Deadlocks(deadlocks::DeadlocksArgs),
 }
 
 #[derive(Subcommand)]
@@ -59,6 +63,7 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Ls(a) => ls::ls(a),
         Cmd::Clean(a) => clean::clean(a),
+        Cmd::Deadlocks(a) => deadlocks::run(a),
         Cmd::Demo(Demo::Pc(a)) => pc::run(a),
         Cmd::Demo(Demo::Multiplex(a)) => multiplex::run(a),
         Cmd::Demo(Demo::Triggers(a)) => triggers::run(a),

@@ -55,13 +55,17 @@ pub struct PhilosophersArgs {
     /// Print a single JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Each philosopher is its own OS process; the forks are process-shared robust
+    /// mutexes (and the waiter's seats a process-shared semaphore) in a shared segment.
+    #[arg(long)]
+    processes: bool,
 }
 
 #[derive(Serialize)]
 struct Summary {
     mode: Mode,
     philosophers: u32,
-    /// Philosophers are threads here (processes need the cross-process registry).
+    /// Philosophers are processes (`--processes`), not threads.
     processes: bool,
     rounds: u32,
     /// A wait-for cycle was found at run time.
@@ -103,18 +107,17 @@ pub fn run(a: PhilosophersArgs) -> i32 {
         interproc::sync::deadlock::set_logging(false);
         let _ = interproc::sync::deadlock::take_reports();
     }
-    let forks: Vec<Mutex<u64>> = (0..n).map(|i| fork(i, a.mode)).collect();
-    let meals = AtomicU64::new(0);
-    let mut outcome = match a.mode {
-        Mode::Deadlock => deadlock_round(&forks, &meals),
-        Mode::Ordered | Mode::Waiter => {
-            let seats = Semaphore::new(a.philosophers - 1).labelled("seats");
-            let seats = (a.mode == Mode::Waiter).then_some(&seats);
-            dine(&forks, seats, rounds, &meals);
-            Outcome::default()
+    let mut outcome = if a.processes {
+        match processes::dine(n, a.mode, rounds) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("interproc demo philosophers --processes: {e}");
+                return 1;
+            }
         }
+    } else {
+        threads(n, a.mode, rounds)
     };
-    outcome.meals = meals.load(Ordering::Relaxed);
     collect_reports(&mut outcome);
 
     let expected =
@@ -126,7 +129,7 @@ pub fn run(a: PhilosophersArgs) -> i32 {
     let summary = Summary {
         mode: a.mode,
         philosophers: a.philosophers,
-        processes: false,
+        processes: a.processes,
         rounds,
         deadlock_detected: outcome.deadlock.is_some(),
         cycle: outcome.deadlock.as_ref().map(|d| d.2.clone()).unwrap_or_default(),
@@ -141,6 +144,23 @@ pub fn run(a: PhilosophersArgs) -> i32 {
         println!("{}", serde_json::to_string(&summary).expect("the summary serialises"));
     }
     i32::from(!ok)
+}
+
+/// Philosophers as threads of this process.
+fn threads(n: usize, mode: Mode, rounds: u32) -> Outcome {
+    let forks: Vec<Mutex<u64>> = (0..n).map(|i| fork(i, mode)).collect();
+    let meals = AtomicU64::new(0);
+    let mut outcome = match mode {
+        Mode::Deadlock => deadlock_round(&forks, &meals),
+        Mode::Ordered | Mode::Waiter => {
+            let seats = Semaphore::new(n as u32 - 1).labelled("seats");
+            let seats = (mode == Mode::Waiter).then_some(&seats);
+            dine(&forks, seats, rounds, &meals);
+            Outcome::default()
+        }
+    };
+    outcome.meals = meals.load(Ordering::Relaxed);
+    outcome
 }
 
 /// Fork `i`, labelled for the reports; in `deadlock` mode the philosopher whose wait closes
@@ -260,10 +280,11 @@ fn collect_reports(outcome: &mut Outcome) {
 
 fn print_text(s: &Summary, o: &Outcome, ok: bool) {
     println!(
-        "{} philosophers, mode {}, {} round(s), threads, deadlock detection {}",
+        "{} philosophers, mode {}, {} round(s), {}, deadlock detection {}",
         s.philosophers,
         s.mode.to_possible_value().expect("no skipped variants").get_name(),
         s.rounds,
+        if s.processes { "processes" } else { "threads" },
         if s.detection { "on" } else { "off" }
     );
     if let Some((text, _, cycle)) = &o.deadlock {
@@ -292,4 +313,201 @@ fn print_text(s: &Summary, o: &Outcome, ok: bool) {
         s.expected_meals,
         if ok { "as designed" } else { "NOT as designed" }
     );
+}
+
+/// `--processes`: each philosopher is a forked process; the forks are process-shared,
+/// robust mutexes in one anonymous shared segment, and the waiter's seats a process-shared
+/// semaphore. In `deadlock` mode the cycle is found across processes through the registry
+/// in shared memory (`interproc::sync::deadlock::shared`; `interproc deadlocks` shows it
+/// while it lasts) and broken with the `Error` policy: the philosopher that closed it
+/// gets `LockError::Deadlock` from `lock_checked`, sends the report to the parent through
+/// a pipe, puts its left fork down and leaves.
+mod processes {
+    #![allow(clippy::disallowed_types)] // std's atomics in shared memory, as in `sync`
+
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    use interproc::sync::process::{Mutex, Semaphore};
+    use interproc::sync::shm::{Segment, ShmSafe};
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::{fork, pipe, ForkResult, Pid};
+
+    use super::{Mode, Outcome};
+
+    /// The most philosophers (the `--philosophers` range).
+    const MAX: usize = 64;
+    /// How long the children may take before the parent kills them and fails.
+    const WATCHDOG: Duration = Duration::from_secs(120);
+
+    #[repr(C)]
+    struct Table {
+        forks: [Mutex<u64>; MAX],
+        seats: Semaphore,
+        meals: AtomicU64,
+        /// Philosophers holding their left fork (deadlock mode) or seated at the table.
+        ready: AtomicU32,
+    }
+
+    // SAFETY: `#[repr(C)]`; process-shared primitives and atomics, no pointers.
+    unsafe impl ShmSafe for Table {}
+
+    pub(super) fn dine(n: usize, mode: Mode, rounds: u32) -> Result<Outcome, String> {
+        let table = Segment::anonymous(Table {
+            forks: std::array::from_fn(|_| Mutex::new(0)),
+            seats: Semaphore::new(n as u32 - 1),
+            meals: AtomicU64::new(0),
+            ready: AtomicU32::new(0),
+        })
+        .map_err(|e| format!("cannot create the shared table: {e}"))?;
+        for (i, f) in table.forks.iter().take(n).enumerate() {
+            f.set_label(&format!("fork {i}"));
+        }
+        let (rx, tx): (OwnedFd, OwnedFd) = pipe().map_err(|e| format!("pipe: {e}"))?;
+        let mut kids = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: this program is single-threaded here; the child uses inherited
+            // memory, futexes, `/proc` reads, shm calls and malloc, then `_exit`s.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    drop(rx);
+                    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        philosopher(&table, i, n, mode, rounds, tx)
+                    }))
+                    .unwrap_or(101);
+                    // SAFETY: ends the child at once, without the parent's handlers.
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(ForkResult::Parent { child }) => kids.push(child),
+                Err(e) => {
+                    kill_all(&kids);
+                    return Err(format!("fork: {e}"));
+                }
+            }
+        }
+        drop(tx);
+        let failed = wait_all(&kids)?;
+        let mut sent = String::new();
+        std::fs::File::from(rx).read_to_string(&mut sent).map_err(|e| format!("pipe: {e}"))?;
+        if failed > 0 {
+            return Err(format!("{failed} philosopher process(es) failed"));
+        }
+        let mut outcome = Outcome { meals: table.meals.load(SeqCst), ..Outcome::default() };
+        if let Some((json, text)) = sent.split_once('\n') {
+            let json: serde_json::Value =
+                serde_json::from_str(json).map_err(|e| format!("bad report: {e}"))?;
+            let cycle = json["parties"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(|p| p["waits_for"]["label"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            outcome.deadlock = Some((text.trim_end().to_owned(), json, cycle));
+        }
+        Ok(outcome)
+    }
+
+    /// Philosopher `i`; the exit status of its process.
+    fn philosopher(t: &Table, i: usize, n: usize, mode: Mode, rounds: u32, tx: OwnedFd) -> i32 {
+        let name = std::ffi::CString::new(format!("philosopher {i}")).expect("no NUL");
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes (longer
+        // ones are truncated by the kernel); `name` lives across the call.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+        let (left, right) = (i, (i + 1) % n);
+        let lock = |k: usize| match t.forks[k].lock() {
+            Ok(g) => g,
+            Err(e) => panic!("fork {k}: {e}"),
+        };
+        match mode {
+            Mode::Deadlock => deadlock(t, left, right, n, tx),
+            Mode::Ordered | Mode::Waiter => {
+                let (first, second) = if mode == Mode::Waiter {
+                    (left, right)
+                } else {
+                    (left.min(right), left.max(right))
+                };
+                for _ in 0..rounds {
+                    let _seat = (mode == Mode::Waiter)
+                        .then(|| t.seats.acquire().unwrap_or_else(|e| panic!("seats: {e}")));
+                    let mut a = lock(first);
+                    let mut b = lock(second);
+                    *a += 1;
+                    *b += 1;
+                    t.meals.fetch_add(1, SeqCst);
+                }
+                0
+            }
+        }
+    }
+
+    #[cfg(feature = "deadlock-detection")]
+    fn deadlock(t: &Table, left: usize, right: usize, n: usize, tx: OwnedFd) -> i32 {
+        use std::io::Write;
+
+        use interproc::sync::deadlock::{self, Policy};
+        use interproc::sync::process::LockError;
+        deadlock::set_policy(Policy::Error);
+        let mut l = t.forks[left].lock().unwrap_or_else(|e| panic!("fork {left}: {e}"));
+        t.ready.fetch_add(1, SeqCst);
+        while t.ready.load(SeqCst) < n as u32 {
+            std::thread::sleep(Duration::from_millis(1)); // all hold their left fork
+        }
+        match t.forks[right].lock_checked() {
+            Ok(mut r) => {
+                *l += 1;
+                *r += 1;
+                t.meals.fetch_add(1, SeqCst);
+                0
+            }
+            Err(LockError::Deadlock(d)) => {
+                // Breaking the deadlock: report, then put the left fork down, hungry.
+                let msg = format!("{}\n{}\n", d.report().to_json(), d.report());
+                let _ = std::fs::File::from(tx).write_all(msg.as_bytes());
+                0
+            }
+            Err(e) => panic!("fork {right}: {e}"),
+        }
+    }
+
+    #[cfg(not(feature = "deadlock-detection"))]
+    fn deadlock(_t: &Table, _left: usize, _right: usize, _n: usize, _tx: OwnedFd) -> i32 {
+        unreachable!("deadlock mode refuses to run without detection (checked in `run`)")
+    }
+
+    fn kill_all(kids: &[Pid]) {
+        for &k in kids {
+            let _ = kill(k, Signal::SIGKILL);
+            let _ = waitpid(k, None);
+        }
+    }
+
+    /// Waits for every child under the watchdog; how many did not exit 0.
+    fn wait_all(kids: &[Pid]) -> Result<usize, String> {
+        let give_up = Instant::now() + WATCHDOG;
+        let mut failed = 0;
+        for &k in kids {
+            loop {
+                match waitpid(k, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) if Instant::now() < give_up => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Ok(WaitStatus::StillAlive) => {
+                        kill_all(kids);
+                        return Err(format!("watchdog: philosopher {k} hung for {WATCHDOG:?}"));
+                    }
+                    Ok(WaitStatus::Exited(_, 0)) => break,
+                    Ok(_) | Err(_) => {
+                        failed += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(failed)
+    }
 }

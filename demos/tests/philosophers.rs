@@ -77,3 +77,62 @@ fn ordered_and_waiter_modes_eat_every_meal() {
         assert_eq!(j["potential_deadlocks"], expected_potential, "{j}");
     }
 }
+
+/// `--processes`, with a registry of this test's own (removed when empty; checked).
+fn run_processes(args: &[&str], tag: &str) -> (std::process::Output, Value) {
+    let reg = format!("interproc-test-philosophers-{tag}-{}", std::process::id());
+    let mut all = vec!["demo", "philosophers", "--processes"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let mut c = common::command(None, &all);
+    c.env("INTERPROC_DEADLOCKS", &reg);
+    let out = common::finish(c.spawn().unwrap());
+    let path = format!("/dev/shm/{reg}");
+    let left = std::path::Path::new(&path).exists();
+    let _ = std::fs::remove_file(&path);
+    assert!(!left, "the registry {reg} was left behind");
+    let j = common::last_json(&out);
+    (out, j)
+}
+
+#[cfg(feature = "deadlock-detection")]
+#[test]
+fn processes_deadlock_mode_detects_the_cycle_across_processes_and_ends() {
+    for n in ["5", "2"] {
+        let (out, j) = run_processes(&["--philosophers", n, "--mode", "deadlock"], "dl");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{:?}\n{stdout}", out.status);
+        let n: usize = n.parse().unwrap();
+        assert_eq!(j["processes"], true);
+        assert_eq!(j["deadlock_detected"], true);
+        let mut cycle: Vec<String> =
+            j["cycle"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+        cycle.sort();
+        let mut forks: Vec<String> = (0..n).map(|i| format!("fork {i}")).collect();
+        forks.sort();
+        assert_eq!(cycle, forks, "{j}");
+        assert_eq!(j["meals"], n - 1);
+        let parties = j["report"]["parties"].as_array().unwrap();
+        let mut pids: Vec<u64> =
+            parties.iter().map(|p| p["thread"]["pid"].as_u64().unwrap()).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), n, "one process per philosopher: {j}");
+        for p in parties {
+            assert!(p["thread"]["name"].as_str().unwrap().starts_with("philosopher "), "{p}");
+        }
+    }
+}
+
+#[test]
+fn processes_ordered_and_waiter_modes_eat_every_meal() {
+    for mode in ["ordered", "waiter"] {
+        let (out, j) =
+            run_processes(&["--philosophers", "5", "--mode", mode, "--rounds", "200"], mode);
+        assert!(out.status.success(), "{mode}: {:?}", out.status);
+        assert_eq!(j["processes"], true);
+        assert_eq!(j["deadlock_detected"], false);
+        assert_eq!(j["meals"], 1000);
+        assert_eq!(j["expected_meals"], 1000);
+    }
+}

@@ -69,11 +69,9 @@
 //! left to end. Without the feature it costs nothing: no detector code is compiled in.
 //! Locks can be labelled either way ([`Mutex::labelled`]), so reports name them.
 //!
-//! ## Not yet here
-//!
-//! Deadlock detection across processes (a registry in shared memory, `interproc
-//! deadlocks`) is planned (issue 5); today's detector sees the threads of one process, and
-//! the process-shared primitives below are not hooked into it yet.
+//! Across processes, [`process::Mutex`] and [`process::Monitor`] register their blocked
+//! waiters in a registry in shared memory (`deadlock::shared`, read from outside by
+//! `interproc deadlocks`), so a wait-for cycle between processes is found too.
 //!
 //! ## Between processes, robust to a crash
 //!

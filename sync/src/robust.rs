@@ -110,15 +110,35 @@ impl<P: RobustPark> RawRobust<P> {
     /// Takes the lock, waiting until `deadline` (forever if `None`).
     #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Acquired {
+        self.lock_until_with(deadline, |_| true)
+    }
+
+    /// [`lock_until`](RawRobust::lock_until) with a hook for the deadlock detector:
+    /// `on_park(w)` runs each time the caller is about to park on the word `w` (after its
+    /// spin phase; never on the uncontended path). If it returns `false` the caller gives
+    /// up and gets [`Acquired::Busy`], as when a deadline passes (leaving loses no wake-up:
+    /// see `lock_contended`). Without the feature the hook is a constant `true`.
+    #[inline]
+    pub(crate) fn lock_until_with(
+        &self,
+        deadline: Option<Instant>,
+        on_park: impl FnMut(u32) -> bool,
+    ) -> Acquired {
         let me = P::current_thread();
         match self.word.compare_exchange(0, me.id, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => self.locked(me),
-            Err(w) => self.lock_contended(w, me, deadline),
+            Err(w) => self.lock_contended(w, me, deadline, on_park),
         }
     }
 
     #[cold]
-    fn lock_contended(&self, mut w: u32, me: TaskId, deadline: Option<Instant>) -> Acquired {
+    fn lock_contended(
+        &self,
+        mut w: u32,
+        me: TaskId,
+        deadline: Option<Instant>,
+        mut on_park: impl FnMut(u32) -> bool,
+    ) -> Acquired {
         let mut poll = POLL_FIRST;
         let mut spins = hint::SPIN_LIMIT;
         loop {
@@ -161,6 +181,9 @@ impl<P: RobustPark> RawRobust<P> {
             // too. Leaving loses nobody's wake-up: the word keeps its waiters bit, so the
             // owner's unlock still wakes one of the others.
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Acquired::Busy;
+            }
+            if !on_park(w) {
                 return Acquired::Busy;
             }
             match P::poll_wait(&self.word, w, deadline, poll, Some(&self.word)) {
@@ -247,7 +270,7 @@ impl<P: RobustPark> RawRobust<P> {
     /// continues that release sequence), and that unlock cleared `owner` before
     /// releasing. So the value read here is 0, the current owner's, or a later one: never
     /// an old owner's record with a recycled tid.
-    fn owner_of(&self, w: u32) -> TaskId {
+    pub(crate) fn owner_of(&self, w: u32) -> TaskId {
         let tid = w & TID;
         let published = TaskId::unpack(self.owner.load(Ordering::Relaxed));
         if published.id == tid {

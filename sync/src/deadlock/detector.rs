@@ -114,6 +114,32 @@ fn deliver(report: Report, policy: Policy, can_err: bool) -> Result<(), Deadlock
     }
 }
 
+/// Delivers a cross-process report (`shared.rs`) under this process's global policy.
+pub(super) fn deliver_shared(report: Report, can_err: bool) -> Result<(), Deadlock> {
+    deliver(report, policy(), can_err)
+}
+
+/// The text of a call site, for the cross-process registry.
+pub(super) fn site_text(s: Site) -> String {
+    site(s)
+}
+
+/// The cross-process registry has no free slot: said once per process, as a report that
+/// no policy turns into an error or a panic.
+#[cold]
+pub(super) fn registry_full(slots: usize) {
+    static SAID: AtomicU8 = AtomicU8::new(0);
+    if SAID.swap(1, Relaxed) == 0 {
+        let report = Report {
+            kind: ReportKind::RegistryFull,
+            parties: Vec::new(),
+            edges: Vec::new(),
+            held: vec![format!("all {slots} slots of the cross-process registry are taken")],
+        };
+        let _ = deliver(report, Policy::Report, false);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Threads.
 

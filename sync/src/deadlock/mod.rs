@@ -43,9 +43,20 @@
 //! Every report is logged to stderr (unless [`set_logging`]`(false)`) and kept for
 //! [`take_reports`].
 //!
+//! # Across processes
+//!
+//! The process-shared [`process::Mutex`](crate::process::Mutex) and
+//! [`process::Monitor`](crate::process::Monitor) (entry) register a thread that has to park
+//! in a registry in shared memory, and find wait-for cycles across processes: see
+//! [`shared`] for where it lives, how it is cleaned and bounded, and how a cycle is
+//! confirmed. `lock_checked` / `enter_checked` return
+//! [`process::LockError::Deadlock`](crate::process::LockError::Deadlock) under
+//! [`Policy::Error`].
+//!
 //! # Limits (this release)
 //!
-//! One process: the registry lives in this process's memory. Threads that wait outside
+//! Across processes only mutex and monitor-entry waits are checked (no semaphore or
+//! condition waits, no lock-order graph), under the per-process global policy. Threads that wait outside
 //! these primitives (`join`, I/O, std's locks) count as able to make progress, so they
 //! never cause a report. "Attached" parties of a monitor or semaphore are its creator and
 //! every thread that entered, acquired, released or waited on it.
@@ -81,6 +92,7 @@
 
 mod detector;
 mod report;
+pub mod shared;
 
 use std::fmt;
 
@@ -88,6 +100,7 @@ pub(crate) use detector::{caller, BlockError, HolderTag, LockMeta, Site, WaitKin
 pub use report::{
     Holding, LockInfo, LockKind, OrderEdge, Party, Report, ReportKind, ThreadInfo, WaitFor,
 };
+pub(crate) use shared::SharedWait;
 
 use crate::error::PoisonError;
 

@@ -100,3 +100,24 @@ impl WaitSlot<'_> {
         Ok(())
     }
 }
+
+/// A blocking call on a process-shared lock: zero-sized when detection is off.
+pub(crate) struct SharedWait;
+
+impl SharedWait {
+    #[inline(always)]
+    pub(crate) fn new(_addr: usize, _kind: LockKind, _at: Site, _checked: bool) -> Self {
+        SharedWait
+    }
+
+    #[inline(always)]
+    pub(crate) fn parked(&mut self, _owner: impl FnOnce() -> crate::park::TaskId) -> bool {
+        true
+    }
+}
+
+/// Labels of process-shared locks: nothing when detection is off.
+pub(crate) mod shared {
+    #[inline(always)]
+    pub(crate) fn set_label(_addr: usize, _label: &str) {}
+}

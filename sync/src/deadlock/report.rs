@@ -23,6 +23,9 @@ pub enum ReportKind {
     /// A thread waits on a monitor condition while holding another lock: the thread that
     /// would notify may need that lock. A hazard.
     WaitWhileHolding,
+    /// The cross-process registry (see `deadlock::shared`) had no free slot: this
+    /// process's waits on process-shared locks went unchecked. Reported once per process.
+    RegistryFull,
 }
 
 impl ReportKind {
@@ -223,6 +226,10 @@ impl fmt::Display for Report {
                 f,
                 "hazard: a monitor wait while holding other locks, which the notifier may need"
             )?,
+            ReportKind::RegistryFull => writeln!(
+                f,
+                "deadlock detection across processes is off for this process: the registry is full"
+            )?,
         }
         for (i, p) in self.parties.iter().enumerate() {
             let what = match p.wait {
@@ -273,6 +280,9 @@ impl fmt::Display for Report {
             }
             ReportKind::WaitWhileHolding => {
                 "fix: release the other locks before waiting, or make sure the notifier never needs them"
+            }
+            ReportKind::RegistryFull => {
+                "fix: fewer threads blocked at once on process-shared locks, or a registry of your own (INTERPROC_DEADLOCKS)"
             }
         };
         write!(f, "  {fix}")

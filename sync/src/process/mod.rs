@@ -126,6 +126,12 @@ pub enum LockError<G> {
     WouldBlock,
     /// `_timeout` calls only: the lock stayed held until the timeout passed.
     Timeout,
+    /// `_checked` calls only (feature `deadlock-detection`), under
+    /// [`Policy::Error`](crate::deadlock::Policy::Error): the calling thread closed a
+    /// wait-for cycle across processes. It holds no new lock; the report names every
+    /// party (pid, tid, thread name) and lock.
+    #[cfg(feature = "deadlock-detection")]
+    Deadlock(crate::deadlock::Deadlock),
 }
 
 impl<G> LockError<G> {
@@ -144,6 +150,8 @@ impl<G> LockError<G> {
             LockError::NotRecoverable => LockError::NotRecoverable,
             LockError::WouldBlock => LockError::WouldBlock,
             LockError::Timeout => LockError::Timeout,
+            #[cfg(feature = "deadlock-detection")]
+            LockError::Deadlock(d) => LockError::Deadlock(d),
         }
     }
 }
@@ -155,6 +163,8 @@ impl<G> fmt::Debug for LockError<G> {
             LockError::NotRecoverable => "NotRecoverable",
             LockError::WouldBlock => "WouldBlock",
             LockError::Timeout => "Timeout",
+            #[cfg(feature = "deadlock-detection")]
+            LockError::Deadlock(d) => return f.debug_tuple("Deadlock").field(d).finish(),
         })
     }
 }
@@ -170,6 +180,8 @@ impl<G> fmt::Display for LockError<G> {
             }
             LockError::WouldBlock => "the lock is held by another thread or process",
             LockError::Timeout => "timed out waiting for the lock",
+            #[cfg(feature = "deadlock-detection")]
+            LockError::Deadlock(d) => return d.fmt(f),
         })
     }
 }
@@ -182,6 +194,8 @@ impl<G> From<LockError<G>> for std::io::Error {
             LockError::WouldBlock => std::io::ErrorKind::WouldBlock,
             LockError::Timeout => std::io::ErrorKind::TimedOut,
             LockError::OwnerDied(_) | LockError::NotRecoverable => std::io::ErrorKind::Other,
+            #[cfg(feature = "deadlock-detection")]
+            LockError::Deadlock(_) => std::io::ErrorKind::Deadlock,
         };
         std::io::Error::new(kind, e.to_string())
     }

@@ -6,6 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use super::{guard_or, Header, Kind, LockError};
+use crate::deadlock::{caller, LockKind, SharedWait};
 use crate::loom::atomic::Ordering;
 use crate::loom::cell::UnsafeCell;
 use crate::monitor::CondWord;
@@ -112,9 +113,47 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     ///
     /// [`LockError::OwnerDied`] (with the guard) if the previous holder died inside;
     /// [`LockError::NotRecoverable`] if the monitor is lost.
+    ///
+    /// With the feature `deadlock-detection`, a caller that has to park is registered in
+    /// the cross-process registry and a wait-for cycle through it is reported (see
+    /// [`enter_checked`](Monitor::enter_checked) for the error).
+    #[track_caller]
     pub fn enter(&self) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
-        guard_or(self.entered(self.raw.lock_until(None)), LockError::Timeout, || self.guard())
+        let mut wait = SharedWait::new(self.addr(), LockKind::Monitor, caller(), false);
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        guard_or(self.entered(got), LockError::Timeout, || self.guard())
+    }
+
+    /// Enters like [`enter`](Monitor::enter), but under
+    /// [`Policy::Error`](crate::deadlock::Policy::Error) a caller that closes a wait-for
+    /// cycle across processes gets [`LockError::Deadlock`] instead of waiting forever.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Deadlock`] as above; otherwise as [`enter`](Monitor::enter).
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn enter_checked(
+        &self,
+    ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
+        self.header.check(Kind::Monitor);
+        let mut wait = SharedWait::new(self.addr(), LockKind::Monitor, caller(), true);
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        if let Some(d) = wait.take_deadlock() {
+            return Err(LockError::Deadlock(d));
+        }
+        guard_or(self.entered(got), LockError::Timeout, || self.guard())
+    }
+
+    /// Names this monitor in deadlock reports (feature `deadlock-detection`; otherwise
+    /// this does nothing), for this process and children it forks afterwards.
+    pub fn set_label(&self, label: &str) {
+        crate::deadlock::shared::set_label(self.addr(), label);
+    }
+
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self).addr()
     }
 
     /// Enters if nobody (alive) is inside, without waiting.

@@ -6,6 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use super::{guard_or, Header, Kind, LockError};
+use crate::deadlock::{caller, LockKind, SharedWait};
 use crate::loom::cell::UnsafeCell;
 use crate::park::{DefaultSharedPark, RobustPark};
 use crate::robust::RawRobust;
@@ -89,9 +90,49 @@ impl<T, P: RobustPark> Mutex<T, P> {
     ///
     /// [`LockError::OwnerDied`] (with the guard) if the previous owner died holding it;
     /// [`LockError::NotRecoverable`] if the lock is lost.
+    ///
+    /// With the feature `deadlock-detection`, a caller that has to park is registered in
+    /// the cross-process registry ([`deadlock::shared`](crate::deadlock)) and a wait-for
+    /// cycle through it is reported (it keeps waiting; see
+    /// [`lock_checked`](Mutex::lock_checked) for the error).
+    #[track_caller]
     pub fn lock(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
-        guard_or(self.raw.lock_until(None), LockError::Timeout, || self.guard())
+        let mut wait = SharedWait::new(self.addr(), LockKind::Mutex, caller(), false);
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        guard_or(got, LockError::Timeout, || self.guard())
+    }
+
+    /// Locks like [`lock`](Mutex::lock), but under
+    /// [`Policy::Error`](crate::deadlock::Policy::Error) a caller that closes a wait-for
+    /// cycle across processes gets [`LockError::Deadlock`] instead of waiting forever. It
+    /// holds no new lock; dropping the guards it holds lets the others go on.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Deadlock`] as above; otherwise as [`lock`](Mutex::lock).
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn lock_checked(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
+        self.header.check(Kind::Mutex);
+        let mut wait = SharedWait::new(self.addr(), LockKind::Mutex, caller(), true);
+        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        if let Some(d) = wait.take_deadlock() {
+            return Err(LockError::Deadlock(d));
+        }
+        guard_or(got, LockError::Timeout, || self.guard())
+    }
+
+    /// Names this lock in deadlock reports and in `interproc deadlocks` (feature
+    /// `deadlock-detection`; otherwise this does nothing). The label belongs to this
+    /// process (and to children it forks afterwards): each process that maps the lock
+    /// labels its own view of it.
+    pub fn set_label(&self, label: &str) {
+        crate::deadlock::shared::set_label(self.addr(), label);
+    }
+
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self).addr()
     }
 
     /// Locks if the lock is free or its owner has died, without blocking.

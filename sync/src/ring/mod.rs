@@ -103,6 +103,21 @@ mod spsc;
 pub use self::memory::{DataArea, HeapMemory, RingMemory};
 pub use self::spsc::{pair, Consumer, Pair, Producer, ReadLoan, WriteLoan};
 
+/// How a ring end wakes its peer's *event loop* (an eventfd the peer watches with
+/// epoll, in `interproc_ipc::channel::shm`), as opposed to its futex.
+///
+/// The ring calls [`notify`](Notify::notify) only when the peer announced (with
+/// [`Consumer::arm`]/[`Producer::arm`]) that it is about to block in its event loop, and
+/// at most once per announcement. `notify` must not block, and must make the peer's
+/// wait return even if it is called before the peer blocks (an eventfd's counter does).
+pub trait Notify: Send + Sync {
+    /// Wakes the peer's event loop.
+    fn notify(&self);
+}
+
+/// A shared [`Notify`].
+pub type Notifier = std::sync::Arc<dyn Notify>;
+
 use std::fmt;
 
 use crate::loom::atomic::AtomicU32;
@@ -111,6 +126,9 @@ use crate::loom::atomic::AtomicU32;
 pub const RING_MAGIC: u32 = 0x474e_4952;
 /// The layout version of [`RingHeader`] and of the records.
 pub const RING_VERSION: u32 = 1;
+/// [`RingHeader`] flag: the ends signal each other's [`Notify`] (see
+/// [`RingHeader::with_notifier`]).
+pub const FLAG_NOTIFIER: u32 = 1;
 /// Bytes of a record header; a message of `n` bytes takes `8 + round_up(n, 8)` bytes.
 pub const RECORD_HEADER: usize = 8;
 /// The smallest capacity: two record headers.
@@ -195,7 +213,9 @@ pub struct RingHeader {
     magic: u32,
     version: u32,
     capacity: u32,
-    _reserved: u32,
+    /// [`FLAG_NOTIFIER`] or 0; written once by the creator (it was a reserved zero before
+    /// notifiers existed, so older rings read as "no notifier").
+    flags: u32,
     _pad: [u8; 48],
     head: Line,
     tail: Line,
@@ -226,7 +246,7 @@ impl RingHeader {
             magic: RING_MAGIC,
             version: RING_VERSION,
             capacity: capacity as u32,
-            _reserved: 0,
+            flags: 0,
             _pad: [0; 48],
             head: Line::new(0),
             tail: Line::new(0),
@@ -239,6 +259,20 @@ impl RingHeader {
                 consumer_pid: AtomicU32::new(0),
             },
         }
+    }
+
+    /// This header, for a ring whose ends signal each other's event-loop notifiers
+    /// ([`Notify`]): every end must then attach with one
+    /// ([`Producer::attach_with`]/[`Consumer::attach_with`]), and either end may
+    /// [`arm`](Consumer::arm) its notifier instead of sleeping on the futex.
+    pub fn with_notifier(mut self) -> Self {
+        self.flags |= FLAG_NOTIFIER;
+        self
+    }
+
+    /// Whether the ring was created [`with_notifier`](RingHeader::with_notifier).
+    pub fn has_notifier(&self) -> bool {
+        self.flags & FLAG_NOTIFIER != 0
     }
 
     /// Checks that `capacity` is a power of two in [`MIN_CAPACITY`]`..=`[`MAX_CAPACITY`].
@@ -282,6 +316,9 @@ impl RingHeader {
                 "layout version {}, this code speaks {RING_VERSION}",
                 self.version
             ));
+        }
+        if self.flags & !FLAG_NOTIFIER != 0 {
+            return invalid(format!("unknown flags {:#x}", self.flags));
         }
         Self::check_capacity(self.capacity())?;
         if data_len < self.capacity() {

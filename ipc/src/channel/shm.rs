@@ -51,6 +51,88 @@
 //! neither closes the ring when dropped nor counts as the peer. Attach the child's end in
 //! the child.
 //!
+//! # Event loops: the notifier
+//!
+//! By default a ring has no fd: its waits are futex waits, which no `epoll` can watch.
+//! A ring made with [`ShmRing::anonymous_with_notifier`] or
+//! [`ShmRing::create_with_notifier`] also has two eventfds ([`RingNotifier`]): `data`,
+//! which the producer signals, and `room`, which the consumer signals. Then
+//! [`ShmSource::notifier_fd`] (and [`FrameSource::fd`], so `Receiver::fd` and the tokio
+//! wrappers) is a fd to register with [`crate::reactor::Poller`] for
+//! [`Interest::READABLE`](crate::reactor::Interest::READABLE), and
+//! [`ShmSink::notifier_fd`] one for the sender's back-pressure (also *readable*, when
+//! room came).
+//!
+//! - **No lost wake-up.** A side signals the eventfd only when its peer announced, in
+//!   the segment, that it is about to block in its event loop: the announcement is a bit
+//!   in the same word as the futex sleep, with the same RMW pairing (see
+//!   [`interproc_sync::ring`], and its loom models). `try_recv` makes that announcement
+//!   itself when it finds the ring empty (after resetting the eventfd, then re-checking),
+//!   so the rule is the usual one: **drain to [`Error::Empty`]** after each event. No
+//!   syscall is made per message: the producer writes the eventfd at most once per
+//!   announcement.
+//! - **Level or edge.** Both work, with every backend (the fd is an epoll set, which
+//!   poll and select can watch too). Level-triggered: the fd stays readable until a
+//!   `try_recv` finds the ring empty, so a reader that takes one message per event is
+//!   called again. Edge-triggered: one event per signal; a reader that stops before
+//!   `Empty` has not re-armed, and gets no more events (as a socket read short of
+//!   `EAGAIN`).
+//! - **A killed peer wakes the loop.** The fd is a nested epoll set holding the eventfd
+//!   *and* the peer's pidfd (added once the peer attached, or at once for the process
+//!   named with `expect_peer`), so a producer killed mid-stream makes it readable, and
+//!   `try_recv` then gives what was committed, then [`Error::Disconnected`].
+//! - **It starts readable**, so the first event drains whatever was sent before.
+//! - **Getting the eventfds to the peer.** An eventfd has no name, so the process that
+//!   attaches the other end needs them with the segment. For a memfd ring, pass the
+//!   segment's fd and [`RingNotifier::data_fd`]/[`RingNotifier::room_fd`] together (three
+//!   fds over SCM_RIGHTS, or inherited) and rebuild with
+//!   [`ShmRing::from_fd_with_notifier`]. For a named ring, the opener must receive the
+//!   two eventfds the same way ([`ShmRing::open_with_notifier`]): notifier mode needs fd
+//!   passing. (`pidfd_getfd(2)` of the creator's fds was rejected: it needs ptrace
+//!   permission, which Yama's default `ptrace_scope=1` denies between unrelated
+//!   processes. A rendezvous socket per ring would add a named resource and a thread.)
+//!   A ring with notifiers opened without them refuses to attach an end
+//!   ([`Error::Unsupported`], saying how to get them), since its peer would wait for a
+//!   signal that never comes.
+//!
+//! ```
+//! use interproc_ipc::channel::shm::ShmRing;
+//! use interproc_ipc::channel::{BytesReceiver, BytesSender};
+//! use interproc_ipc::reactor::{Backend, Events, Interest, Mode, Poller, Token};
+//! use interproc_ipc::Error;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ring = ShmRing::anonymous_with_notifier(64 << 10)?;
+//! let mut rx = BytesReceiver::new(ring.source()?);
+//! let mut poller = Poller::new(Backend::Epoll)?;
+//! poller.register(rx.fd().unwrap(), Token(0), Interest::READABLE, Mode::EDGE)?;
+//! let mut tx = BytesSender::new(ring.sink()?);
+//! let t = std::thread::spawn(move || -> interproc_ipc::Result<()> {
+//!     for i in 0..100u32 {
+//!         tx.send(&i.to_le_bytes())?;
+//!     }
+//!     Ok(())
+//! });
+//! let mut events = Events::with_capacity(4);
+//! let mut got = 0u32;
+//! 'outer: loop {
+//!     poller.wait(&mut events, Some(std::time::Duration::from_secs(10)))?;
+//!     loop {
+//!         match rx.try_recv() {
+//!             Ok(m) => {
+//!                 assert_eq!(m, got.to_le_bytes());
+//!                 got += 1;
+//!             }
+//!             Err(Error::Empty) => break, // drained: re-armed
+//!             Err(Error::Disconnected) => break 'outer,
+//!             Err(e) => return Err(e.into()),
+//!         }
+//!     }
+//! }
+//! assert_eq!(got, 100);
+//! t.join().unwrap()?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Example
 //!
 //! ```

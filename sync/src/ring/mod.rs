@@ -13,11 +13,11 @@
 //!
 //! | line | written by | what |
 //! |---|---|---|
-//! | 0 | the creator, once | magic, layout version, capacity |
+//! | 0 | the creator, once | magic, layout version, capacity, flags ([`FLAG_NOTIFIER`]) |
 //! | 1 | producer | `head`: bytes committed so far (wrapping `u32`) |
 //! | 2 | consumer | `tail`: bytes released so far (wrapping `u32`) |
-//! | 3 | consumer (set), producer (clear) | "consumer asleep", a futex word |
-//! | 4 | producer (set), consumer (clear) | "producer asleep", a futex word |
+//! | 3 | consumer (set), producer (clear) | "consumer asleep": bit 0 futex sleep, bit 1 event-loop wait |
+//! | 4 | producer (set), consumer (clear) | "producer asleep": the same bits |
 //! | 5 | both, rarely | closed flags, producer and consumer pids |
 //!
 //! Each side keeps its own index and a cached copy of the other's in its handle (process
@@ -59,6 +59,38 @@
 //! not model that pairing faithfully, and an RMW on a line only the waker writes (until
 //! the other side sleeps) costs about the same as the fence. In the uncontended path there
 //! is no syscall.
+//!
+//! # Waiting in an event loop: notifiers
+//!
+//! A side that would rather block in an event loop (epoll, tokio) than on the futex needs
+//! a fd that turns readable, so a ring created [`with_notifier`](RingHeader::with_notifier)
+//! gives each end a [`Notify`] for its peer (in `interproc_ipc::channel::shm`, an
+//! eventfd). The protocol is the futex one with another bit in the same word:
+//!
+//! 1. The waiting side found the ring empty (full). It *resets* its eventfd, then calls
+//!    [`Consumer::arm`] ([`Producer::arm`]): `fetch_or` of the notifier bit, then a
+//!    re-check of the other index and the closed flag. If the re-check finds work, `arm`
+//!    withdraws the bit and says "do not block".
+//! 2. Otherwise it blocks in its event loop on the eventfd.
+//! 3. The other side, after each index or closed-flag store, swaps the word to 0 as
+//!    before; if it read the notifier bit, it calls [`Notify::notify`] (writes the
+//!    eventfd), and if it read the futex bit, it wakes the futex.
+//!
+//! The argument is the futex one: the announcement and the swap are RMWs of one word, so
+//! either the swap reads the bit (and signals), or the re-check sees the store. The reset
+//! must come *before* the announcement: a signal that answers it then stays pending
+//! until the wait. The signal comes once per announcement, so the waiter must go back to
+//! "empty" (drain) before it can expect another; that is the edge-triggered contract of a
+//! socket read to `EAGAIN`. The loom models in `tests/loom_ring.rs` model the eventfd as
+//! a counter with a futex queue (`notify` adds and wakes; the wait blocks while it is 0;
+//! the reset takes it to 0), and fail if the reset follows the announcement.
+//!
+//! Both bits may be set at once (a side that armed its notifier, then made a blocking
+//! call): the futex sleep sets and clears only its own bit, so the announcement survives.
+//! Each end must attach with its peer's notifier when the ring has them, and may not when
+//! it has none ([`RingError::Invalid`] otherwise): a producer without the consumer's
+//! eventfd could never signal it. An end that attaches wakes its peer (futex and
+//! notifier), so a peer already waiting learns its pid, to watch its liveness.
 //!
 //! A closed flag is set the same way (store, then wake if announced), so a sleeper also
 //! wakes for a peer that dropped its end. A peer that *dies* sets nothing; callers that

@@ -389,7 +389,9 @@ fn named_notifier_ring_across_processes() {
     let mut events = Events::with_capacity(2);
     let mut got = 0u64;
     loop {
-        p.wait(&mut events, Some(support::WATCHDOG)).expect("an event before the watchdog");
+        if let Err(e) = p.wait(&mut events, Some(support::WATCHDOG)) {
+            panic!("no event after {got} messages: {e}; {:?}", rx.get_ref());
+        }
         // One receive per event: level-triggering brings the rest.
         match rx.try_recv() {
             Ok(m) => {

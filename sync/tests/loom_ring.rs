@@ -219,7 +219,7 @@ fn event_loop_recv(
             r => return r,
         }
         efd.reset();
-        if rx.arm().unwrap() {
+        if rx.arm(1).unwrap() {
             efd.wait();
         }
     }
@@ -268,7 +268,7 @@ fn event_loop_producer_is_notified_of_room() {
                     Err(e) => panic!("unexpected {e:?}"),
                 }
                 efd.reset();
-                if tx.arm(8).unwrap() {
+                if tx.arm(8, 1).unwrap() {
                     efd.wait();
                 }
             }
@@ -304,7 +304,7 @@ fn futex_and_event_loop_waits_mixed() {
 fn notifier_mismatch_is_an_error() {
     loom::model(|| {
         let (_tx, mut rx) = pair(32);
-        assert!(matches!(rx.arm(), Err(RingError::Invalid { .. })));
+        assert!(matches!(rx.arm(1), Err(RingError::Invalid { .. })));
         let efd: ring::Notifier = std::sync::Arc::new(ModelEventFd::default());
         let plain = HeapMemory::new(32);
         assert!(matches!(
@@ -313,5 +313,73 @@ fn notifier_mismatch_is_an_error() {
         ));
         let notified = HeapMemory::with_header(ring::RingHeader::new(32).with_notifier());
         assert!(matches!(Consumer::attach(notified, 1), Err(RingError::Invalid { .. })));
+    });
+}
+
+/// A consumer that armed before any producer attached learns the producer's pid (to watch
+/// its liveness) even if the producer then does nothing more (as if killed right after
+/// attaching): the attach wakes an armed consumer, or the consumer's re-check sees the
+/// new pid and does not block. A consumer left blocked would be a deadlock.
+#[test]
+fn an_attach_wakes_an_armed_consumer() {
+    loom::model(|| {
+        let mem = HeapMemory::with_header(ring::RingHeader::new(32).with_notifier());
+        let to_consumer = std::sync::Arc::new(ModelEventFd::default());
+        let to_producer: ring::Notifier = std::sync::Arc::new(ModelEventFd::default());
+        let mut rx = Consumer::attach_with(mem.clone(), 1, Some(to_producer)).unwrap();
+        let signal: ring::Notifier = to_consumer.clone();
+        let t = thread::spawn(move || {
+            // Attaches, then neither sends nor closes.
+            drop(Producer::attach_with(mem, 7, Some(signal)).unwrap().leave_open());
+        });
+        let mut known = 0;
+        while known == 0 {
+            to_consumer.reset();
+            if rx.arm(known).unwrap() {
+                to_consumer.wait();
+            }
+            known = rx.header().producer_pid();
+        }
+        assert_eq!(known, 7);
+        t.join().unwrap();
+    });
+}
+
+/// A level-triggered reader that takes one message per event (the shape of
+/// `interproc_ipc`'s notifier with `Mode::LEVEL`): it waits while the eventfd is 0, then
+/// makes one non-blocking receive; on empty it resets, arms, and, if `arm` withdrew
+/// because a message came meanwhile, makes the eventfd readable again (it reset it, and
+/// will return to the wait before it finds the ring empty). Without that restore the
+/// reader waits for ever with a message in the ring (loom reports a deadlock).
+#[test]
+fn level_triggered_reader_one_message_per_event() {
+    loom::model(|| {
+        let (mut tx, mut rx, efd, _) = notified_pair(32);
+        efd.count.store(1, std::sync::atomic::Ordering::SeqCst); // starts readable
+        let t = thread::spawn(move || {
+            tx.send(&msg(1, 3), None).unwrap();
+            tx.send(&msg(2, 3), None).unwrap();
+        });
+        let mut buf = Vec::new();
+        let mut got = 0u8;
+        loop {
+            efd.wait();
+            match rx.recv(&mut buf, Some(Instant::now())) {
+                Ok(()) => {
+                    got += 1;
+                    assert_eq!(buf, msg(got, 3));
+                }
+                Err(RingError::Timeout) => {
+                    efd.reset();
+                    if !rx.arm(1).unwrap() {
+                        ring::Notify::notify(&*efd);
+                    }
+                }
+                Err(RingError::Disconnected) => break,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(got, 2);
+        t.join().unwrap();
     });
 }

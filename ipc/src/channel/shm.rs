@@ -325,6 +325,18 @@ impl EventSet {
         self.efd.reset()?;
         Ok(())
     }
+
+    /// After arming: if `arm` withdrew (work came meanwhile), make the eventfd readable
+    /// again. The caller goes on to take that work and may return to its event loop
+    /// before it finds the ring empty (one message per level-triggered event): the fd
+    /// must then still be readable, as it was before `prepare` reset it. So the fd is
+    /// unreadable only between an arm that holds and the signal that answers it.
+    fn after_arm(&self, armed: bool) -> Result<()> {
+        if !armed {
+            self.efd.wake()?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates a named ring of (at least) `capacity` bytes in `/dev/shm/<name>`, mode 0600.
@@ -685,12 +697,16 @@ impl ShmSink {
     fn arm(&mut self, len: usize) -> Result<bool> {
         let h = self.tx().header();
         let (pid, me) = (h.consumer_pid(), self.pid);
-        if pid != 0 && pid != me {
-            self.peer.dead(pid, me)?;
+        // Opens the watch on the peer's pidfd; a peer already gone: do not block.
+        if self.peer.dead(pid, me)? {
+            return Ok(false);
         }
         let events = self.events.as_mut().expect("arm only with a notifier");
         events.prepare(&self.peer)?;
-        self.tx.as_mut().expect("the producer lives until drop").arm(len).map_err(ring_error)
+        let tx = self.tx.as_mut().expect("the producer lives until drop");
+        let armed = tx.arm(len, pid).map_err(ring_error)?;
+        events.after_arm(armed)?;
+        Ok(armed)
     }
 
     /// How many times a full ring is re-checked before the sender sleeps (default 100).
@@ -830,12 +846,16 @@ impl ShmSource {
     fn arm(&mut self) -> Result<bool> {
         let h = self.rx().header();
         let (pid, me) = (h.producer_pid(), self.pid);
-        if pid != 0 && pid != me {
-            self.peer.dead(pid, me)?;
+        // Opens the watch on the peer's pidfd; a peer already gone: do not block.
+        if self.peer.dead(pid, me)? {
+            return Ok(false);
         }
         let events = self.events.as_mut().expect("arm only with a notifier");
         events.prepare(&self.peer)?;
-        self.rx.as_mut().expect("the consumer lives until drop").arm().map_err(ring_error)
+        let rx = self.rx.as_mut().expect("the consumer lives until drop");
+        let armed = rx.arm(pid).map_err(ring_error)?;
+        events.after_arm(armed)?;
+        Ok(armed)
     }
 
     /// How many times an empty ring is re-checked before the receiver sleeps (default 100).

@@ -70,7 +70,10 @@
 //! 1. The waiting side found the ring empty (full). It *resets* its eventfd, then calls
 //!    [`Consumer::arm`] ([`Producer::arm`]): `fetch_or` of the notifier bit, then a
 //!    re-check of the other index and the closed flag. If the re-check finds work, `arm`
-//!    withdraws the bit and says "do not block".
+//!    withdraws the bit and says "do not block". The caller then makes its eventfd
+//!    readable again (it reset it in step 1): a level-triggered reader that takes one
+//!    message per event returns to its loop before it sees "empty", and must be called
+//!    again (`level_triggered_reader_one_message_per_event` fails without this).
 //! 2. Otherwise it blocks in its event loop on the eventfd.
 //! 3. The other side, after each index or closed-flag store, swaps the word to 0 as
 //!    before; if it read the notifier bit, it calls [`Notify::notify`] (writes the
@@ -390,6 +393,8 @@ impl fmt::Debug for RingHeader {
             .field("capacity", &self.capacity)
             .field("head", &self.head.word.load(Relaxed))
             .field("tail", &self.tail.word.load(Relaxed))
+            .field("consumer_asleep", &self.consumer_asleep.word.load(Relaxed))
+            .field("producer_asleep", &self.producer_asleep.word.load(Relaxed))
             .field("producer_pid", &self.peers.producer_pid.load(Relaxed))
             .field("consumer_pid", &self.peers.consumer_pid.load(Relaxed))
             .field("producer_closed", &self.producer_closed())

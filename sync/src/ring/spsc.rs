@@ -222,9 +222,13 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     /// or the consumer closed its end: send (a send then succeeds, or reports
     /// `Disconnected`), do not block.
     ///
+    /// `known_peer` is the consumer's pid as the caller last read it (0: none yet), the
+    /// one whose liveness it watches: if another is recorded by the re-check (the consumer
+    /// attached meanwhile), `arm` says "do not block", so the caller can watch it first.
+    ///
     /// Errors: [`RingError::TooLarge`]; [`RingError::Invalid`] if the ring has no
     /// notifier.
-    pub fn arm(&mut self, len: usize) -> Result<bool, RingError> {
+    pub fn arm(&mut self, len: usize, known_peer: u32) -> Result<bool, RingError> {
         let max = self.max_message();
         if len > max {
             return Err(RingError::TooLarge { size: len, max });
@@ -242,6 +246,7 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             tail = h.tail.word.load(Ordering::Acquire);
             cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free >= need)
                 || h.peers.consumer_closed.load(Ordering::Acquire) != 0
+                || h.peers.consumer_pid.load(Ordering::Acquire) != known_peer
         });
         self.cached_tail = tail;
         Ok(armed)
@@ -552,8 +557,14 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     /// ring was found empty, and reset the notifier *before* arming, not after: a signal
     /// that comes after the announcement must stay pending until the wait.
     ///
+    /// `known_peer` is the producer's pid as the caller last read it (0: none yet), the
+    /// one whose liveness it watches: if another is recorded by the re-check (the producer
+    /// attached meanwhile, and may die before it sends anything), `arm` says "do not
+    /// block", so the caller can watch it first. (The producer's attach swaps the word
+    /// after recording its pid, so the announcement pairs with it as with a commit.)
+    ///
     /// [`RingError::Invalid`] if the ring has no notifier.
-    pub fn arm(&mut self) -> Result<bool, RingError> {
+    pub fn arm(&mut self, known_peer: u32) -> Result<bool, RingError> {
         if !self.header().has_notifier() {
             return Err(no_notifier());
         }
@@ -566,7 +577,9 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         let mut head = self.cached_head;
         let armed = announce(&h.consumer_asleep.word, || {
             head = h.head.word.load(Ordering::Acquire);
-            head != tail || h.peers.producer_closed.load(Ordering::Acquire) != 0
+            head != tail
+                || h.peers.producer_closed.load(Ordering::Acquire) != 0
+                || h.peers.producer_pid.load(Ordering::Acquire) != known_peer
         });
         self.cached_head = head;
         Ok(armed)

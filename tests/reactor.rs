@@ -19,7 +19,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use interproc::ipc::channel::{BytesReceiver, StreamSource};
+use interproc::ipc::channel::shm::{RingNotifier, ShmRing};
+use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSource};
 use interproc::ipc::fifo::{self, Fifo};
 use interproc::ipc::pipe::{self, PipeReader, PipeWriter};
 use interproc::ipc::reactor::{
@@ -28,6 +29,8 @@ use interproc::ipc::reactor::{
 };
 use interproc::ipc::socket::{UnixAddr, UnixListener, UnixStream};
 use interproc::ipc::Error;
+
+use support::conformance::{check_msg, make_msg};
 
 /// How long a wait for an event that must come may take before the test fails.
 const LONG: Duration = Duration::from_secs(20);
@@ -440,6 +443,156 @@ impl CloneFd for PipeWriter {
     }
 }
 
+// ---- the shm ring's notifier in the event loop ----
+
+/// Message `seq` of the ring scenarios: 8 bytes to ~3 KiB.
+fn ring_msg_len(seq: u64) -> usize {
+    8 + (seq as usize * 977) % 3000
+}
+
+/// The mode the ring scenarios register with: edge-triggered where the backend has it
+/// (the stricter test of the drain-to-empty rule), level elsewhere.
+fn ring_mode(b: Backend) -> Mode {
+    if b.supports_edge() {
+        Mode::EDGE
+    } else {
+        Mode::LEVEL
+    }
+}
+
+/// A 16 KiB notifier ring and the fds a child needs to attach to it: segment, data, room.
+fn notifier_ring() -> ShmRing {
+    ShmRing::anonymous_with_notifier(16 << 10).unwrap()
+}
+
+fn ring_fds(ring: &ShmRing) -> [std::os::fd::BorrowedFd<'_>; 3] {
+    let n = ring.notifier().unwrap();
+    [ring.as_fd(), n.data_fd(), n.room_fd()]
+}
+
+fn notifier_ring_from(fds: Vec<OwnedFd>) -> ShmRing {
+    let [seg, data, room]: [OwnedFd; 3] = fds.try_into().unwrap();
+    ShmRing::from_fd_with_notifier(seg, RingNotifier::from_fds(data, room)).unwrap()
+}
+
+/// One process multiplexes a shm ring (through its notifier) and a pipe, each fed by a
+/// child process: every message arrives, in order, once, then each source reports
+/// `Disconnected`. The reader drains each source to `Empty` on every event.
+fn shm_ring_and_pipe_from_two_processes(b: Backend) {
+    const N: u64 = 2000;
+    let ring = notifier_ring();
+    let mut source = ring.source().unwrap();
+    let (r, w) = pipe::pipe().unwrap();
+    let pipe_rx: BytesReceiver = BytesReceiver::new(Box::new(StreamSource::new(r).unwrap()));
+    let ring_child = support::spawn("child_entry", "ring_send", &N.to_string(), &ring_fds(&ring));
+    let pipe_child = support::spawn("child_entry", "pipe_send", &N.to_string(), &[w.as_fd()]);
+    drop(w);
+    // Its death before it attaches is then `Disconnected` too, not a wait for ever.
+    source.expect_peer(ring_child.pid()).unwrap();
+    let ring_rx: BytesReceiver = BytesReceiver::new(Box::new(source));
+    let mut rxs = [ring_rx, pipe_rx];
+    let mut p = Poller::new(b).unwrap();
+    for (i, rx) in rxs.iter().enumerate() {
+        p.register(rx.fd().unwrap(), Token(i), Interest::READABLE, ring_mode(b)).unwrap();
+    }
+    let mut next = [0u64; 2];
+    let mut open = [true; 2];
+    while open.iter().any(|&o| o) {
+        for ev in events(&mut p, 4) {
+            let i = ev.token().0;
+            let rx = &mut rxs[i];
+            loop {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        assert_eq!(check_msg(&m), next[i], "{b}: source {i}: order");
+                        assert_eq!(m.len(), ring_msg_len(next[i]));
+                        next[i] += 1;
+                    }
+                    Err(Error::Empty) => break,
+                    Err(Error::Disconnected) => {
+                        p.deregister(rx.fd().unwrap()).unwrap();
+                        open[i] = false;
+                        break;
+                    }
+                    Err(e) => panic!("{b}: source {i}: {e}"),
+                }
+            }
+        }
+    }
+    assert_eq!(next, [N, N], "{b}: every message from both processes");
+    ring_child.wait_success();
+    pipe_child.wait_success();
+}
+
+/// A producer SIGKILLed while it streams: the event-loop consumer gets what it committed,
+/// in order, then `Disconnected` (the notifier set watches the producer's pidfd), never a
+/// hang: every wait is bounded, and a missing event fails the test.
+fn shm_ring_producer_killed_mid_stream(b: Backend) {
+    let ring = notifier_ring();
+    let mut source = ring.source().unwrap();
+    let mut child = support::spawn("child_entry", "ring_stream_forever", "", &ring_fds(&ring));
+    source.expect_peer(child.pid()).unwrap();
+    let mut rx = BytesReceiver::new(source);
+    let mut p = Poller::new(b).unwrap();
+    p.register(rx.fd().unwrap(), Token(0), Interest::READABLE, ring_mode(b)).unwrap();
+    let mut got = 0u64;
+    let mut killed = None;
+    loop {
+        events(&mut p, 4);
+        let disconnected = loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    assert_eq!(check_msg(&m), got, "{b}: a gap or a duplicate");
+                    assert_eq!(m.len(), ring_msg_len(got), "{b}: a partial message");
+                    got += 1;
+                }
+                Err(Error::Empty) => break false,
+                Err(Error::Disconnected) => break true,
+                Err(e) => panic!("{b}: {e}"),
+            }
+        };
+        if disconnected {
+            break;
+        }
+        if got >= 300 && killed.is_none() {
+            child.kill();
+            killed = Some(());
+        }
+    }
+    assert!(killed.is_some(), "{b}: Disconnected before the kill, after {got} messages");
+    let st = child.wait();
+    assert!(support::was_killed(&st), "{b}: {st:?}");
+}
+
+/// Back-pressure in the event loop: the sender finds the ring full (`Full`), waits for its
+/// notifier (room) in the poller, and sends every message to a slow child consumer.
+fn shm_ring_sender_waits_for_room_in_the_loop(b: Backend) {
+    const N: u64 = 1000;
+    let ring = notifier_ring();
+    let mut tx = BytesSender::new(ring.sink().unwrap());
+    let child = support::spawn("child_entry", "ring_recv", &N.to_string(), &ring_fds(&ring));
+    let mut p = Poller::new(b).unwrap();
+    p.register(tx.fd().unwrap(), Token(0), Interest::READABLE, ring_mode(b)).unwrap();
+    let mut seq = 0u64;
+    let mut fulls = 0u64;
+    while seq < N {
+        events(&mut p, 4);
+        while seq < N {
+            match tx.try_send(&make_msg(seq, ring_msg_len(seq))) {
+                Ok(()) => seq += 1,
+                Err(Error::Full) => {
+                    fulls += 1;
+                    break;
+                }
+                Err(e) => panic!("{b}: message {seq}: {e}"),
+            }
+        }
+    }
+    assert!(fulls > 0, "{b}: the ring never filled: the test did not test back-pressure");
+    drop(tx);
+    child.wait_success();
+}
+
 /// Instantiates every scenario for one backend, as `#[test]`s in module `$m`.
 macro_rules! reactor_conformance {
     ($m:ident, $b:expr) => {
@@ -481,6 +634,18 @@ macro_rules! reactor_conformance {
             #[test]
             fn waker_from_another_thread() {
                 super::waker_from_another_thread(B)
+            }
+            #[test]
+            fn shm_ring_and_pipe_from_two_processes() {
+                super::shm_ring_and_pipe_from_two_processes(B)
+            }
+            #[test]
+            fn shm_ring_producer_killed_mid_stream() {
+                super::shm_ring_producer_killed_mid_stream(B)
+            }
+            #[test]
+            fn shm_ring_sender_waits_for_room_in_the_loop() {
+                super::shm_ring_sender_waits_for_room_in_the_loop(B)
             }
             #[test]
             fn timers() {
@@ -595,6 +760,45 @@ fn backend_names_round_trip() {
 #[test]
 fn child_entry() {
     support::child_entry(|role, arg| match role {
+        // Sends `arg` messages into a notifier ring (fds: segment, data, room), with
+        // blocking sends (the futex side of the ring), then exits.
+        "ring_send" => {
+            let mut tx = notifier_ring_from(support::inherited_fds()).sink().unwrap();
+            for seq in 0..arg.parse::<u64>().unwrap() {
+                tx.send(&make_msg(seq, ring_msg_len(seq)), None).unwrap();
+            }
+        }
+        // Streams messages into a notifier ring until killed.
+        "ring_stream_forever" => {
+            let mut tx = notifier_ring_from(support::inherited_fds()).sink().unwrap();
+            for seq in 0.. {
+                tx.send(&make_msg(seq, ring_msg_len(seq)), None).unwrap();
+            }
+        }
+        // Receives `arg` messages from a notifier ring, slowly at first, so that the
+        // sender finds it full.
+        "ring_recv" => {
+            let mut rx = notifier_ring_from(support::inherited_fds()).source().unwrap();
+            for seq in 0..arg.parse::<u64>().unwrap() {
+                if seq < 20 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                let m = rx.recv(Some(std::time::Instant::now() + LONG)).unwrap();
+                assert_eq!(check_msg(m), seq);
+            }
+            assert!(matches!(
+                rx.recv(Some(std::time::Instant::now() + LONG)),
+                Err(Error::Disconnected)
+            ));
+        }
+        // Sends `arg` messages down a pipe (fd 3), then exits.
+        "pipe_send" => {
+            let w = PipeWriter::from(support::inherited_fds().remove(0));
+            let mut tx = BytesSender::new(StreamSink::new(w).unwrap());
+            for seq in 0..arg.parse::<u64>().unwrap() {
+                tx.send(&make_msg(seq, ring_msg_len(seq))).unwrap();
+            }
+        }
         "write_then_sleep" => {
             let mut w = PipeWriter::from(support::inherited_fds().remove(0));
             w.write_all(b"hello").unwrap();

@@ -90,8 +90,7 @@ fn child_entry() {
         if support::conformance::child_dispatch::<Ring>(role, arg) {
             return;
         }
-        let fds = support::inherited_fds();
-        let ring = || ShmRing::from_fd(fds.into_iter().next().unwrap()).unwrap();
+        let ring = || ShmRing::from_fd(support::inherited_fds().remove(0)).unwrap();
         match role {
             // Streams messages until killed, alternating the copy path and the zero-copy
             // loan (written in small pieces, so a kill often lands mid-write).
@@ -126,6 +125,16 @@ fn child_entry() {
                 let _ring = &ring;
                 std::thread::sleep(Duration::from_secs(1));
             },
+            // Opens the named notifier ring `arg` with the two eventfds it was given,
+            // sends 500 messages, and closes.
+            "named_notifier_send" => {
+                let [data, room]: [OwnedFd; 2] = support::inherited_fds().try_into().unwrap();
+                let n = shm::RingNotifier::from_fds(data, room);
+                let mut tx = ShmRing::open_with_notifier(arg, n).unwrap().sink().unwrap();
+                for seq in 0..500 {
+                    tx.send(&make_msg(seq, trial_len(seq)), None).unwrap();
+                }
+            }
             // Receives and checks messages until killed.
             "drain_forever" => {
                 let mut rx = ring().source().unwrap();
@@ -336,4 +345,64 @@ fn typed_errors() {
         other => panic!("expected ShmError::Invalid, got {other:?}"),
     }
     drop(other);
+}
+
+/// A ring made with notifiers refuses an end attached without them (its peer would wait
+/// for a signal that never comes), and a plain ring refuses a notifier; a plain ring's
+/// ends have no fd.
+#[test]
+fn notifier_mismatches_are_typed_errors() {
+    let ring = ShmRing::anonymous_with_notifier(4096).unwrap();
+    let seg = std::os::fd::AsFd::as_fd(&ring).try_clone_to_owned().unwrap();
+    let bare = ShmRing::from_fd(seg).unwrap();
+    assert!(matches!(bare.source(), Err(Error::Unsupported { .. })));
+    assert!(matches!(bare.sink(), Err(Error::Unsupported { .. })));
+    let n = ring.notifier().unwrap();
+    let fds =
+        (n.data_fd().try_clone_to_owned().unwrap(), n.room_fd().try_clone_to_owned().unwrap());
+    let plain = ShmRing::anonymous(4096).unwrap();
+    let seg = std::os::fd::AsFd::as_fd(&plain).try_clone_to_owned().unwrap();
+    let r = ShmRing::from_fd_with_notifier(seg, shm::RingNotifier::from_fds(fds.0, fds.1));
+    assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
+    assert!(plain.source().unwrap().notifier_fd().is_none());
+    assert!(plain.sink().unwrap().notifier_fd().is_none());
+    assert!(ring.source().unwrap().notifier_fd().is_some());
+}
+
+/// A named ring with notifiers: the opener gets the eventfds by fd passing (inherited
+/// here) and sends from its own process; this process waits in a poller on the source's
+/// notifier (level-triggered, one message per event: the fd stays readable until a
+/// receive finds the ring empty) and gets every message, then `Disconnected`.
+#[test]
+fn named_notifier_ring_across_processes() {
+    use interproc::ipc::reactor::{Backend, Events, Interest, Mode, Poller, Token};
+    let name = names::unique_name("ring-notify");
+    let ring = ShmRing::create_with_notifier(&name, 16 << 10).unwrap();
+    let mut src = ring.source().unwrap();
+    let n = ring.notifier().unwrap();
+    let child =
+        support::spawn("child_entry", "named_notifier_send", &name, &[n.data_fd(), n.room_fd()]);
+    src.expect_peer(child.pid()).unwrap();
+    let mut rx = BytesReceiver::new(src);
+    let mut p = Poller::new(Backend::Epoll).unwrap();
+    p.register(rx.fd().unwrap(), Token(0), Interest::READABLE, Mode::LEVEL).unwrap();
+    let mut events = Events::with_capacity(2);
+    let mut got = 0u64;
+    loop {
+        if let Err(e) = p.wait(&mut events, Some(support::WATCHDOG)) {
+            panic!("no event after {got} messages: {e}; {:?}", rx.get_ref());
+        }
+        // One receive per event: level-triggering brings the rest.
+        match rx.try_recv() {
+            Ok(m) => {
+                assert_eq!(check_msg(&m), got);
+                got += 1;
+            }
+            Err(Error::Empty) => {}
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, 500);
+    child.wait_success();
 }

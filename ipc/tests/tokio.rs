@@ -60,3 +60,41 @@ fn a_queue_without_an_fd_is_unsupported() {
     let r = rt.block_on(async move { AsyncBytesReceiver::new(rx).map(|_| ()) });
     assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
 }
+
+/// A shared-memory ring with notifiers is awaited through its notifier fd: every message
+/// from a thread that sends faster than the task reads, then `Disconnected`.
+#[test]
+fn a_shm_ring_with_notifiers_is_awaited() {
+    use interproc_ipc::channel::shm::ShmRing;
+    let rt = runtime();
+    let ring = ShmRing::anonymous_with_notifier(4096).unwrap();
+    let rx = ring.receiver::<u32>().unwrap();
+    let mut tx = ring.sender::<u32>().unwrap();
+    let t = std::thread::spawn(move || {
+        for i in 0..5000 {
+            tx.send(i).unwrap();
+        }
+    });
+    let got = rt.block_on(async move {
+        let mut rx = AsyncReceiver::new(rx).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match rx.recv().await {
+                Ok(v) => got.push(v),
+                Err(Error::Disconnected) => return got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    assert_eq!(got, (0..5000).collect::<Vec<_>>());
+    t.join().unwrap();
+}
+
+/// A plain ring (no notifier) has no fd: refused with a typed error.
+#[test]
+fn a_plain_shm_ring_is_unsupported() {
+    let rt = runtime();
+    let (_tx, rx) = interproc_ipc::channel::shm::channel::<u32>(4096).unwrap();
+    let r = rt.block_on(async move { AsyncReceiver::new(rx).map(|_| ()) });
+    assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
+}

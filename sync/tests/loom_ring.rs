@@ -161,3 +161,225 @@ fn timed_receive_never_loses_a_message() {
         assert_eq!(rx.recv(&mut buf, None), Err(RingError::Disconnected));
     });
 }
+
+/// An eventfd, modelled: a counter that `notify` bumps (then wakes waiters on it, as the
+/// kernel wakes an epoll that watches the eventfd), `wait` blocks while it is 0 (an
+/// `epoll_wait` on a level-triggered eventfd) and `reset` takes to 0 (a read). The kernel
+/// serialises these under the eventfd's lock: `SeqCst` RMWs model that.
+#[derive(Default)]
+struct ModelEventFd {
+    count: loom::sync::atomic::AtomicU32,
+}
+
+impl ring::Notify for ModelEventFd {
+    fn notify(&self) {
+        use interproc_sync::Park;
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ModelPark::wake(&self.count, u32::MAX);
+    }
+}
+
+impl ModelEventFd {
+    fn wait(&self) {
+        use interproc_sync::Park;
+        while self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            ModelPark::wait(&self.count, 0, None);
+        }
+    }
+
+    fn reset(&self) {
+        self.count.swap(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Both ends of a ring created with notifiers: `(producer, consumer, the consumer's
+/// eventfd, the producer's eventfd)`.
+fn notified_pair(
+    capacity: usize,
+) -> (Producer, Consumer, std::sync::Arc<ModelEventFd>, std::sync::Arc<ModelEventFd>) {
+    let mem = HeapMemory::with_header(ring::RingHeader::new(capacity).with_notifier());
+    let to_consumer = std::sync::Arc::new(ModelEventFd::default());
+    let to_producer = std::sync::Arc::new(ModelEventFd::default());
+    let tx = Producer::attach_with(mem.clone(), 1, Some(to_consumer.clone())).unwrap();
+    let rx = Consumer::attach_with(mem, 1, Some(to_producer.clone())).unwrap();
+    (tx, rx, to_consumer, to_producer)
+}
+
+/// The event-loop consumer of `interproc_ipc::channel::shm`: try to receive; on empty,
+/// reset the eventfd, arm, and block on the eventfd only if `arm` says so. A lost
+/// notification leaves it blocked: loom reports that as a deadlock.
+fn event_loop_recv(
+    rx: &mut Consumer,
+    efd: &ModelEventFd,
+    buf: &mut Vec<u8>,
+) -> Result<(), RingError> {
+    loop {
+        match rx.recv(buf, Some(Instant::now())) {
+            Err(RingError::Timeout) => {}
+            r => return r,
+        }
+        efd.reset();
+        if rx.arm(1).unwrap() {
+            efd.wait();
+        }
+    }
+}
+
+/// A consumer that waits in its "event loop" (the modelled eventfd, not the futex) gets
+/// every message and then `Disconnected`: the producer's commit and its close signal the
+/// eventfd whenever the consumer armed it, and the consumer's re-check after arming sees
+/// whatever came before. The loop also takes the spurious signals an early arm can leave.
+#[test]
+fn event_loop_consumer_is_notified() {
+    loom::model(|| {
+        let (mut tx, mut rx, efd, _) = notified_pair(32);
+        let t = thread::spawn(move || {
+            tx.send(&msg(1, 3), None).unwrap();
+            tx.send(&msg(2, 5), None).unwrap();
+        });
+        let mut buf = Vec::new();
+        event_loop_recv(&mut rx, &efd, &mut buf).unwrap();
+        assert_eq!(buf, msg(1, 3));
+        event_loop_recv(&mut rx, &efd, &mut buf).unwrap();
+        assert_eq!(buf, msg(2, 5));
+        assert_eq!(event_loop_recv(&mut rx, &efd, &mut buf), Err(RingError::Disconnected));
+        t.join().unwrap();
+    });
+}
+
+/// Back-pressure in an event loop: a producer that finds the 16-byte ring full arms its
+/// own eventfd and blocks on it; the consumer's release signals it.
+#[test]
+fn event_loop_producer_is_notified_of_room() {
+    loom::model(|| {
+        let (mut tx, mut rx, _, efd) = notified_pair(16);
+        let t = thread::spawn(move || {
+            let mut buf = Vec::new();
+            for seq in 0..2 {
+                rx.recv(&mut buf, None).unwrap();
+                assert_eq!(buf, msg(seq, 8));
+            }
+        });
+        for seq in 0..2 {
+            loop {
+                match tx.send(&msg(seq, 8), Some(Instant::now())) {
+                    Ok(()) => break,
+                    Err(RingError::Timeout) => {}
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+                efd.reset();
+                if tx.arm(8, 1).unwrap() {
+                    efd.wait();
+                }
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+/// The two waits mixed: the consumer arms the eventfd, takes one message through it, then
+/// sleeps on the futex for the next (its futex announcement must neither lose the notifier
+/// bit's meaning nor a wake-up), then drains to `Disconnected` in the event loop again.
+#[test]
+fn futex_and_event_loop_waits_mixed() {
+    loom::model(|| {
+        let (mut tx, mut rx, efd, _) = notified_pair(32);
+        let t = thread::spawn(move || {
+            tx.send(&msg(1, 3), None).unwrap();
+            tx.send(&msg(2, 3), None).unwrap();
+        });
+        let mut buf = Vec::new();
+        event_loop_recv(&mut rx, &efd, &mut buf).unwrap();
+        assert_eq!(buf, msg(1, 3));
+        rx.recv(&mut buf, None).unwrap();
+        assert_eq!(buf, msg(2, 3));
+        assert_eq!(event_loop_recv(&mut rx, &efd, &mut buf), Err(RingError::Disconnected));
+        t.join().unwrap();
+    });
+}
+
+/// A ring created without notifiers refuses to arm and refuses a notifier at attach; one
+/// created with them refuses an end without one.
+#[test]
+fn notifier_mismatch_is_an_error() {
+    loom::model(|| {
+        let (_tx, mut rx) = pair(32);
+        assert!(matches!(rx.arm(1), Err(RingError::Invalid { .. })));
+        let efd: ring::Notifier = std::sync::Arc::new(ModelEventFd::default());
+        let plain = HeapMemory::new(32);
+        assert!(matches!(
+            Producer::attach_with(plain, 1, Some(efd)),
+            Err(RingError::Invalid { .. })
+        ));
+        let notified = HeapMemory::with_header(ring::RingHeader::new(32).with_notifier());
+        assert!(matches!(Consumer::attach(notified, 1), Err(RingError::Invalid { .. })));
+    });
+}
+
+/// A consumer that armed before any producer attached learns the producer's pid (to watch
+/// its liveness) even if the producer then does nothing more (as if killed right after
+/// attaching): the attach wakes an armed consumer, or the consumer's re-check sees the
+/// new pid and does not block. A consumer left blocked would be a deadlock.
+#[test]
+fn an_attach_wakes_an_armed_consumer() {
+    loom::model(|| {
+        let mem = HeapMemory::with_header(ring::RingHeader::new(32).with_notifier());
+        let to_consumer = std::sync::Arc::new(ModelEventFd::default());
+        let to_producer: ring::Notifier = std::sync::Arc::new(ModelEventFd::default());
+        let mut rx = Consumer::attach_with(mem.clone(), 1, Some(to_producer)).unwrap();
+        let signal: ring::Notifier = to_consumer.clone();
+        let t = thread::spawn(move || {
+            // Attaches, then neither sends nor closes.
+            drop(Producer::attach_with(mem, 7, Some(signal)).unwrap().leave_open());
+        });
+        let mut known = 0;
+        while known == 0 {
+            to_consumer.reset();
+            if rx.arm(known).unwrap() {
+                to_consumer.wait();
+            }
+            known = rx.header().producer_pid();
+        }
+        assert_eq!(known, 7);
+        t.join().unwrap();
+    });
+}
+
+/// A level-triggered reader that takes one message per event (the shape of
+/// `interproc_ipc`'s notifier with `Mode::LEVEL`): it waits while the eventfd is 0, then
+/// makes one non-blocking receive; on empty it resets, arms, and, if `arm` withdrew
+/// because a message came meanwhile, makes the eventfd readable again (it reset it, and
+/// will return to the wait before it finds the ring empty). Without that restore the
+/// reader waits for ever with a message in the ring (loom reports a deadlock).
+#[test]
+fn level_triggered_reader_one_message_per_event() {
+    loom::model(|| {
+        let (mut tx, mut rx, efd, _) = notified_pair(32);
+        efd.count.store(1, std::sync::atomic::Ordering::SeqCst); // starts readable
+        let t = thread::spawn(move || {
+            tx.send(&msg(1, 3), None).unwrap();
+            tx.send(&msg(2, 3), None).unwrap();
+        });
+        let mut buf = Vec::new();
+        let mut got = 0u8;
+        loop {
+            efd.wait();
+            match rx.recv(&mut buf, Some(Instant::now())) {
+                Ok(()) => {
+                    got += 1;
+                    assert_eq!(buf, msg(got, 3));
+                }
+                Err(RingError::Timeout) => {
+                    efd.reset();
+                    if !rx.arm(1).unwrap() {
+                        ring::Notify::notify(&*efd);
+                    }
+                }
+                Err(RingError::Disconnected) => break,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(got, 2);
+        t.join().unwrap();
+    });
+}

@@ -51,6 +51,88 @@
 //! neither closes the ring when dropped nor counts as the peer. Attach the child's end in
 //! the child.
 //!
+//! # Event loops: the notifier
+//!
+//! By default a ring has no fd: its waits are futex waits, which no `epoll` can watch.
+//! A ring made with [`ShmRing::anonymous_with_notifier`] or
+//! [`ShmRing::create_with_notifier`] also has two eventfds ([`RingNotifier`]): `data`,
+//! which the producer signals, and `room`, which the consumer signals. Then
+//! [`ShmSource::notifier_fd`] (and [`FrameSource::fd`], so `Receiver::fd` and the tokio
+//! wrappers) is a fd to register with [`crate::reactor::Poller`] for
+//! [`Interest::READABLE`](crate::reactor::Interest::READABLE), and
+//! [`ShmSink::notifier_fd`] one for the sender's back-pressure (also *readable*, when
+//! room came).
+//!
+//! - **No lost wake-up.** A side signals the eventfd only when its peer announced, in
+//!   the segment, that it is about to block in its event loop: the announcement is a bit
+//!   in the same word as the futex sleep, with the same RMW pairing (see
+//!   [`interproc_sync::ring`], and its loom models). `try_recv` makes that announcement
+//!   itself when it finds the ring empty (after resetting the eventfd, then re-checking),
+//!   so the rule is the usual one: **drain to [`Error::Empty`]** after each event. No
+//!   syscall is made per message: the producer writes the eventfd at most once per
+//!   announcement.
+//! - **Level or edge.** Both work, with every backend (the fd is an epoll set, which
+//!   poll and select can watch too). Level-triggered: the fd stays readable until a
+//!   `try_recv` finds the ring empty, so a reader that takes one message per event is
+//!   called again. Edge-triggered: one event per signal; a reader that stops before
+//!   `Empty` has not re-armed, and gets no more events (as a socket read short of
+//!   `EAGAIN`).
+//! - **A killed peer wakes the loop.** The fd is a nested epoll set holding the eventfd
+//!   *and* the peer's pidfd (added once the peer attached, or at once for the process
+//!   named with `expect_peer`), so a producer killed mid-stream makes it readable, and
+//!   `try_recv` then gives what was committed, then [`Error::Disconnected`].
+//! - **It starts readable**, so the first event drains whatever was sent before.
+//! - **Getting the eventfds to the peer.** An eventfd has no name, so the process that
+//!   attaches the other end needs them with the segment. For a memfd ring, pass the
+//!   segment's fd and [`RingNotifier::data_fd`]/[`RingNotifier::room_fd`] together (three
+//!   fds over SCM_RIGHTS, or inherited) and rebuild with
+//!   [`ShmRing::from_fd_with_notifier`]. For a named ring, the opener must receive the
+//!   two eventfds the same way ([`ShmRing::open_with_notifier`]): notifier mode needs fd
+//!   passing. (`pidfd_getfd(2)` of the creator's fds was rejected: it needs ptrace
+//!   permission, which Yama's default `ptrace_scope=1` denies between unrelated
+//!   processes. A rendezvous socket per ring would add a named resource and a thread.)
+//!   A ring with notifiers opened without them refuses to attach an end
+//!   ([`Error::Unsupported`], saying how to get them), since its peer would wait for a
+//!   signal that never comes.
+//!
+//! ```
+//! use interproc_ipc::channel::shm::ShmRing;
+//! use interproc_ipc::channel::{BytesReceiver, BytesSender};
+//! use interproc_ipc::reactor::{Backend, Events, Interest, Mode, Poller, Token};
+//! use interproc_ipc::Error;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ring = ShmRing::anonymous_with_notifier(64 << 10)?;
+//! let mut rx = BytesReceiver::new(ring.source()?);
+//! let mut poller = Poller::new(Backend::Epoll)?;
+//! poller.register(rx.fd().unwrap(), Token(0), Interest::READABLE, Mode::EDGE)?;
+//! let mut tx = BytesSender::new(ring.sink()?);
+//! let t = std::thread::spawn(move || -> interproc_ipc::Result<()> {
+//!     for i in 0..100u32 {
+//!         tx.send(&i.to_le_bytes())?;
+//!     }
+//!     Ok(())
+//! });
+//! let mut events = Events::with_capacity(4);
+//! let mut got = 0u32;
+//! 'outer: loop {
+//!     poller.wait(&mut events, Some(std::time::Duration::from_secs(10)))?;
+//!     loop {
+//!         match rx.try_recv() {
+//!             Ok(m) => {
+//!                 assert_eq!(m, got.to_le_bytes());
+//!                 got += 1;
+//!             }
+//!             Err(Error::Empty) => break, // drained: re-armed
+//!             Err(Error::Disconnected) => break 'outer,
+//!             Err(e) => return Err(e.into()),
+//!         }
+//!     }
+//! }
+//! assert_eq!(got, 100);
+//! t.join().unwrap()?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Example
 //!
 //! ```
@@ -70,7 +152,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use interproc_sync::ring::{Consumer, Producer, RingError, RingHeader, MAX_CAPACITY};
+use interproc_sync::ring::{
+    Consumer, Notifier, Notify, Producer, RingError, RingHeader, MAX_CAPACITY,
+};
 use interproc_sync::shm::{Segment, SegmentOptions, ShmError};
 use interproc_sync::SharedFutex;
 use serde::de::DeserializeOwned;
@@ -79,6 +163,8 @@ use serde::Serialize;
 use super::{BytesReceiver, BytesSender, FrameSink, FrameSource, Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::msgq::PeerWatch;
+use crate::reactor::Waker;
+use crate::sys::reactor as sys;
 
 /// The memory a ring lives in: a shared segment, shared by the ends of this process.
 pub type RingSegment = Arc<Segment<RingHeader>>;
@@ -134,6 +220,123 @@ fn slice(deadline: Option<Instant>) -> Option<Instant> {
 #[derive(Clone, Debug)]
 pub struct ShmRing {
     seg: RingSegment,
+    /// The eventfds, for a ring created with notifiers.
+    notifier: Option<RingNotifier>,
+}
+
+/// The two eventfds of a ring created with notifiers ([`ShmRing::anonymous_with_notifier`],
+/// [`ShmRing::create_with_notifier`]): `data`, which the producer signals for the
+/// consumer's event loop, and `room`, which the consumer signals for the producer's.
+///
+/// Every process that attaches an end needs both (the segment alone is not enough: an
+/// eventfd has no name). A `fork`ed child inherits them with the [`ShmRing`]; another
+/// process receives them with the segment's fd, over a Unix socket (SCM_RIGHTS) or as
+/// inherited fds, and rebuilds the ring with [`ShmRing::from_fd_with_notifier`] or
+/// [`ShmRing::open_with_notifier`].
+#[derive(Clone, Debug)]
+pub struct RingNotifier {
+    data: Arc<Waker>,
+    room: Arc<Waker>,
+}
+
+impl RingNotifier {
+    /// Two new eventfds.
+    pub fn new() -> Result<RingNotifier> {
+        Ok(RingNotifier { data: Arc::new(Waker::new()?), room: Arc::new(Waker::new()?) })
+    }
+
+    /// The notifier behind two received eventfds (`data`, then `room`, as
+    /// [`data_fd`](RingNotifier::data_fd) and [`room_fd`](RingNotifier::room_fd) gave
+    /// them). The fds must be the eventfds of the ring they go with: nothing can check it,
+    /// and other fds would leave a waiting end asleep.
+    pub fn from_fds(data: OwnedFd, room: OwnedFd) -> RingNotifier {
+        RingNotifier {
+            data: Arc::new(Waker::from_owned_fd(data)),
+            room: Arc::new(Waker::from_owned_fd(room)),
+        }
+    }
+
+    /// The eventfd the producer signals (pass it on; register
+    /// [`ShmSource::notifier_fd`], not this).
+    pub fn data_fd(&self) -> BorrowedFd<'_> {
+        self.data.as_fd()
+    }
+
+    /// The eventfd the consumer signals (pass it on; register [`ShmSink::notifier_fd`]).
+    pub fn room_fd(&self) -> BorrowedFd<'_> {
+        self.room.as_fd()
+    }
+}
+
+impl Notify for Waker {
+    /// Adds 1 to the eventfd. A failure (the counter at its maximum: it is readable
+    /// already) needs no retry.
+    fn notify(&self) {
+        let _ = self.wake();
+    }
+}
+
+/// What an event loop watches for one end of a notifier ring: an epoll set holding the
+/// end's eventfd and the pidfds of its peer (and of a process named by `expect_peer`),
+/// so it turns readable when the peer signals *or dies*. Nested epoll: one fd to register,
+/// with any backend, and with tokio.
+#[derive(Debug)]
+struct EventSet {
+    ep: nix::sys::epoll::Epoll,
+    efd: Arc<Waker>,
+    /// The pids whose pidfds are in the set.
+    watched: Vec<u32>,
+}
+
+impl EventSet {
+    /// A set around `efd`, signalled once so that the first wait returns and the owner
+    /// drains what came before it armed.
+    fn new(efd: Arc<Waker>) -> Result<EventSet> {
+        let ep = sys::epoll_create().map_err(|e| Error::os("epoll_create1", e))?;
+        sys::epoll_add(&ep, efd.as_fd(), sys::EpFlags::EPOLLIN, 0)
+            .map_err(|e| Error::os("epoll_ctl(ADD eventfd)", e))?;
+        efd.wake()?;
+        Ok(EventSet { ep, efd, watched: Vec::new() })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.ep.0.as_fd()
+    }
+
+    /// Adds the pidfd of `w` to the set, once per pid.
+    fn watch(&mut self, w: Option<&PeerWatch>) -> Result<()> {
+        let Some(w) = w else { return Ok(()) };
+        if self.watched.contains(&w.pid()) {
+            return Ok(());
+        }
+        match sys::epoll_add(&self.ep, w.as_fd(), sys::EpFlags::EPOLLIN, 1) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(Error::os("epoll_ctl(ADD pidfd)", e)),
+        }
+        self.watched.push(w.pid());
+        Ok(())
+    }
+
+    /// Before arming: watch the peer, then reset the eventfd (before, never after, the
+    /// announcement: a signal that answers it must stay pending).
+    fn prepare(&mut self, peer: &Peer) -> Result<()> {
+        self.watch(peer.watch.as_ref())?;
+        self.watch(peer.expected.as_ref())?;
+        self.efd.reset()?;
+        Ok(())
+    }
+
+    /// After arming: if `arm` withdrew (work came meanwhile), make the eventfd readable
+    /// again. The caller goes on to take that work and may return to its event loop
+    /// before it finds the ring empty (one message per level-triggered event): the fd
+    /// must then still be readable, as it was before `prepare` reset it. So the fd is
+    /// unreadable only between an arm that holds and the signal that answers it.
+    fn after_arm(&self, armed: bool) -> Result<()> {
+        if !armed {
+            self.efd.wake()?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates a named ring of (at least) `capacity` bytes in `/dev/shm/<name>`, mode 0600.
@@ -175,7 +378,88 @@ impl ShmRing {
         let cap = round_capacity(capacity)?;
         let opts = SegmentOptions::default().with_extra(cap);
         let seg = Segment::create_with(name, RingHeader::new(cap), &opts).map_err(shm_error)?;
-        Ok(ShmRing { seg: Arc::new(seg) })
+        Ok(ShmRing { seg: Arc::new(seg), notifier: None })
+    }
+
+    /// Like [`create`], for a ring whose ends can wait in an event loop
+    /// ([`ShmSource::notifier_fd`], [`ShmSink::notifier_fd`]). A process that opens it by
+    /// name needs the notifier's eventfds as well ([`ShmRing::open_with_notifier`]): pass
+    /// them over a Unix socket (SCM_RIGHTS) or as inherited fds. A plain [`open`] of it
+    /// succeeds, but attaching an end then fails with [`Error::Unsupported`].
+    pub fn create_with_notifier(name: &str, capacity: usize) -> Result<ShmRing> {
+        let cap = round_capacity(capacity)?;
+        let notifier = RingNotifier::new()?;
+        let opts = SegmentOptions::default().with_extra(cap);
+        let header = RingHeader::new(cap).with_notifier();
+        let seg = Segment::create_with(name, header, &opts).map_err(shm_error)?;
+        Ok(ShmRing { seg: Arc::new(seg), notifier: Some(notifier) })
+    }
+
+    /// Opens a named ring created [`with_notifier`](ShmRing::create_with_notifier), with
+    /// its notifier's eventfds (received from the creator).
+    pub fn open_with_notifier(name: &str, notifier: RingNotifier) -> Result<ShmRing> {
+        let mut ring = Self::open(name)?;
+        ring.set_notifier(notifier)?;
+        Ok(ring)
+    }
+
+    /// A new ring of (at least) `capacity` bytes in a memfd, whose ends can wait in an
+    /// event loop ([`ShmSource::notifier_fd`], [`ShmSink::notifier_fd`]). Another process
+    /// needs the segment's fd and the notifier's two ([`ShmRing::notifier`]); it rebuilds
+    /// the ring with [`ShmRing::from_fd_with_notifier`]. A `fork`ed child inherits all
+    /// three.
+    pub fn anonymous_with_notifier(capacity: usize) -> Result<ShmRing> {
+        let cap = round_capacity(capacity)?;
+        let notifier = RingNotifier::new()?;
+        let opts = SegmentOptions::default().with_extra(cap);
+        let header = RingHeader::new(cap).with_notifier();
+        let seg = Segment::anonymous_with(header, &opts).map_err(shm_error)?;
+        Ok(ShmRing { seg: Arc::new(seg), notifier: Some(notifier) })
+    }
+
+    /// Maps the ring behind a received fd (from [`ShmRing::anonymous_with_notifier`]),
+    /// with its notifier's received eventfds.
+    pub fn from_fd_with_notifier(fd: OwnedFd, notifier: RingNotifier) -> Result<ShmRing> {
+        let mut ring = Self::from_fd(fd)?;
+        ring.set_notifier(notifier)?;
+        Ok(ring)
+    }
+
+    fn set_notifier(&mut self, notifier: RingNotifier) -> Result<()> {
+        if !self.seg.has_notifier() {
+            return Err(Error::Unsupported {
+                what: "a notifier for a ring created without one",
+                backend: "shm",
+                hint: "create the ring with ShmRing::anonymous_with_notifier or \
+                       create_with_notifier",
+            });
+        }
+        self.notifier = Some(notifier);
+        Ok(())
+    }
+
+    /// The notifier's eventfds, for a ring created with them: pass
+    /// [`data_fd`](RingNotifier::data_fd) and [`room_fd`](RingNotifier::room_fd) to the
+    /// process that attaches the other end, with the segment.
+    pub fn notifier(&self) -> Option<&RingNotifier> {
+        self.notifier.as_ref()
+    }
+
+    /// The ring's notifiers for the producer (signals `data`) and consumer (signals
+    /// `room`), or an error that says how to get them if the ring has notifiers but this
+    /// handle lacks them.
+    fn notifiers(&self) -> Result<Option<(Notifier, Notifier, &RingNotifier)>> {
+        match (&self.notifier, self.seg.has_notifier()) {
+            (Some(n), _) => Ok(Some((n.data.clone(), n.room.clone(), n))),
+            (None, false) => Ok(None),
+            (None, true) => Err(Error::Unsupported {
+                what: "attaching to a notifier ring without its notifier",
+                backend: "shm",
+                hint: "this ring was created with notifiers: open it with \
+                       ShmRing::open_with_notifier or from_fd_with_notifier, passing the \
+                       creator's eventfds (ShmRing::notifier)",
+            }),
+        }
     }
 
     /// See [`open`]. A segment of another type is refused with [`Error::Shm`]
@@ -192,7 +476,7 @@ impl ShmRing {
         let cap = round_capacity(capacity)?;
         let opts = SegmentOptions::default().with_extra(cap);
         let seg = Segment::anonymous_with(RingHeader::new(cap), &opts).map_err(shm_error)?;
-        Ok(ShmRing { seg: Arc::new(seg) })
+        Ok(ShmRing { seg: Arc::new(seg), notifier: None })
     }
 
     /// Maps the ring behind a received fd (from [`ShmRing::anonymous`]), validating it.
@@ -202,7 +486,7 @@ impl ShmRing {
 
     fn checked(seg: Segment<RingHeader>) -> Result<ShmRing> {
         seg.validate(seg.extra_len()).map_err(ring_error)?;
-        Ok(ShmRing { seg: Arc::new(seg) })
+        Ok(ShmRing { seg: Arc::new(seg), notifier: None })
     }
 
     /// The data area's size in bytes.
@@ -227,20 +511,48 @@ impl ShmRing {
 
     /// Attaches this process as the ring's producer. [`Error::AlreadyExists`] if a
     /// producer already attached (one per ring).
+    ///
+    /// For a ring with notifiers, the sink has a [`notifier_fd`](ShmSink::notifier_fd).
     pub fn sink(&self) -> Result<ShmSink> {
         let pid = std::process::id();
-        let tx = Producer::attach(self.seg.clone(), pid).map_err(ring_error)?;
+        let notifiers = self.notifiers()?;
+        let (signal, events) = match notifiers {
+            Some((data, _, n)) => (Some(data), Some(EventSet::new(n.room.clone())?)),
+            None => (None, None),
+        };
+        let tx = Producer::attach_with(self.seg.clone(), pid, signal).map_err(ring_error)?;
         let max_frame = tx.max_message();
-        Ok(ShmSink { tx: Some(tx), pid, peer: Peer::default(), max_frame, past: Instant::now() })
+        Ok(ShmSink {
+            tx: Some(tx),
+            pid,
+            peer: Peer::default(),
+            max_frame,
+            past: Instant::now(),
+            events,
+        })
     }
 
     /// Attaches this process as the ring's consumer. [`Error::AlreadyExists`] if a
     /// consumer already attached (one per ring).
+    ///
+    /// For a ring with notifiers, the source has a [`notifier_fd`](ShmSource::notifier_fd).
     pub fn source(&self) -> Result<ShmSource> {
         let pid = std::process::id();
-        let rx = Consumer::attach(self.seg.clone(), pid).map_err(ring_error)?;
+        let notifiers = self.notifiers()?;
+        let (signal, events) = match notifiers {
+            Some((_, room, n)) => (Some(room), Some(EventSet::new(n.data.clone())?)),
+            None => (None, None),
+        };
+        let rx = Consumer::attach_with(self.seg.clone(), pid, signal).map_err(ring_error)?;
         let max_frame = rx.max_message();
-        Ok(ShmSource { rx: Some(rx), pid, peer: Peer::default(), max_frame, past: Instant::now() })
+        Ok(ShmSource {
+            rx: Some(rx),
+            pid,
+            peer: Peer::default(),
+            max_frame,
+            past: Instant::now(),
+            events,
+        })
     }
 
     /// A typed sender: [`ShmRing::sink`] wrapped.
@@ -333,6 +645,8 @@ pub struct ShmSink {
     /// A fixed instant in the past: the deadline of a first attempt that must not wait,
     /// without reading the clock.
     past: Instant,
+    /// The event-loop notifier, for a ring with notifiers.
+    events: Option<EventSet>,
 }
 
 impl ShmSink {
@@ -370,6 +684,31 @@ impl ShmSink {
         expect(&mut self.peer, pid)
     }
 
+    /// For a ring with notifiers: the fd to watch, **readable** (not writable) when the
+    /// consumer made room or went away since this sink last found the ring full. Register
+    /// it with [`Interest::READABLE`](crate::reactor::Interest::READABLE), level- or
+    /// edge-triggered; after an event, `try_send` until it succeeds or gives `Full` (each
+    /// `Full` re-arms the notifier). It is readable once at the start.
+    pub fn notifier_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.events.as_ref().map(EventSet::fd)
+    }
+
+    /// Reset the eventfd, announce, re-check: `true` if the caller may block.
+    fn arm(&mut self, len: usize) -> Result<bool> {
+        let h = self.tx().header();
+        let (pid, me) = (h.consumer_pid(), self.pid);
+        // Opens the watch on the peer's pidfd; a peer already gone: do not block.
+        if self.peer.dead(pid, me)? {
+            return Ok(false);
+        }
+        let events = self.events.as_mut().expect("arm only with a notifier");
+        events.prepare(&self.peer)?;
+        let tx = self.tx.as_mut().expect("the producer lives until drop");
+        let armed = tx.arm(len, pid).map_err(ring_error)?;
+        events.after_arm(armed)?;
+        Ok(armed)
+    }
+
     /// How many times a full ring is re-checked before the sender sleeps (default 100).
     /// A large value makes a busy-waiting sender: lower latency, one core kept busy.
     pub fn set_spin(&mut self, spins: u32) {
@@ -391,7 +730,18 @@ impl ShmSink {
         // a producer that keeps the ring full would otherwise pay a syscall per message.
         loop {
             if passed(deadline) {
-                return Err(if self.peer_alive()? { Error::Timeout } else { Error::Disconnected });
+                if !self.peer_alive()? {
+                    return Err(Error::Disconnected);
+                }
+                if self.events.is_some() && !self.arm(payload.len())? {
+                    // Room (or the close) came while arming: try again, without waiting.
+                    match self.tx().send(payload, past) {
+                        Ok(()) => return Ok(()),
+                        Err(RingError::Timeout) => continue,
+                        Err(e) => return Err(ring_error(e)),
+                    }
+                }
+                return Err(Error::Timeout);
             }
             match self.tx().send(payload, slice(deadline)) {
                 Ok(()) => return Ok(()),
@@ -419,9 +769,10 @@ impl FrameSink for ShmSink {
         self.max_frame = max.min(self.tx.as_ref().map_or(0, |t| t.max_message()));
     }
 
-    /// A ring has no fd: its waits are futex waits in the segment.
+    /// The [`notifier_fd`](ShmSink::notifier_fd), for a ring with notifiers; otherwise
+    /// none: the waits are futex waits in the segment.
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        None
+        self.notifier_fd()
     }
 }
 
@@ -445,6 +796,8 @@ pub struct ShmSource {
     peer: Peer,
     max_frame: usize,
     past: Instant,
+    /// The event-loop notifier, for a ring with notifiers.
+    events: Option<EventSet>,
 }
 
 impl ShmSource {
@@ -478,6 +831,33 @@ impl ShmSource {
         expect(&mut self.peer, pid)
     }
 
+    /// For a ring with notifiers: the fd to watch, readable when the producer committed a
+    /// message, closed its end or died since this source last found the ring empty.
+    /// Register it with [`Interest::READABLE`](crate::reactor::Interest::READABLE), level-
+    /// or edge-triggered; after an event, `try_recv` until [`Error::Empty`] (or
+    /// `Disconnected`): finding the ring empty is what re-arms the notifier, so a reader
+    /// that stops earlier gets no further event under edge-triggering (under level it is
+    /// reported again). It is readable once at the start.
+    pub fn notifier_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.events.as_ref().map(EventSet::fd)
+    }
+
+    /// Reset the eventfd, announce, re-check: `true` if the caller may block.
+    fn arm(&mut self) -> Result<bool> {
+        let h = self.rx().header();
+        let (pid, me) = (h.producer_pid(), self.pid);
+        // Opens the watch on the peer's pidfd; a peer already gone: do not block.
+        if self.peer.dead(pid, me)? {
+            return Ok(false);
+        }
+        let events = self.events.as_mut().expect("arm only with a notifier");
+        events.prepare(&self.peer)?;
+        let rx = self.rx.as_mut().expect("the consumer lives until drop");
+        let armed = rx.arm(pid).map_err(ring_error)?;
+        events.after_arm(armed)?;
+        Ok(armed)
+    }
+
     /// How many times an empty ring is re-checked before the receiver sleeps (default 100).
     pub fn set_spin(&mut self, spins: u32) {
         self.rx().set_spin(spins);
@@ -506,6 +886,11 @@ impl ShmSource {
                     }
                 }
                 if passed(deadline) {
+                    if self.events.is_some() && !self.arm()? {
+                        // A message (or the close) came while arming: take it.
+                        wait = past;
+                        continue;
+                    }
                     return Err(Error::Timeout);
                 }
             }
@@ -537,9 +922,10 @@ impl FrameSource for ShmSource {
         self.max_frame = max;
     }
 
-    /// A ring has no fd.
+    /// The [`notifier_fd`](ShmSource::notifier_fd), for a ring with notifiers; otherwise
+    /// none.
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        None
+        self.notifier_fd()
     }
 }
 

@@ -67,6 +67,14 @@
 //! them like any other. `Signals::new` blocks its signals in the calling thread; block
 //! them before starting any thread, so every thread inherits the mask (see [`Signals`]).
 //!
+//! # The shared-memory ring
+//!
+//! A ring of `channel::shm` made with notifiers (`ShmRing::anonymous_with_notifier`)
+//! has a fd for each end: `ShmSource::notifier_fd` (readable when messages came, the
+//! producer closed or died) and `ShmSink::notifier_fd` (readable when room came).
+//! Register them for [`Interest::READABLE`], level- or edge-triggered, and drain to
+//! `Empty` (or send until `Full`) after each event: see the `channel::shm` docs.
+//!
 //! # System V message queues
 //!
 //! A System V queue has no fd, so no backend can watch it. [`MsgqBridge`] gives it one:

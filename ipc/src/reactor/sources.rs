@@ -95,6 +95,13 @@ impl Waker {
         Ok(Waker(sys::eventfd().map_err(|e| Error::os("eventfd", e))?))
     }
 
+    /// A waker over an eventfd received from another process (over a Unix socket, or
+    /// inherited). The fd must be an eventfd (not checked): [`wake`](Waker::wake) writes
+    /// an 8-byte count to it, [`reset`](Waker::reset) reads one.
+    pub fn from_owned_fd(fd: OwnedFd) -> Waker {
+        Waker(fd)
+    }
+
     /// Makes the waker readable, waking a poller that watches it.
     pub fn wake(&self) -> Result<()> {
         sys::eventfd_add(&self.0).map_err(|e| Error::os("write(eventfd)", e))

@@ -1,7 +1,9 @@
 //! Awaiting interproc receivers from tokio, through [`AsyncFd`] (cargo feature `tokio`).
 //!
 //! [`AsyncBytesReceiver`] and [`AsyncReceiver`] wrap a channel receiver whose transport
-//! has an fd (pipe, FIFO, Unix and TCP streams, seqpacket) and offer `recv().await`.
+//! has an fd (pipe, FIFO, Unix and TCP streams, seqpacket, and a shared-memory ring made
+//! with notifiers: `channel::shm::ShmRing::anonymous_with_notifier`) and offer
+//! `recv().await`.
 //! The receiver's non-blocking `try_recv` does the reading; tokio's reactor (epoll,
 //! edge-triggered) says when to try again. Readiness is cleared only after `try_recv`
 //! returned [`Error::Empty`], which it does only once a read hit `EAGAIN`, so no wake-up
@@ -53,7 +55,8 @@ unsafe fn register(fd: Option<RawFd>) -> Result<AsyncFd<Registered>> {
     let fd = fd.ok_or(Error::Unsupported {
         what: "awaiting a transport without an fd",
         backend: "tokio",
-        hint: "System V queues have no fd; bridge one with reactor::MsgqBridge",
+        hint: "System V queues have no fd (bridge one with reactor::MsgqBridge); a shm ring \
+               has one only if made with notifiers (ShmRing::anonymous_with_notifier)",
     })?;
     // SAFETY: forwarded from this function's contract, which is AsyncFd::register's.
     unsafe { AsyncFd::register_with_interest(Registered(fd), Interest::READABLE) }

@@ -161,7 +161,14 @@ impl HeapMemory {
     ///
     /// If `capacity` is not a valid ring capacity (see [`RingHeader::check_capacity`]).
     pub fn new(capacity: usize) -> Arc<Self> {
-        let header = RingHeader::new(capacity);
+        Self::with_header(RingHeader::new(capacity))
+    }
+
+    /// A fresh ring with this header (for instance
+    /// [`RingHeader::with_notifier`](RingHeader::with_notifier)) and a data area of its
+    /// capacity.
+    pub fn with_header(header: RingHeader) -> Arc<Self> {
+        let capacity = header.capacity();
         let data = (0..capacity).map(|_| UnsafeCell::new(0)).collect();
         Arc::new(HeapMemory { header, data })
     }

@@ -13,11 +13,11 @@
 //!
 //! | line | written by | what |
 //! |---|---|---|
-//! | 0 | the creator, once | magic, layout version, capacity |
+//! | 0 | the creator, once | magic, layout version, capacity, flags ([`FLAG_NOTIFIER`]) |
 //! | 1 | producer | `head`: bytes committed so far (wrapping `u32`) |
 //! | 2 | consumer | `tail`: bytes released so far (wrapping `u32`) |
-//! | 3 | consumer (set), producer (clear) | "consumer asleep", a futex word |
-//! | 4 | producer (set), consumer (clear) | "producer asleep", a futex word |
+//! | 3 | consumer (set), producer (clear) | "consumer asleep": bit 0 futex sleep, bit 1 event-loop wait |
+//! | 4 | producer (set), consumer (clear) | "producer asleep": the same bits |
 //! | 5 | both, rarely | closed flags, producer and consumer pids |
 //!
 //! Each side keeps its own index and a cached copy of the other's in its handle (process
@@ -59,6 +59,41 @@
 //! not model that pairing faithfully, and an RMW on a line only the waker writes (until
 //! the other side sleeps) costs about the same as the fence. In the uncontended path there
 //! is no syscall.
+//!
+//! # Waiting in an event loop: notifiers
+//!
+//! A side that would rather block in an event loop (epoll, tokio) than on the futex needs
+//! a fd that turns readable, so a ring created [`with_notifier`](RingHeader::with_notifier)
+//! gives each end a [`Notify`] for its peer (in `interproc_ipc::channel::shm`, an
+//! eventfd). The protocol is the futex one with another bit in the same word:
+//!
+//! 1. The waiting side found the ring empty (full). It *resets* its eventfd, then calls
+//!    [`Consumer::arm`] ([`Producer::arm`]): `fetch_or` of the notifier bit, then a
+//!    re-check of the other index and the closed flag. If the re-check finds work, `arm`
+//!    withdraws the bit and says "do not block". The caller then makes its eventfd
+//!    readable again (it reset it in step 1): a level-triggered reader that takes one
+//!    message per event returns to its loop before it sees "empty", and must be called
+//!    again (`level_triggered_reader_one_message_per_event` fails without this).
+//! 2. Otherwise it blocks in its event loop on the eventfd.
+//! 3. The other side, after each index or closed-flag store, swaps the word to 0 as
+//!    before; if it read the notifier bit, it calls [`Notify::notify`] (writes the
+//!    eventfd), and if it read the futex bit, it wakes the futex.
+//!
+//! The argument is the futex one: the announcement and the swap are RMWs of one word, so
+//! either the swap reads the bit (and signals), or the re-check sees the store. The reset
+//! must come *before* the announcement: a signal that answers it then stays pending
+//! until the wait. The signal comes once per announcement, so the waiter must go back to
+//! "empty" (drain) before it can expect another; that is the edge-triggered contract of a
+//! socket read to `EAGAIN`. The loom models in `tests/loom_ring.rs` model the eventfd as
+//! a counter with a futex queue (`notify` adds and wakes; the wait blocks while it is 0;
+//! the reset takes it to 0), and fail if the reset follows the announcement.
+//!
+//! Both bits may be set at once (a side that armed its notifier, then made a blocking
+//! call): the futex sleep sets and clears only its own bit, so the announcement survives.
+//! Each end must attach with its peer's notifier when the ring has them, and may not when
+//! it has none ([`RingError::Invalid`] otherwise): a producer without the consumer's
+//! eventfd could never signal it. An end that attaches wakes its peer (futex and
+//! notifier), so a peer already waiting learns its pid, to watch its liveness.
 //!
 //! A closed flag is set the same way (store, then wake if announced), so a sleeper also
 //! wakes for a peer that dropped its end. A peer that *dies* sets nothing; callers that
@@ -104,6 +139,21 @@ mod spsc;
 pub use self::memory::{DataArea, HeapMemory, RingMemory};
 pub use self::spsc::{pair, Consumer, Pair, Producer, ReadLoan, WriteLoan};
 
+/// How a ring end wakes its peer's *event loop* (an eventfd the peer watches with
+/// epoll, in `interproc_ipc::channel::shm`), as opposed to its futex.
+///
+/// The ring calls [`notify`](Notify::notify) only when the peer announced (with
+/// [`Consumer::arm`]/[`Producer::arm`]) that it is about to block in its event loop, and
+/// at most once per announcement. `notify` must not block, and must make the peer's
+/// wait return even if it is called before the peer blocks (an eventfd's counter does).
+pub trait Notify: Send + Sync {
+    /// Wakes the peer's event loop.
+    fn notify(&self);
+}
+
+/// A shared [`Notify`].
+pub type Notifier = std::sync::Arc<dyn Notify>;
+
 use std::fmt;
 
 use crate::loom::atomic::AtomicU32;
@@ -112,6 +162,9 @@ use crate::loom::atomic::AtomicU32;
 pub const RING_MAGIC: u32 = 0x474e_4952;
 /// The layout version of [`RingHeader`] and of the records.
 pub const RING_VERSION: u32 = 1;
+/// [`RingHeader`] flag: the ends signal each other's [`Notify`] (see
+/// [`RingHeader::with_notifier`]).
+pub const FLAG_NOTIFIER: u32 = 1;
 /// Bytes of a record header; a message of `n` bytes takes `8 + round_up(n, 8)` bytes.
 pub const RECORD_HEADER: usize = 8;
 /// The smallest capacity: two record headers.
@@ -196,7 +249,9 @@ pub struct RingHeader {
     magic: u32,
     version: u32,
     capacity: u32,
-    _reserved: u32,
+    /// [`FLAG_NOTIFIER`] or 0; written once by the creator (it was a reserved zero before
+    /// notifiers existed, so older rings read as "no notifier").
+    flags: u32,
     _pad: [u8; 48],
     head: Line,
     tail: Line,
@@ -227,7 +282,7 @@ impl RingHeader {
             magic: RING_MAGIC,
             version: RING_VERSION,
             capacity: capacity as u32,
-            _reserved: 0,
+            flags: 0,
             _pad: [0; 48],
             head: Line::new(0),
             tail: Line::new(0),
@@ -240,6 +295,20 @@ impl RingHeader {
                 consumer_pid: AtomicU32::new(0),
             },
         }
+    }
+
+    /// This header, for a ring whose ends signal each other's event-loop notifiers
+    /// ([`Notify`]): every end must then attach with one
+    /// ([`Producer::attach_with`]/[`Consumer::attach_with`]), and either end may
+    /// [`arm`](Consumer::arm) its notifier instead of sleeping on the futex.
+    pub fn with_notifier(mut self) -> Self {
+        self.flags |= FLAG_NOTIFIER;
+        self
+    }
+
+    /// Whether the ring was created [`with_notifier`](RingHeader::with_notifier).
+    pub fn has_notifier(&self) -> bool {
+        self.flags & FLAG_NOTIFIER != 0
     }
 
     /// Checks that `capacity` is a power of two in [`MIN_CAPACITY`]`..=`[`MAX_CAPACITY`].
@@ -284,6 +353,9 @@ impl RingHeader {
                 self.version
             ));
         }
+        if self.flags & !FLAG_NOTIFIER != 0 {
+            return invalid(format!("unknown flags {:#x}", self.flags));
+        }
         Self::check_capacity(self.capacity())?;
         if data_len < self.capacity() {
             return invalid(format!(
@@ -322,6 +394,8 @@ impl fmt::Debug for RingHeader {
             .field("capacity", &self.capacity)
             .field("head", &self.head.word.load(Relaxed))
             .field("tail", &self.tail.word.load(Relaxed))
+            .field("consumer_asleep", &self.consumer_asleep.word.load(Relaxed))
+            .field("producer_asleep", &self.producer_asleep.word.load(Relaxed))
             .field("producer_pid", &self.peers.producer_pid.load(Relaxed))
             .field("consumer_pid", &self.peers.consumer_pid.load(Relaxed))
             .field("producer_closed", &self.producer_closed())

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
-use super::{RingError, RingHeader, RingMemory, RECORD_HEADER};
+use super::{Notifier, RingError, RingHeader, RingMemory, RECORD_HEADER};
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::loom::hint;
 use crate::park::{Park, ParkResult};
@@ -17,6 +17,11 @@ use crate::park::{Park, ParkResult};
 const TAG_MSG: u32 = 0x4753_4d52;
 /// The tag of a padding record (`"RPAD"`), which fills the area up to its end.
 const TAG_PAD: u32 = 0x4441_5052;
+
+/// "asleep" word bit: the side sleeps on the word's futex.
+const ASLEEP_FUTEX: u32 = 1;
+/// "asleep" word bit: the side is about to block in its event loop, on its notifier.
+const ASLEEP_NOTIFY: u32 = 2;
 
 /// Bytes a record of `len` payload bytes takes: header plus payload rounded up to 8.
 fn record_size(len: usize) -> usize {
@@ -50,20 +55,26 @@ fn sleep_until<P: Park>(
         // before it is visible to `ready` below. If ours comes first, the waker reads 1
         // and wakes us. Either way no wake-up is lost. (A store + `SeqCst` fence on each
         // side would also do, but loom 0.7 does not model that pairing faithfully.)
-        asleep.swap(1, Ordering::AcqRel);
+        //
+        // Only this side sets bits in the word (the futex bit here, the notifier bit in
+        // `arm`); the waker clears them all at once. So after the `fetch_or` the word
+        // holds `announced` until the waker clears it.
+        let announced = asleep.fetch_or(ASLEEP_FUTEX, Ordering::AcqRel) | ASLEEP_FUTEX;
         if ready() {
-            asleep.swap(0, Ordering::AcqRel);
+            asleep.fetch_and(!ASLEEP_FUTEX, Ordering::AcqRel);
             return Ok(());
         }
         if passed(deadline) {
-            asleep.swap(0, Ordering::AcqRel);
+            asleep.fetch_and(!ASLEEP_FUTEX, Ordering::AcqRel);
             return Err(RingError::Timeout);
         }
-        // Returns at once if the waker already cleared the flag (it is no longer 1).
-        let r = P::wait(asleep, 1, deadline);
+        // Returns at once if the waker already cleared the word (it no longer holds
+        // `announced`).
+        let r = P::wait(asleep, announced, deadline);
         // An RMW, not a store: a plain store would end the release sequence of the waker's
-        // swap, and our next announcement could then miss its index store.
-        asleep.swap(0, Ordering::AcqRel);
+        // swap, and our next announcement could then miss its index store. It clears only
+        // our bit: a notifier announcement made before this wait stays in force.
+        asleep.fetch_and(!ASLEEP_FUTEX, Ordering::AcqRel);
         if ready() {
             return Ok(());
         }
@@ -73,15 +84,63 @@ fn sleep_until<P: Park>(
     }
 }
 
-/// After an index or closed-flag store: wakes the other side if it announced that it sleeps.
+/// After an index or closed-flag store: wakes the other side if it announced that it sleeps
+/// on the futex, and signals its notifier if it announced that it waits in an event loop.
 ///
 /// The swap writes the word on every call, but only the side that stores the index does,
 /// until the other side announces itself: the line stays in the storer's cache.
-fn wake_if_asleep<P: Park>(asleep: &AtomicU32) {
-    // The other half of the pairing in `sleep_until`; clearing before waking keeps later
-    // stores from waking again before the sleeper runs.
-    if asleep.swap(0, Ordering::AcqRel) != 0 {
+fn wake_if_asleep<P: Park>(asleep: &AtomicU32, notifier: Option<&Notifier>) {
+    // The other half of the pairing in `sleep_until` and `announce`; clearing before
+    // waking keeps later stores from waking again before the sleeper runs.
+    let was = asleep.swap(0, Ordering::AcqRel);
+    if was & ASLEEP_FUTEX != 0 {
         P::wake(asleep, 1);
+    }
+    if was & ASLEEP_NOTIFY != 0 {
+        if let Some(n) = notifier {
+            n.notify();
+        }
+    }
+}
+
+/// Announces that this side will block in its event loop until its notifier is signalled,
+/// then re-checks `ready`. Returns `true` if the caller may block now (the other side will
+/// signal the notifier after its next index or closed-flag store), `false` if `ready`
+/// already holds (the announcement is withdrawn; do not block).
+///
+/// The same pairing as `sleep_until`: the announcement and the waker's swap are RMWs of
+/// one word, so either the waker sees the bit, or our re-check sees its store.
+fn announce(asleep: &AtomicU32, mut ready: impl FnMut() -> bool) -> bool {
+    asleep.fetch_or(ASLEEP_NOTIFY, Ordering::AcqRel);
+    if ready() {
+        asleep.fetch_and(!ASLEEP_NOTIFY, Ordering::AcqRel);
+        return false;
+    }
+    true
+}
+
+/// Checks that an end attaches with a notifier exactly when the ring was created with one.
+fn check_notifier(h: &RingHeader, notifier: &Option<Notifier>) -> Result<(), RingError> {
+    match (h.has_notifier(), notifier.is_some()) {
+        (true, false) => Err(RingError::Invalid {
+            reason: "this ring was created with event-loop notifiers: attach with the peer's \
+                     notifier (in interproc_ipc: receive the notifier fds with the segment)"
+                .into(),
+        }),
+        (false, true) => Err(RingError::Invalid {
+            reason: "this ring was created without notifiers: create it with \
+                     RingHeader::with_notifier to use one"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn no_notifier() -> RingError {
+    RingError::Invalid {
+        reason: "this ring has no notifier to arm: create it with RingHeader::with_notifier \
+                 (in interproc_ipc: ShmRing::anonymous_with_notifier)"
+            .into(),
     }
 }
 
@@ -108,6 +167,8 @@ pub struct Producer<M: RingMemory, P: Park> {
     /// The consumer's index as last read.
     cached_tail: u32,
     spin: u32,
+    /// Signalled when the consumer armed its event-loop wait.
+    notifier: Option<Notifier>,
     _park: PhantomData<fn() -> P>,
 }
 
@@ -119,8 +180,20 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     /// layout that fits the data area, and [`RingError::Busy`] if a producer already
     /// attached.
     pub fn attach(mem: M, pid: u32) -> Result<Self, RingError> {
+        Self::attach_with(mem, pid, None)
+    }
+
+    /// Attaches like [`attach`](Producer::attach), with the consumer's notifier: the
+    /// producer signals it when the consumer [armed](Consumer::arm) it. A ring created
+    /// [`with_notifier`](RingHeader::with_notifier) needs one, any other ring refuses one
+    /// ([`RingError::Invalid`]).
+    ///
+    /// Attaching wakes a consumer that waits already, so that it learns the producer's pid
+    /// (to watch its liveness).
+    pub fn attach_with(mem: M, pid: u32, notifier: Option<Notifier>) -> Result<Self, RingError> {
         let h = mem.header();
         h.validate(mem.data().len())?;
+        check_notifier(h, &notifier)?;
         let pid = pid.max(1);
         if let Err(other) =
             h.peers.producer_pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
@@ -130,7 +203,53 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         let head = h.head.word.load(Ordering::Acquire);
         let cached_tail = h.tail.word.load(Ordering::Acquire);
         let cap = h.capacity;
-        Ok(Producer { mem, cap, head, cached_tail, spin: hint::SPIN_LIMIT, _park: PhantomData })
+        wake_if_asleep::<P>(&h.consumer_asleep.word, notifier.as_ref());
+        Ok(Producer {
+            mem,
+            cap,
+            head,
+            cached_tail,
+            spin: hint::SPIN_LIMIT,
+            notifier,
+            _park: PhantomData,
+        })
+    }
+
+    /// Announces that this producer is about to block in its event loop until there is
+    /// room for a message of `len` bytes, on its own notifier (the one the consumer
+    /// attached with), and re-checks. `Ok(true)`: block now; the consumer signals the
+    /// notifier after its next release or its close. `Ok(false)`: there is room already,
+    /// or the consumer closed its end: send (a send then succeeds, or reports
+    /// `Disconnected`), do not block.
+    ///
+    /// `known_peer` is the consumer's pid as the caller last read it (0: none yet), the
+    /// one whose liveness it watches: if another is recorded by the re-check (the consumer
+    /// attached meanwhile), `arm` says "do not block", so the caller can watch it first.
+    ///
+    /// Errors: [`RingError::TooLarge`]; [`RingError::Invalid`] if the ring has no
+    /// notifier.
+    pub fn arm(&mut self, len: usize, known_peer: u32) -> Result<bool, RingError> {
+        let max = self.max_message();
+        if len > max {
+            return Err(RingError::TooLarge { size: len, max });
+        }
+        if !self.header().has_notifier() {
+            return Err(no_notifier());
+        }
+        let size = record_size(len) as u32;
+        let to_end = self.cap - (self.head & (self.cap - 1));
+        let need = if size <= to_end { size } else { to_end };
+        let (cap, head) = (self.cap, self.head);
+        let h = self.mem.header();
+        let mut tail = self.cached_tail;
+        let armed = announce(&h.producer_asleep.word, || {
+            tail = h.tail.word.load(Ordering::Acquire);
+            cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free >= need)
+                || h.peers.consumer_closed.load(Ordering::Acquire) != 0
+                || h.peers.consumer_pid.load(Ordering::Acquire) != known_peer
+        });
+        self.cached_tail = tail;
+        Ok(armed)
     }
 
     /// The shared header (pids, closed flags, capacity).
@@ -274,7 +393,7 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         self.head = head;
         let h = self.mem.header();
         h.head.word.store(head, Ordering::Release);
-        wake_if_asleep::<P>(&h.consumer_asleep.word);
+        wake_if_asleep::<P>(&h.consumer_asleep.word, self.notifier.as_ref());
     }
 }
 
@@ -282,7 +401,7 @@ impl<M: RingMemory, P: Park> Drop for Producer<M, P> {
     fn drop(&mut self) {
         let h = self.mem.header();
         h.peers.producer_closed.store(1, Ordering::Release);
-        wake_if_asleep::<P>(&h.consumer_asleep.word);
+        wake_if_asleep::<P>(&h.consumer_asleep.word, self.notifier.as_ref());
     }
 }
 
@@ -380,6 +499,8 @@ pub struct Consumer<M: RingMemory, P: Park> {
     /// The record [`Consumer::hold`] handed out, released on the next call.
     held: Option<Record>,
     spin: u32,
+    /// Signalled when the producer armed its event-loop wait.
+    notifier: Option<Notifier>,
     _park: PhantomData<fn() -> P>,
 }
 
@@ -400,8 +521,18 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     /// layout that fits the data area, and [`RingError::Busy`] if a consumer already
     /// attached.
     pub fn attach(mem: M, pid: u32) -> Result<Self, RingError> {
+        Self::attach_with(mem, pid, None)
+    }
+
+    /// Attaches like [`attach`](Consumer::attach), with the producer's notifier: the
+    /// consumer signals it when the producer [armed](Producer::arm) it. A ring created
+    /// [`with_notifier`](RingHeader::with_notifier) needs one, any other ring refuses one.
+    ///
+    /// Attaching wakes a producer that waits already, so that it learns the consumer's pid.
+    pub fn attach_with(mem: M, pid: u32, notifier: Option<Notifier>) -> Result<Self, RingError> {
         let h = mem.header();
         h.validate(mem.data().len())?;
+        check_notifier(h, &notifier)?;
         let pid = pid.max(1);
         if let Err(other) =
             h.peers.consumer_pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire)
@@ -411,6 +542,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         let tail = h.tail.word.load(Ordering::Acquire);
         let cached_head = h.head.word.load(Ordering::Acquire);
         let cap = h.capacity;
+        wake_if_asleep::<P>(&h.producer_asleep.word, notifier.as_ref());
         Ok(Consumer {
             mem,
             cap,
@@ -418,8 +550,47 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
             cached_head,
             held: None,
             spin: hint::SPIN_LIMIT,
+            notifier,
             _park: PhantomData,
         })
+    }
+
+    /// Announces that this consumer is about to block in its event loop until a message
+    /// arrives, on its own notifier (the one the producer attached with), and re-checks.
+    /// `Ok(true)`: block now; the producer signals the notifier after its next commit or
+    /// its close. `Ok(false)`: a message is ready, or the producer closed its end: receive
+    /// (it succeeds, or reports `Disconnected`), do not block.
+    ///
+    /// Releases the message [`hold`](Consumer::hold) returned, if any. Arm only after the
+    /// ring was found empty, and reset the notifier *before* arming, not after: a signal
+    /// that comes after the announcement must stay pending until the wait.
+    ///
+    /// `known_peer` is the producer's pid as the caller last read it (0: none yet), the
+    /// one whose liveness it watches: if another is recorded by the re-check (the producer
+    /// attached meanwhile, and may die before it sends anything), `arm` says "do not
+    /// block", so the caller can watch it first. (The producer's attach swaps the word
+    /// after recording its pid, so the announcement pairs with it as with a commit.)
+    ///
+    /// [`RingError::Invalid`] if the ring has no notifier.
+    pub fn arm(&mut self, known_peer: u32) -> Result<bool, RingError> {
+        if !self.header().has_notifier() {
+            return Err(no_notifier());
+        }
+        self.release_held();
+        if self.cached_head != self.tail {
+            return Ok(false);
+        }
+        let h = self.mem.header();
+        let tail = self.tail;
+        let mut head = self.cached_head;
+        let armed = announce(&h.consumer_asleep.word, || {
+            head = h.head.word.load(Ordering::Acquire);
+            head != tail
+                || h.peers.producer_closed.load(Ordering::Acquire) != 0
+                || h.peers.producer_pid.load(Ordering::Acquire) != known_peer
+        });
+        self.cached_head = head;
+        Ok(armed)
     }
 
     /// The shared header (pids, closed flags, capacity).
@@ -622,7 +793,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         self.tail = tail;
         let h = self.mem.header();
         h.tail.word.store(tail, Ordering::Release);
-        wake_if_asleep::<P>(&h.producer_asleep.word);
+        wake_if_asleep::<P>(&h.producer_asleep.word, self.notifier.as_ref());
     }
 }
 
@@ -631,7 +802,7 @@ impl<M: RingMemory, P: Park> Drop for Consumer<M, P> {
         self.release_held();
         let h = self.mem.header();
         h.peers.consumer_closed.store(1, Ordering::Release);
-        wake_if_asleep::<P>(&h.producer_asleep.word);
+        wake_if_asleep::<P>(&h.producer_asleep.word, self.notifier.as_ref());
     }
 }
 

@@ -211,9 +211,20 @@ extern "C" fn forget_identity_after_fork() {
     PROCESS.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// 0: the fork handler is not registered; 1: a thread is registering it; 2: registered.
+#[allow(clippy::disallowed_types)]
+static FORK_HANDLER: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Registers the fork handler once. Never blocks: a `std::sync::Once` would, forever, in a
+/// child forked while another thread was inside it (the child inherits the "running"
+/// state, and the registering thread does not exist there). The handler is normally
+/// registered before `main` by [`REGISTER_AT_START`], before any thread could fork.
 fn register_fork_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
+    use std::sync::atomic::Ordering::{Acquire, Release};
+    if FORK_HANDLER.load(Acquire) == 2 {
+        return;
+    }
+    if FORK_HANDLER.compare_exchange(0, 1, Acquire, Acquire).is_ok() {
         // SAFETY: the handler is a plain `extern "C" fn` that only touches a thread-local
         // of the calling thread and an atomic; registering it has no other precondition.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_identity_after_fork)) };
@@ -221,8 +232,26 @@ fn register_fork_handler() {
             rc, 0,
             "pthread_atfork failed: cannot keep robust lock identities right across fork"
         );
-    });
+        FORK_HANDLER.store(2, Release);
+    }
+    // Otherwise another thread is registering it right now; it is in place before that
+    // thread returns, which is all the fork handler needs (a fork that raced with the
+    // registration copied this thread's cache, which the child of such a fork may keep:
+    // the constructor below makes that window happen before `main`, never after).
 }
+
+/// Registers the fork handler when the program starts, before `main` and so before any
+/// thread exists that could fork in the middle of the registration. (Miri runs no
+/// constructors that call `pthread_atfork`; there the first identity lookup registers it.)
+#[cfg(all(target_os = "linux", not(miri)))]
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_AT_START: extern "C" fn() = {
+    extern "C" fn register_at_start() {
+        register_fork_handler();
+    }
+    register_at_start
+};
 
 /// The calling thread's identity: its tid and start stamp, cached after the first call
 /// that could read the stamp (a stamp of 0, "unknown", is not cached).
@@ -254,4 +283,15 @@ pub(crate) fn current_process() -> TaskId {
         PROCESS.store(me.pack(), std::sync::atomic::Ordering::Relaxed);
     }
     me
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fork handler is in place before `main` (a lazy `Once` could deadlock a child
+    /// forked while another thread registered it: seen in a test run).
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri runs no .init_array constructors")]
+    fn the_fork_handler_is_registered_before_main() {
+        assert_eq!(super::FORK_HANDLER.load(std::sync::atomic::Ordering::Acquire), 2);
+    }
 }

@@ -36,7 +36,11 @@
 //! Each end records its pid in the segment when it attaches. A clean drop marks the end
 //! closed and wakes the other side. A peer killed outright marks nothing, so a waiting side
 //! sleeps in slices of at most 50 ms and, after each, checks the peer's pid through a
-//! pidfd (`pidfd_open(2)`, opened when the peer is first seen). The receiver first takes
+//! pidfd (`pidfd_open(2)`, opened at the first such check, or taken over from
+//! [`ShmSink::expect_peer`]/[`ShmSource::expect_peer`], which open it before the peer can
+//! have been reaped: prefer those when you spawn the peer yourself, since a pid recorded by
+//! a peer that died and was reaped long before the first check may name another process by
+//! then). The receiver first takes
 //! every message the peer committed, then gets [`Error::Disconnected`]; a message the peer
 //! was writing when it died was never committed, so it is never seen, not even in part.
 //! A sender to a dead receiver gets `Disconnected` once the ring is full (until then
@@ -600,6 +604,14 @@ impl Peer {
             return Ok(false);
         }
         if self.watch.as_ref().is_none_or(|w| w.pid() != pid) {
+            // The pidfd taken by `expect_peer` was opened before that process could have
+            // been reaped, so its pid cannot have been reused since: use it. (A pidfd
+            // opened only now, perhaps long after the peer died and was reaped, could
+            // name another process that got the same pid.)
+            if self.expected.as_ref().is_some_and(|w| w.pid() == pid) {
+                self.watch = self.expected.take();
+                return self.watch.as_ref().map_or(Ok(false), PeerWatch::has_exited);
+            }
             match PeerWatch::new(pid) {
                 Ok(w) => self.watch = Some(w),
                 Err(Error::Disconnected) => return Ok(true),

@@ -105,7 +105,7 @@ pub struct StreamSink<F: AsFd> {
 
 impl<F: AsFd> StreamSink<F> {
     /// Wraps a connected stream fd and switches it to blocking mode (calls with a
-    /// deadline still never sleep past it: see the [module docs](self)).
+    /// deadline still never sleep past it).
     pub fn new(fd: F) -> Result<Self> {
         let nowait = NoWait::setup(&fd)?;
         Ok(StreamSink {
@@ -278,7 +278,7 @@ const INITIAL_BUF: usize = 64 << 10;
 
 impl<F: AsFd> StreamSource<F> {
     /// Wraps a connected stream fd and switches it to blocking mode (calls with a
-    /// deadline still never sleep past it: see the [module docs](self)).
+    /// deadline still never sleep past it).
     pub fn new(fd: F) -> Result<Self> {
         let nowait = NoWait::setup(&fd)?;
         Ok(StreamSource {

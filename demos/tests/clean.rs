@@ -121,8 +121,13 @@ impl Drop for TempDir {
     }
 }
 
+/// `clean` removes dead owners' named segments machine-wide, so the tests that run it
+/// take turns (one could otherwise remove the segment another is about to check).
+static CLEANING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn clean_removes_only_objects_whose_owner_died() {
+    let _turn = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = TempDir(std::env::temp_dir().join(names::unique_name("clean-test")));
     std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
         .create(&tmp.0)
@@ -197,6 +202,7 @@ fn ls_lists_a_queue_without_a_record_here() {
 /// and `clean` removes it (its header names the owner; there is no record file).
 #[test]
 fn clean_removes_a_segment_whose_owner_died() {
+    let _turn = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = TempDir(std::env::temp_dir().join(names::unique_name("clean-shm-test")));
     std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
         .create(&tmp.0)

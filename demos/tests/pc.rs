@@ -160,7 +160,7 @@ fn sigint_removes_the_bounded_buffer_and_its_semaphores() {
     assert!(objs.iter().any(|o| o["kind"] == "sem"), "{objs:?}");
     let seg = shm_sem_segment_of(child.id()).expect("the segment exists while the run does");
     signal(child.id() as i32, nix::sys::signal::Signal::SIGINT);
-    let out = finish(child);
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
     check_gone(&rt, &objs);
     assert!(!Path::new("/dev/shm").join(&seg).exists(), "{seg} left behind");
@@ -175,7 +175,7 @@ fn a_killed_shm_sem_producer_fails_the_run_without_a_hang() {
     let seg = shm_sem_segment_of(child.id()).expect("the segment exists");
     let kids = wait_for_children(child.id(), 4);
     signal(*kids.last().unwrap(), nix::sys::signal::Signal::SIGKILL);
-    let out = finish(child);
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(1));
     assert!(last_json(&out)["lost"].as_u64().unwrap() > 0);
     check_gone(&rt, &objs);
@@ -209,7 +209,32 @@ fn objects(rt: &Scratch) -> Vec<Value> {
 }
 
 /// Starts a long run and waits until its objects exist.
-fn start_long_run(rt: &Scratch, transport: &str) -> (Child, Vec<Value>) {
+/// A long demo run, killed and reaped if the test fails before it finishes, so that a
+/// failed assertion never leaves a 100M-message run behind (one did, in a CI run).
+struct LongRun(Option<Child>);
+
+impl LongRun {
+    fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    fn finish(mut self) -> Output {
+        finish(self.0.take().expect("running"))
+    }
+}
+
+impl Drop for LongRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // SIGKILL: the children die with it (PR_SET_PDEATHSIG); what it created is
+            // left for `interproc clean`, since its owner is dead.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_long_run(rt: &Scratch, transport: &str) -> (LongRun, Vec<Value>) {
     let child =
         command(rt, &["demo", "pc", "--transport", transport, "--messages", "100000000", "--json"])
             .stdout(Stdio::piped())
@@ -221,7 +246,7 @@ fn start_long_run(rt: &Scratch, transport: &str) -> (Child, Vec<Value>) {
     loop {
         let objs = objects(rt);
         if !objs.is_empty() {
-            return (child, objs);
+            return (LongRun(Some(child)), objs);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -270,7 +295,7 @@ fn interrupted(transport: &str, sig: nix::sys::signal::Signal) {
     let rt = Scratch::new("pc-test");
     let (child, objs) = start_long_run(&rt, transport);
     signal(child.id() as i32, sig);
-    let out = finish(child);
+    let out = child.finish();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
     check_gone(&rt, &objs);
 }
@@ -300,7 +325,7 @@ fn a_killed_producer_fails_the_run_without_a_hang() {
     assert_eq!(kids.len(), 4, "2 consumers + 2 producers");
     // Children are forked consumers first: the last one is a producer.
     signal(*kids.last().unwrap(), nix::sys::signal::Signal::SIGKILL);
-    let out = finish(child);
+    let out = child.finish();
     let status: ExitStatus = out.status;
     assert_eq!(status.code(), Some(1));
     let j = last_json(&out);
@@ -326,7 +351,7 @@ fn a_killed_parent_takes_its_children_and_clean_removes_the_queue() {
     let (child, objs) = start_long_run(&rt, "msgq");
     let kids = wait_for_children(child.id(), 4);
     signal(child.id() as i32, nix::sys::signal::Signal::SIGKILL);
-    let _ = finish(child);
+    let _ = child.finish();
     let deadline = Instant::now() + WATCHDOG;
     while kids.iter().any(|&k| alive(k)) {
         if Instant::now() > deadline {

@@ -50,18 +50,20 @@
 //! # Example
 //!
 //! Two producers and two consumers, threads of one process (processes map a shared
-//! segment instead):
+//! segment instead). Consumers see `Disconnected` as soon as every producer that attached
+//! has left, so attach all producers before any can finish (between processes,
+//! `expect_producer` reserves a place for one that has not attached yet):
 //!
 //! ```
 //! use interproc_sync::ring::mpmc::{self, MpmcError, MpmcHeapMemory};
 //!
 //! let mem = MpmcHeapMemory::new(4096);
 //! let got = std::sync::Mutex::new(Vec::new());
+//! let producers: Vec<_> =
+//!     (0..2).map(|_| mpmc::MpmcProducer::attach(mem.clone()).unwrap()).collect();
 //! std::thread::scope(|s| {
-//!     for p in 0..2u8 {
-//!         let mem = mem.clone();
+//!     for (p, mut tx) in (0..2u8).zip(producers) {
 //!         s.spawn(move || {
-//!             let mut tx = mpmc::MpmcProducer::attach(mem).unwrap();
 //!             for i in 0..100u8 {
 //!                 tx.send(&[p, i], None).unwrap();
 //!             }

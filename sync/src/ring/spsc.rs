@@ -662,11 +662,12 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         let rec = self.next_record(deadline)?;
         self.held = Some(rec);
         let p = self.mem.data().ptr_at(rec.at);
-        // SAFETY: the record is committed and unreleased while `held` names it; it is
-        // released only through `&mut self` (next `hold`, `release_held`, `recv*`, drop),
-        // which the returned borrow of `self` excludes. So the producer does not write it
-        // while the slice lives.
-        Ok(unsafe { std::slice::from_raw_parts(p, rec.len) })
+        // The record is released only through `&mut self` (next `hold`, `release_held`,
+        // `recv*`, drop), which the returned borrow of `self` excludes.
+        // SAFETY: a committed, unreleased record: the producer does not write it while
+        // the slice lives.
+        let bytes = unsafe { std::slice::from_raw_parts(p, rec.len) };
+        Ok(bytes)
     }
 
     /// The message the last [`hold`](Consumer::hold) returned, if it is still held.

@@ -521,10 +521,11 @@ impl<T: ShmSafe> Deref for Segment<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: the layout was computed for `T` (creation) or validated against `T`
-        // (open: size, alignment, type hash, offsets), so `value_offset` is in bounds and
-        // aligned, and the value was written before `initialised` was published. The
-        // mapping lives as long as `self`; `T: ShmSafe` makes shared access sound.
+        // The layout was computed for `T` (creation) or validated against it (open: size,
+        // alignment, type hash, offsets), and the value was written before `initialised`
+        // was published.
+        // SAFETY: `value_offset` is in bounds and aligned for an initialised `T` in a
+        // mapping that lives as long as `self`; `T: ShmSafe` makes shared access sound.
         unsafe { &*self.base.as_ptr().add(self.layout.value_offset()).cast::<T>() }
     }
 }

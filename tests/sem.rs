@@ -235,6 +235,32 @@ fn another_user_is_refused_by_the_default_mode() {
     support::spawn("child_entry", "open_as_nobody", &set.key().to_string(), &[]).wait_success();
 }
 
+/// Regression: the fork tests waited with a plain `waitpid`, so a hung child hung the
+/// test. The watchdog they now use kills and reaps a hung forked child and fails the test.
+#[test]
+fn a_hung_forked_child_is_killed_by_the_watchdog() {
+    // SAFETY: the child only calls `pause` (async-signal-safe) until it is killed.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => loop {
+            // SAFETY: `pause` only waits for a signal.
+            unsafe { libc::pause() };
+        },
+        nix::unistd::ForkResult::Parent { child } => {
+            let waited = std::panic::catch_unwind(|| {
+                support::wait_forked_within(child, Duration::from_millis(100))
+            });
+            let msg = waited.expect_err("the watchdog let a hung child pass");
+            let msg = msg.downcast_ref::<String>().expect("a message");
+            assert!(msg.contains("watchdog"), "{msg}");
+            // Killed and reaped: no such child any more.
+            assert_eq!(
+                nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                Err(nix::errno::Errno::ECHILD)
+            );
+        }
+    }
+}
+
 #[test]
 fn a_forked_child_dropping_the_owner_leaves_the_set() {
     let set = SemSet::private(&[0]).unwrap();
@@ -247,10 +273,7 @@ fn a_forked_child_dropping_the_owner_leaves_the_set() {
             // SAFETY: `_exit` ends the child at once, running no destructors.
             unsafe { libc::_exit(0) };
         }
-        nix::unistd::ForkResult::Parent { child } => {
-            let st = nix::sys::wait::waitpid(child, None).unwrap();
-            assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
-        }
+        nix::unistd::ForkResult::Parent { child } => assert_eq!(support::wait_forked(child), 0),
     }
     assert_eq!(SemSet::open_id(id).unwrap().id(), id, "the child's drop removed it");
     drop(set);

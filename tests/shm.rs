@@ -334,7 +334,7 @@ fn an_anonymous_segment_is_shared_with_a_forked_child() {
             unsafe { libc::_exit(0) };
         }
         nix::unistd::ForkResult::Parent { child } => {
-            assert_eq!(wait_forked(child), 0);
+            assert_eq!(support::wait_forked(child), 0);
         }
     }
     assert_eq!(seg.hits.load(Ordering::Acquire), 41);
@@ -367,7 +367,7 @@ fn a_forked_child_dropping_the_owner_leaves_the_name() {
             // SAFETY: as above.
             unsafe { libc::_exit(0) };
         }
-        nix::unistd::ForkResult::Parent { child } => assert_eq!(wait_forked(child), 0),
+        nix::unistd::ForkResult::Parent { child } => assert_eq!(support::wait_forked(child), 0),
     }
     assert!(path(&name).exists(), "the child's drop unlinked its parent's segment");
     drop(seg);
@@ -396,25 +396,6 @@ fn disown_leaves_the_name_for_someone_else_to_remove() {
     assert!(path(&name).exists());
     Segment::<Board>::unlink(&name).unwrap();
     assert!(matches!(Segment::<Board>::unlink(&name), Err(ShmError::NotFound { .. })));
-}
-
-/// Waits for a forked child under the watchdog; returns its exit status.
-fn wait_forked(child: nix::unistd::Pid) -> i32 {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let deadline = Instant::now() + support::WATCHDOG;
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
-            WaitStatus::Exited(_, code) => return code,
-            WaitStatus::StillAlive if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            other => {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                panic!("watchdog: forked child ended as {other:?} or hung");
-            }
-        }
-    }
 }
 
 // ---- System V segments ----
@@ -475,7 +456,7 @@ fn a_private_sysv_segment_is_shared_with_a_forked_child_and_outlives_its_drop() 
             // SAFETY: `_exit` ends the child at once.
             unsafe { libc::_exit(0) };
         }
-        nix::unistd::ForkResult::Parent { child } => assert_eq!(wait_forked(child), 0),
+        nix::unistd::ForkResult::Parent { child } => assert_eq!(support::wait_forked(child), 0),
     }
     assert_eq!(seg.hits.load(Ordering::Acquire), 2);
     assert_eq!(SysvSegment::<Board>::open_id(id).unwrap().hits.load(Ordering::Acquire), 2);
@@ -581,7 +562,7 @@ fn an_anonymous_guarded_value_is_shared_with_a_forked_child() {
             // SAFETY: `_exit` ends the child at once, running no destructors.
             unsafe { libc::_exit(code) };
         }
-        nix::unistd::ForkResult::Parent { child } => assert_eq!(wait_forked(child), 0),
+        nix::unistd::ForkResult::Parent { child } => assert_eq!(support::wait_forked(child), 0),
     }
     let l = g.lock().unwrap();
     assert_eq!((l.a, l.b), (7, 7));
@@ -668,7 +649,11 @@ fn a_guard_dropped_in_a_fork_child_keeps_the_parents_lock() {
             unsafe { libc::_exit(code) }
         }
         nix::unistd::ForkResult::Parent { child } => {
-            assert_eq!(wait_forked(child), 0, "another locker got in while the parent held it")
+            assert_eq!(
+                support::wait_forked(child),
+                0,
+                "another locker got in while the parent held it"
+            )
         }
     }
     drop(held);

@@ -145,6 +145,37 @@ impl Drop for Child {
     }
 }
 
+/// Waits for a `fork`ed child (not a spawned [`Child`]) under the watchdog; returns its exit
+/// status. A child that hangs is killed, reaped, and the test fails.
+pub fn wait_forked(child: nix::unistd::Pid) -> i32 {
+    wait_forked_within(child, WATCHDOG)
+}
+
+/// [`wait_forked`] with a given watchdog: a child still running after `limit` is killed and
+/// reaped, then this panics. A child killed by a signal also fails the test.
+pub fn wait_forked_within(child: nix::unistd::Pid, limit: Duration) -> i32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + limit;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
+            WaitStatus::Exited(_, code) => return code,
+            WaitStatus::StillAlive if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            WaitStatus::StillAlive => {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                panic!("watchdog: forked child {child} did not finish within {limit:?}; killed it");
+            }
+            other => {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                panic!("forked child {child} ended as {other:?}");
+            }
+        }
+    }
+}
+
 /// True if `st` says the process was killed by SIGKILL.
 pub fn was_killed(st: &ExitStatus) -> bool {
     st.signal() == Some(libc::SIGKILL)

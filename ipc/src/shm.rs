@@ -86,9 +86,12 @@
 //!
 //! - [`Segment::create`]/[`Segment::open`]: named by a string, listed in `/dev/shm`, mode
 //!   0600, pages reserved up front (`fallocate`), so a full `/dev/shm` is
-//!   [`ShmError::NoSpace`] now rather than a SIGBUS later.
+//!   [`ShmError::NoSpace`] now rather than a SIGBUS later. They need `/dev/shm` to be a
+//!   writable tmpfs and `/proc` to be mounted ([`ShmError::ShmDirUnusable`] and
+//!   [`ShmError::ProcNotMounted`] say what is missing and how to fix it).
 //! - [`Segment::anonymous`]: a memfd, for `fork`ed children or to pass over a Unix socket
-//!   (SCM_RIGHTS) and map with [`Segment::from_fd`].
+//!   (SCM_RIGHTS) and map with [`Segment::from_fd`]. It needs neither `/dev/shm` nor
+//!   `/proc`.
 //! - [`SysvSegment`]: System V segments, for programs that already speak `shmget` keys;
 //!   they work like [`crate::msgq`]'s queues (keys, owner records, `interproc clean`).
 

@@ -36,6 +36,29 @@ pub enum ShmError {
         /// Bytes the segment needs (its mapping, rounded up to pages).
         needed: u64,
     },
+    /// The directory of named segments ([`SHM_DIR`](super::SHM_DIR), `/dev/shm`) cannot
+    /// hold them on this machine: it is missing, is not a directory, is not a tmpfs (no
+    /// tmpfs is mounted there), is mounted read-only, or this user may not create files in
+    /// it. Nothing was created. `problem` says which and `fix` what to do about it; an
+    /// anonymous segment ([`Segment::anonymous`](super::Segment::anonymous), a memfd)
+    /// needs no mount at all.
+    #[error("cannot create a named shared-memory segment in {dir}: {problem}; {fix}; or use Segment::anonymous (a memfd), which needs no mount")]
+    ShmDirUnusable {
+        /// The directory: `/dev/shm`.
+        dir: String,
+        /// What is wrong with it, for example `it does not exist`.
+        problem: String,
+        /// What to do about it, for example the `mount` command that makes it usable.
+        fix: String,
+    },
+    /// `/proc` is not mounted. A named segment is built as an unnamed file and then given
+    /// its name with `linkat` through `/proc/self/fd/N`, which needs it. Nothing was
+    /// created.
+    #[error("cannot name a new shared-memory segment: {path} is missing, so /proc is not mounted (linkat gives the segment's unnamed file its name through it); mount it (mount -t proc proc /proc, root), or use Segment::anonymous (a memfd), which needs no /proc")]
+    ProcNotMounted {
+        /// The path that was missing: `/proc/self/fd`.
+        path: String,
+    },
     /// The segment exists but is not what the caller expects: bad magic number (not an
     /// interproc segment), another layout version, another size, another type, or never
     /// initialised. `what` says which, with both values.
@@ -86,6 +109,7 @@ impl From<ShmError> for std::io::Error {
             ShmError::NoSpace { .. } => K::StorageFull,
             ShmError::Invalid { .. } => K::InvalidData,
             ShmError::NameInvalid { .. } => K::InvalidInput,
+            ShmError::ShmDirUnusable { .. } | ShmError::ProcNotMounted { .. } => K::Unsupported,
             ShmError::Os { errno, .. } => return std::io::Error::from_raw_os_error(*errno as i32),
         };
         std::io::Error::new(kind, e)

@@ -93,6 +93,17 @@ struct Owner {
 /// under construction. (Without `O_TMPFILE`, `create` falls back to an exclusive
 /// `shm_open`-style create, and `open` waits up to 5 s for the flag.)
 ///
+/// # Where named segments live
+///
+/// Named segments are files in [`SHM_DIR`](super::SHM_DIR) (`/dev/shm`), which must be a
+/// directory on a tmpfs, as systemd and Docker mount it. `create` checks that first: a
+/// `/dev/shm` that is missing, not a directory, not a tmpfs, mounted read-only or closed to
+/// this user is [`ShmError::ShmDirUnusable`], which says which and gives the command that
+/// fixes it. Naming the unnamed file goes through `/proc/self/fd`: with `/proc` not
+/// mounted, `create` fails with [`ShmError::ProcNotMounted`]. A full `/dev/shm` is
+/// [`ShmError::NoSpace`], naming it and its free space. An anonymous segment
+/// ([`anonymous`](Segment::anonymous), a memfd) needs neither mount.
+///
 /// # Ownership
 ///
 /// The creator owns a named segment: dropping it unlinks the name, if the name still
@@ -101,6 +112,17 @@ struct Owner {
 /// mapping and fd close. An opener's drop only unmaps. [`disown`](Segment::disown) hands
 /// the name over to whoever removes it later. The value is never dropped (a [`ShmSafe`]
 /// type needs no `Drop`).
+///
+/// "Still refers to this segment's file" is checked by identity: the drop compares the
+/// device and inode of its open fd (`fstat`) with those of the name (`lstat`), and unlinks
+/// only if they are equal. While the fd is open the inode cannot be freed, so its number
+/// cannot be given to another file: an equal pair means the same file. Linux has no
+/// "unlink if it is this inode" call, so one window remains, between that `lstat` and the
+/// `unlink`: if in those few instructions another process removes the name *and* creates a
+/// new segment under it, the drop removes the newcomer's name (its mappings and fds stay
+/// valid; the name is gone early). Only a process that removes a live owner's name can
+/// open that window ([`Segment::unlink`] or `rm`; `interproc clean` leaves the segments
+/// of live owners alone); owners that each create and drop their own names cannot.
 ///
 /// # Example
 ///
@@ -137,6 +159,8 @@ pub struct Segment<T: ShmSafe> {
     layout: Layout,
     fd: OwnedFd,
     name: Option<String>,
+    /// Where the creator linked the name (`/dev/shm/<name>`), which its drop unlinks.
+    path: Option<String>,
     owner: Option<Owner>,
     _type: PhantomData<T>,
 }
@@ -149,8 +173,13 @@ unsafe impl<T: ShmSafe> Send for Segment<T> {}
 // SAFETY: `&Segment<T>` gives only `&T` (and raw pointers); `T: ShmSafe` implies `Sync`.
 unsafe impl<T: ShmSafe> Sync for Segment<T> {}
 
-/// The path of segment `name`, after checking the name.
+/// The path of segment `name` in `/dev/shm`, after checking the name.
 fn shm_path(name: &str) -> Result<String, ShmError> {
+    shm_path_in(SHM_DIR, name)
+}
+
+/// The path of segment `name` in `dir`, after checking the name.
+fn shm_path_in(dir: &str, name: &str) -> Result<String, ShmError> {
     let why = if name.is_empty() {
         Some("it is empty")
     } else if name.len() > NAME_MAX {
@@ -166,13 +195,107 @@ fn shm_path(name: &str) -> Result<String, ShmError> {
     };
     match why {
         Some(why) => Err(ShmError::NameInvalid { name: name.to_string(), why }),
-        None => Ok(format!("{SHM_DIR}/{name}")),
+        None => Ok(format!("{dir}/{name}")),
     }
 }
 
 /// (st_dev, st_ino): a file's identity while it exists.
 fn identity(st: &libc::stat) -> (u64, u64) {
     (st.st_dev, st.st_ino)
+}
+
+/// Where `linkat` finds the unnamed file it names (see [`sys::link_fd`]).
+const PROC_SELF_FD: &str = "/proc/self/fd";
+
+/// The fix for a `dir` with no tmpfs: the mount that systemd and Docker make.
+fn mount_fix(dir: &str) -> String {
+    format!(
+        "mount a tmpfs there (root): mkdir -p {dir} && mount -t tmpfs -o mode=1777,nosuid,nodev \
+         tmpfs {dir}"
+    )
+}
+
+/// A readable name for a filesystem magic number (statfs(2)), for the error message.
+fn fs_name(magic: u64) -> String {
+    let name = match magic {
+        0xef53 => "ext2/3/4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        0x794c_7630 => "overlayfs",
+        0x8584_58f6 => "ramfs",
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        _ => return format!("type {magic:#x}"),
+    };
+    name.to_string()
+}
+
+/// Checks that `dir` can hold named segments before anything is created: it must be a
+/// directory on a tmpfs (as glibc's `shm_open` long required). On any other filesystem a
+/// segment would be a file on disk (or, for a `/dev/shm` left unmounted in `/dev`, in
+/// whatever `/dev` is): slow, kept across reboots, and not what `shm_open` would find.
+fn check_shm_dir(dir: &str) -> Result<(), ShmError> {
+    let unusable = |problem: String| ShmError::ShmDirUnusable {
+        dir: dir.to_string(),
+        problem,
+        fix: mount_fix(dir),
+    };
+    let st = sys::stat(dir)
+        .map_err(|e| shm_dir_error(dir, e).unwrap_or(ShmError::Os { op: "stat", errno: e }))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(unusable("it is not a directory".into()));
+    }
+    let magic = sys::fs_magic(dir).map_err(|e| ShmError::Os { op: "statfs", errno: e })?;
+    if magic != sys::TMPFS_MAGIC {
+        return Err(unusable(format!(
+            "it is on a {} filesystem, not a tmpfs (no tmpfs is mounted there)",
+            fs_name(magic)
+        )));
+    }
+    Ok(())
+}
+
+/// The typed error for `errno` from creating a file in `dir` (`stat`, `open(O_TMPFILE)`,
+/// `open(O_CREAT | O_EXCL)`, `linkat`), if the errno is about the directory rather than the
+/// segment; `None` otherwise.
+fn shm_dir_error(dir: &str, errno: Errno) -> Option<ShmError> {
+    let (problem, fix) = match errno {
+        Errno::ENOENT => ("it does not exist".to_string(), mount_fix(dir)),
+        Errno::ENOTDIR => {
+            ("it (or a directory above it) is not a directory".into(), mount_fix(dir))
+        }
+        Errno::EACCES | Errno::EPERM => {
+            let mode = sys::stat(dir)
+                .map(|st| format!(" (mode {:04o}, owner uid {})", st.st_mode & 0o7777, st.st_uid))
+                .unwrap_or_default();
+            (
+                format!(
+                    "this user (uid {}) may not create files in it{mode}",
+                    nix::unistd::geteuid()
+                ),
+                format!(
+                    "let every user create files there, with the sticky bit, as is usual: chmod \
+                     1777 {dir} (root)"
+                ),
+            )
+        }
+        Errno::EROFS => (
+            "it is mounted read-only".into(),
+            format!("remount it read-write (root): mount -o remount,rw {dir}"),
+        ),
+        _ => return None,
+    };
+    Some(ShmError::ShmDirUnusable { dir: dir.to_string(), problem, fix })
+}
+
+/// What a failed `linkat` of the unnamed file to `name` in `dir` means. `ENOENT` with
+/// `proc_fd` (`/proc/self/fd`) missing is an unmounted `/proc`; otherwise the directory
+/// errors of [`shm_dir_error`], then the usual mapping.
+fn link_error(name: &str, dir: &str, proc_fd: &str, errno: Errno) -> ShmError {
+    if errno == Errno::ENOENT && sys::stat(proc_fd).is_err() {
+        return ShmError::ProcNotMounted { path: proc_fd.to_string() };
+    }
+    shm_dir_error(dir, errno).unwrap_or_else(|| ShmError::from_errno("linkat", name, errno))
 }
 
 /// Sizes the file behind `fd` to `len` and reserves every page, reporting a lack of
@@ -213,12 +336,18 @@ impl<T: ShmSafe> Segment<T> {
 
     /// [`Segment::create`] with a mode and an extra area.
     pub fn create_with(name: &str, value: T, opts: &SegmentOptions) -> Result<Self, ShmError> {
-        let path = shm_path(name)?;
+        Self::create_in(SHM_DIR, name, value, opts)
+    }
+
+    /// [`Segment::create_with`] in the directory `dir` (`/dev/shm`; others in tests).
+    fn create_in(dir: &str, name: &str, value: T, opts: &SegmentOptions) -> Result<Self, ShmError> {
+        let path = shm_path_in(dir, name)?;
         let layout = Self::layout_for(name, opts.extra)?;
-        match Self::build_unnamed(layout, opts.mode, value) {
-            Ok(seg) => seg.link(name, &path),
+        check_shm_dir(dir)?;
+        match Self::build_unnamed(dir, layout, opts.mode, value) {
+            Ok(seg) => seg.link(name, dir, &path),
             Err(Unnamed::Unsupported(value)) => {
-                Self::create_fallback(name, &path, layout, opts.mode, || value)
+                Self::create_fallback(name, dir, &path, layout, opts.mode, || value)
             }
             Err(Unnamed::Failed(e)) => Err(e),
         }
@@ -246,6 +375,7 @@ impl<T: ShmSafe> Segment<T> {
             Err(e) => return Err(e),
         }
         let layout = Self::layout_for(name, 0)?;
+        check_shm_dir(SHM_DIR)?;
         let mode = SegmentOptions::default().mode;
         let mut make = Some(value);
         // A value made but not placed yet, and an unnamed segment waiting for its name:
@@ -261,7 +391,7 @@ impl<T: ShmSafe> Segment<T> {
                     Some(v) => v,
                     None => (make.take().expect("the value is made once"))(),
                 };
-                match Self::build_unnamed(layout, mode, v) {
+                match Self::build_unnamed(SHM_DIR, layout, mode, v) {
                     Ok(seg) => built = Some(seg),
                     Err(Unnamed::Unsupported(v)) => {
                         ready = Some(v);
@@ -271,13 +401,15 @@ impl<T: ShmSafe> Segment<T> {
                 }
             }
             let created = match built.take() {
-                Some(seg) => seg.link_or_return(name, &path).map_err(|(e, back)| {
+                Some(seg) => seg.link_or_return(name, SHM_DIR, &path).map_err(|(e, back)| {
                     built = back;
                     e
                 }),
-                None => Self::create_fallback(name, &path, layout, mode, || match ready.take() {
-                    Some(v) => v,
-                    None => (make.take().expect("the value is made once"))(),
+                None => Self::create_fallback(name, SHM_DIR, &path, layout, mode, || {
+                    match ready.take() {
+                        Some(v) => v,
+                        None => (make.take().expect("the value is made once"))(),
+                    }
                 }),
             };
             match created {
@@ -381,47 +513,53 @@ impl<T: ShmSafe> Segment<T> {
         Layout::of::<T>(extra).map_err(|what| ShmError::Invalid { name: name.to_string(), what })
     }
 
-    /// Builds a complete segment as an unnamed `O_TMPFILE` file in `/dev/shm`.
-    fn build_unnamed(layout: Layout, mode: u32, value: T) -> Result<Self, Unnamed<T>> {
-        let fd = match sys::open_tmpfile(SHM_DIR, 0o600) {
-            Ok(fd) => fd,
-            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
-                return Err(Unnamed::Unsupported(value))
-            }
-            Err(e) => {
-                return Err(Unnamed::Failed(ShmError::from_errno(
-                    "open(/dev/shm, O_TMPFILE)",
-                    SHM_DIR,
-                    e,
-                )))
-            }
-        };
+    /// Builds a complete segment as an unnamed `O_TMPFILE` file in `dir`.
+    fn build_unnamed(dir: &str, layout: Layout, mode: u32, value: T) -> Result<Self, Unnamed<T>> {
+        let fd =
+            match sys::open_tmpfile(dir, 0o600) {
+                Ok(fd) => fd,
+                Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
+                    return Err(Unnamed::Unsupported(value))
+                }
+                Err(e) => {
+                    return Err(Unnamed::Failed(shm_dir_error(dir, e).unwrap_or_else(|| {
+                        ShmError::from_errno("open(/dev/shm, O_TMPFILE)", dir, e)
+                    })))
+                }
+            };
         let build = || {
             sys::fchmod(&fd, mode & 0o777).map_err(|e| ShmError::Os { op: "fchmod", errno: e })?;
-            reserve(&fd, layout.total(), SHM_DIR)
+            reserve(&fd, layout.total(), dir)
         };
         build().map_err(Unnamed::Failed)?;
         Self::map_new(fd, layout, value).map_err(Unnamed::Failed)
     }
 
-    /// Gives the unnamed segment its name; the caller then owns it.
-    fn link(self, name: &str, path: &str) -> Result<Self, ShmError> {
-        self.link_or_return(name, path).map_err(|(e, _)| e)
+    /// Gives the unnamed segment its name `path` (`name` in `dir`); the caller then owns
+    /// it.
+    fn link(self, name: &str, dir: &str, path: &str) -> Result<Self, ShmError> {
+        self.link_or_return(name, dir, path).map_err(|(e, _)| e)
     }
 
     /// [`Self::link`], handing the segment back if the name is taken.
     #[allow(clippy::result_large_err)]
-    fn link_or_return(mut self, name: &str, path: &str) -> Result<Self, (ShmError, Option<Self>)> {
+    fn link_or_return(
+        mut self,
+        name: &str,
+        dir: &str,
+        path: &str,
+    ) -> Result<Self, (ShmError, Option<Self>)> {
         match sys::link_fd(&self.fd, path) {
             Ok(()) => {
                 self.name = Some(name.to_string());
+                self.path = Some(path.to_string());
                 self.owner = Some(Owner { pid: std::process::id() });
                 Ok(self)
             }
             Err(Errno::EEXIST) => {
                 Err((ShmError::AlreadyExists { name: name.to_string() }, Some(self)))
             }
-            Err(e) => Err((ShmError::from_errno("linkat", name, e), None)),
+            Err(e) => Err((link_error(name, dir, PROC_SELF_FD, e), None)),
         }
     }
 
@@ -429,23 +567,28 @@ impl<T: ShmSafe> Segment<T> {
     /// the same steps; openers wait for the `initialised` flag.
     fn create_fallback(
         name: &str,
+        dir: &str,
         path: &str,
         layout: Layout,
         mode: u32,
         value: impl FnOnce() -> T,
     ) -> Result<Self, ShmError> {
-        let fd = sys::open(path, OFlag::O_CREAT | OFlag::O_EXCL, 0o600)
-            .map_err(|e| ShmError::from_errno("open(O_CREAT | O_EXCL)", name, e))?;
+        let fd = sys::open(path, OFlag::O_CREAT | OFlag::O_EXCL, 0o600).map_err(|e| match e {
+            Errno::EEXIST => ShmError::AlreadyExists { name: name.to_string() },
+            e => shm_dir_error(dir, e)
+                .unwrap_or_else(|| ShmError::from_errno("open(O_CREAT | O_EXCL)", name, e)),
+        })?;
         let id = sys::fstat(&fd).map(|st| identity(&st)).ok();
         let built = (|| {
             sys::fchmod(&fd, mode & 0o777).map_err(|e| ShmError::Os { op: "fchmod", errno: e })?;
-            reserve(&fd, layout.total(), SHM_DIR)?;
+            reserve(&fd, layout.total(), dir)?;
             Ok(())
         })();
         let built = built.and_then(|()| Self::map_new(fd, layout, value()));
         match built {
             Ok(mut seg) => {
                 seg.name = Some(name.to_string());
+                seg.path = Some(path.to_string());
                 seg.owner = Some(Owner { pid: std::process::id() });
                 Ok(seg)
             }
@@ -463,7 +606,8 @@ impl<T: ShmSafe> Segment<T> {
     fn map_new(fd: OwnedFd, layout: Layout, value: T) -> Result<Self, ShmError> {
         let base = sys::map_shared(&fd, layout.total())
             .map_err(|e| ShmError::Os { op: "mmap", errno: e })?;
-        let seg: Self = Segment { base, layout, fd, name: None, owner: None, _type: PhantomData };
+        let seg: Self =
+            Segment { base, layout, fd, name: None, path: None, owner: None, _type: PhantomData };
         // SAFETY: a fresh mapping of `layout.total` bytes, page-aligned, that no other
         // process reads yet (the file has no name, or openers wait for the flag).
         unsafe { layout::init(seg.base, &layout, value) };
@@ -501,7 +645,8 @@ impl<T: ShmSafe> Segment<T> {
         let base = sys::map_shared(&fd, size).map_err(|e| ShmError::Os { op: "mmap", errno: e })?;
         // Until validated, the layout covers exactly the mapping, so `drop` unmaps it all.
         let layout = Layout::unchecked(size);
-        let mut seg: Self = Segment { base, layout, fd, name, owner: None, _type: PhantomData };
+        let mut seg: Self =
+            Segment { base, layout, fd, name, path: None, owner: None, _type: PhantomData };
         // SAFETY: the mapping is `size` bytes, page-aligned, and lives as long as `seg`.
         let expect = unsafe { layout::validate::<T>(seg.base, size, &label, deadline) }?;
         seg.layout = expect;
@@ -550,13 +695,14 @@ impl<T: ShmSafe> fmt::Debug for Segment<T> {
 
 impl<T: ShmSafe> Drop for Segment<T> {
     fn drop(&mut self) {
-        if let (true, Some(name)) = (self.is_owner(), self.name.as_deref()) {
-            let path = format!("{SHM_DIR}/{name}");
+        if let (true, Some(path)) = (self.is_owner(), self.path.as_deref()) {
             // Only while the name still refers to our file: someone may have unlinked it
-            // and created a new segment under the same name since.
+            // and created a new segment under the same name since. (Our open fd keeps our
+            // inode alive, so its number cannot be reused by that new file.) What is left
+            // is the window between this `lstat` and the `unlink`: see "Ownership" above.
             let ours = sys::fstat(&self.fd).ok().map(|st| identity(&st));
-            if ours.is_some() && sys::lstat(&path).ok().map(|st| identity(&st)) == ours {
-                let _ = sys::unlink(&path);
+            if ours.is_some() && sys::lstat(path).ok().map(|st| identity(&st)) == ours {
+                let _ = sys::unlink(path);
             }
         }
         // SAFETY: `base`/`total` is the whole mapping made by `map_shared` in the
@@ -583,15 +729,105 @@ mod tests {
         let name = format!("interproc-unit-fallback-{}", std::process::id());
         let path = shm_path(&name).unwrap();
         let layout = Layout::of::<u64>(0).unwrap();
-        let seg = Segment::<u64>::create_fallback(&name, &path, layout, 0o600, || 42).unwrap();
+        let seg =
+            Segment::<u64>::create_fallback(&name, SHM_DIR, &path, layout, 0o600, || 42).unwrap();
         assert!(seg.is_owner());
         let other = Segment::<u64>::open(&name).unwrap();
         assert_eq!(*other, 42);
         assert!(matches!(
-            Segment::<u64>::create_fallback(&name, &path, layout, 0o600, || 1),
+            Segment::<u64>::create_fallback(&name, SHM_DIR, &path, layout, 0o600, || 1),
             Err(ShmError::AlreadyExists { .. })
         ));
         drop(seg);
         assert!(matches!(Segment::<u64>::open(&name), Err(ShmError::NotFound { .. })));
+    }
+
+    /// The error a create got in `dir`, which must be `ShmDirUnusable` naming `dir`,
+    /// saying `problem` and the way out (`fix`), and pointing at the memfd that needs no
+    /// mount.
+    fn assert_unusable(dir: &str, problem: &str, fix: &str) {
+        let name = format!("interproc-unit-dir-{}", std::process::id());
+        let e = Segment::<u64>::create_in(dir, &name, 1, &SegmentOptions::default())
+            .expect_err("a segment was created in an unusable directory");
+        let ShmError::ShmDirUnusable { dir: d, problem: p, .. } = &e else {
+            panic!("expected ShmDirUnusable for {dir}, got {e:?}: {e}")
+        };
+        assert_eq!(d, dir);
+        assert!(p.contains(problem), "{p}");
+        let msg = e.to_string();
+        for part in [dir, fix, "Segment::anonymous"] {
+            assert!(msg.contains(part), "{part:?} not in {msg}");
+        }
+        assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::Unsupported);
+    }
+
+    /// Regression: with no `/dev/shm`, create failed with "segment \"/dev/shm\" does not
+    /// exist; create it first".
+    #[test]
+    fn a_missing_shm_dir_is_named_with_the_mount_that_fixes_it() {
+        let dir = format!("/nonexistent-interproc-unit-{}", std::process::id());
+        assert_unusable(&dir, "does not exist", "mount -t tmpfs");
+    }
+
+    #[test]
+    fn an_shm_dir_that_is_a_file_is_refused() {
+        assert_unusable(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+            "not a directory",
+            "mount -t tmpfs",
+        );
+    }
+
+    /// Regression: a `/dev/shm` with no tmpfs mounted on it (a plain directory) silently
+    /// held segments as files on that filesystem. `/proc` is never a tmpfs.
+    #[test]
+    fn an_shm_dir_that_is_not_a_tmpfs_is_refused() {
+        assert_unusable("/proc", "not a tmpfs", "mount -t tmpfs");
+    }
+
+    #[test]
+    fn the_real_shm_dir_is_accepted() {
+        check_shm_dir(SHM_DIR).expect("/dev/shm is a tmpfs on the test machines");
+    }
+
+    /// A directory this user may not write, or a read-only mount: the errno mapping (the
+    /// tests run as root, which no mode keeps out, and must not remount anything).
+    #[test]
+    fn an_unwritable_or_read_only_shm_dir_says_what_to_do() {
+        for (errno, problem, fix) in [
+            (Errno::EACCES, "may not create files in it (mode 1777", "chmod 1777 /dev/shm"),
+            (Errno::EPERM, "may not create files in it", "chmod 1777 /dev/shm"),
+            (Errno::EROFS, "mounted read-only", "mount -o remount,rw /dev/shm"),
+            (Errno::ENOENT, "does not exist", "mount -t tmpfs"),
+        ] {
+            let e = shm_dir_error(SHM_DIR, errno).expect("a directory error");
+            let ShmError::ShmDirUnusable { problem: p, fix: f, .. } = &e else { panic!("{e:?}") };
+            assert!(p.contains(problem), "{errno}: {p}");
+            assert!(f.contains(fix), "{errno}: {f}");
+            assert!(e.to_string().contains("/dev/shm"), "{e}");
+        }
+        assert_eq!(shm_dir_error(SHM_DIR, Errno::EIO), None);
+    }
+
+    /// Regression: with `/proc` unmounted, `linkat` through `/proc/self/fd/N` failed with
+    /// ENOENT, reported as "segment <name> does not exist; create it first".
+    #[test]
+    fn an_unmounted_proc_is_named_by_the_link_error() {
+        let missing = format!("/nonexistent-interproc-unit-{}/self/fd", std::process::id());
+        let e = link_error("interproc-x", SHM_DIR, &missing, Errno::ENOENT);
+        assert_eq!(e, ShmError::ProcNotMounted { path: missing.clone() });
+        let msg = e.to_string();
+        for part in [missing.as_str(), "mount -t proc proc /proc", "Segment::anonymous"] {
+            assert!(msg.contains(part), "{part:?} not in {msg}");
+        }
+        // With /proc mounted, an ENOENT is about /dev/shm (removed under us).
+        assert!(matches!(
+            link_error("interproc-x", SHM_DIR, PROC_SELF_FD, Errno::ENOENT),
+            ShmError::ShmDirUnusable { .. }
+        ));
+        assert!(matches!(
+            link_error("interproc-x", SHM_DIR, PROC_SELF_FD, Errno::EROFS),
+            ShmError::ShmDirUnusable { .. }
+        ));
     }
 }

@@ -65,6 +65,20 @@ pub(crate) fn lstat(path: &str) -> nix::Result<libc::stat> {
     retry(|| nix::sys::stat::lstat(path))
 }
 
+/// `stat(2)`: follows symlinks (`/dev/shm` is a symlink to `/run/shm` on some systems).
+pub(crate) fn stat(path: &str) -> nix::Result<libc::stat> {
+    retry(|| nix::sys::stat::stat(path))
+}
+
+/// `TMPFS_MAGIC`, the `f_type` of a tmpfs (statfs(2)).
+pub(crate) const TMPFS_MAGIC: u64 = libc::TMPFS_MAGIC as u64;
+
+/// The filesystem type (`f_type`, a magic number such as [`TMPFS_MAGIC`]) of the
+/// filesystem holding `path` (`statfs(2)`).
+pub(crate) fn fs_magic(path: &str) -> nix::Result<u64> {
+    retry(|| nix::sys::statfs::statfs(path)).map(|st| st.filesystem_type().0 as u64)
+}
+
 /// `unlink(2)`.
 pub(crate) fn unlink(path: &str) -> nix::Result<()> {
     retry(|| nix::unistd::unlink(path))

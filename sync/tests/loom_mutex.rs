@@ -8,56 +8,13 @@
 use std::time::Duration;
 
 use interproc_sync::{LockError, Mutex};
-use loom::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use loom::sync::Arc;
 use loom::thread;
 
-/// Two lockers never overlap, and each sees the other's write (the data is a plain `u32`
-/// in loom's `UnsafeCell`, which also reports any unordered access as a data race). The
-/// `inside` counter is Relaxed on purpose: it must not add the ordering the lock provides.
-#[test]
-fn mutual_exclusion() {
-    loom::model(|| {
-        let m = Arc::new(Mutex::new(0u32));
-        let inside = Arc::new(AtomicUsize::new(0));
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let (m, inside) = (m.clone(), inside.clone());
-                thread::spawn(move || {
-                    let mut g = m.lock().unwrap();
-                    assert_eq!(inside.fetch_add(1, Relaxed), 0, "two threads inside");
-                    let v = *g;
-                    *g = v + 1;
-                    inside.fetch_sub(1, Relaxed);
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
-        assert_eq!(*m.lock().unwrap(), 2);
-    });
-}
+#[macro_use]
+mod mutex_models;
 
-/// Three lockers, so that at least one parks with the word at 2: every unlock that must wake
-/// someone does, or loom reports the parked thread as a deadlock.
-#[test]
-fn no_lost_wakeup_three_lockers() {
-    loom::model(|| {
-        let m = Arc::new(Mutex::new(0u32));
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let m = m.clone();
-                thread::spawn(move || *m.lock().unwrap() += 1)
-            })
-            .collect();
-        *m.lock().unwrap() += 1;
-        for w in workers {
-            w.join().unwrap();
-        }
-        assert_eq!(*m.lock().unwrap(), 3);
-    });
-}
+mutex_models!(Mutex);
 
 /// `try_lock` never blocks, and when it succeeds it excludes the other holder.
 #[test]

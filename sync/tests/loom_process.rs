@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use interproc_sync::park::model::{die_at, died, mark_dead};
-use interproc_sync::process::{LockError, Monitor, Mutex, Semaphore};
+use interproc_sync::process::{LockError, Monitor, MonitorGuard, Mutex, Semaphore};
 use interproc_sync::{Condition, Error};
 use loom::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use loom::sync::Arc;
@@ -55,48 +55,26 @@ fn lock_repair<T>(m: &Mutex<T>) -> (interproc_sync::process::MutexGuard<'_, T>, 
     }
 }
 
-#[test]
-fn mutual_exclusion() {
-    loom::model(|| {
-        let m = Arc::new(Mutex::new(0u32));
-        let inside = Arc::new(AtomicU32::new(0));
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let (m, inside) = (m.clone(), inside.clone());
-                thread::spawn(move || {
-                    let mut g = m.lock().unwrap();
-                    assert_eq!(inside.fetch_add(1, Relaxed), 0, "two threads inside");
-                    *g += 1;
-                    inside.fetch_sub(1, Relaxed);
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().unwrap();
+/// An `enter` or a wait on a monitor, repaired after a dead owner: returns the guard and
+/// whether the owner had died (after `make_consistent`).
+fn repaired<'a, T, const C: usize>(
+    r: Result<MonitorGuard<'a, T, C>, LockError<MonitorGuard<'a, T, C>>>,
+) -> (MonitorGuard<'a, T, C>, bool) {
+    match r {
+        Ok(g) => (g, false),
+        Err(LockError::OwnerDied(mut g)) => {
+            g.make_consistent();
+            (g, true)
         }
-        assert_eq!(*m.lock().unwrap(), 2);
-    });
+        Err(e) => panic!("unexpected {e:?}"),
+    }
 }
 
-/// Three lockers and nobody dies: every waiter parks untimed (the poll stays untimed in
-/// the model while nobody has died), so a lost wake-up would show as a loom deadlock.
-#[test]
-fn no_lost_wakeup_three_lockers() {
-    loom::model(|| {
-        let m = Arc::new(Mutex::new(0u32));
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let m = m.clone();
-                thread::spawn(move || *m.lock().unwrap() += 1)
-            })
-            .collect();
-        *m.lock().unwrap() += 1;
-        for w in workers {
-            w.join().unwrap();
-        }
-        assert_eq!(*m.lock().unwrap(), 3);
-    });
-}
+#[macro_use]
+mod mutex_models;
+
+// `mutual_exclusion` and `no_lost_wakeup_three_lockers`, as for the thread mutex.
+mutex_models!(Mutex);
 
 /// The owner dies at every step of lock and unlock while another thread wants the lock:
 /// the other always gets it (with `OwnerDied` at most once, and only if the victim died),
@@ -300,24 +278,14 @@ fn monitor_owner_death_at_every_step() {
                     })
                 })
             };
-            let g = match mon.enter() {
-                Ok(g) => g,
-                Err(LockError::OwnerDied(mut g)) => {
-                    g.make_consistent();
-                    *g = 1; // the repair: finish the dead thread's update
-                    g
-                }
-                Err(e) => panic!("{e:?}"),
-            };
-            let g = match g.wait_while(READY, |v| *v == 0) {
-                Ok(g) => g,
-                Err(LockError::OwnerDied(mut g)) => {
-                    g.make_consistent();
-                    *g = 1;
-                    g
-                }
-                Err(e) => panic!("{e:?}"),
-            };
+            let (mut g, died) = repaired(mon.enter());
+            if died {
+                *g = 1; // the repair: finish the dead thread's update
+            }
+            let (mut g, died) = repaired(g.wait_while(READY, |v| *v == 0));
+            if died {
+                *g = 1;
+            }
             assert_eq!(*g, 1);
             drop(g);
             victim.join().unwrap();
@@ -468,24 +436,27 @@ fn monitor_wait_timeout_never_loses_a_notify() {
     });
 }
 
+/// Spawns a thread that enters `m` and waits on `READY` until the value is not 0,
+/// repairing after a dead owner at either step. With `only_death`, nobody sets the value,
+/// so the wait may end only with `OwnerDied`.
+fn spawn_condition_waiter(m: &Arc<Monitor<u32, 1>>, only_death: bool) -> thread::JoinHandle<()> {
+    let m = m.clone();
+    thread::spawn(move || {
+        let (g, died) = repaired(m.enter());
+        if !died {
+            let (g, died) = repaired(g.wait_while(READY, |v| *v == 0));
+            assert!(died || !only_death, "nobody sets the state, yet the wait ended with {}", *g);
+        }
+    })
+}
+
 /// A thread dies inside the monitor while another waits on a condition it would have
 /// notified: the waiter wakes at its liveness poll and re-enters with `OwnerDied`.
 #[test]
 fn monitor_condition_waiter_sees_death_inside() {
     loom::model(|| {
         let m = Arc::new(Monitor::<u32, 1>::new(0));
-        let waiter = {
-            let m = m.clone();
-            thread::spawn(move || match m.enter() {
-                Ok(g) => match g.wait_while(READY, |v| *v == 0) {
-                    Ok(g) => panic!("nobody sets the state, yet the wait ended with {}", *g),
-                    Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
-                    Err(e) => panic!("{e:?}"),
-                },
-                Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
-                Err(e) => panic!("{e:?}"),
-            })
-        };
+        let waiter = spawn_condition_waiter(&m, true);
         let g = m.enter().unwrap();
         std::mem::forget(g);
         mark_dead();
@@ -500,18 +471,7 @@ fn monitor_condition_waiter_sees_death_inside() {
 fn monitor_repair_without_notify_wakes_condition_waiter() {
     loom::model(|| {
         let m = Arc::new(Monitor::<u32, 1>::new(0));
-        let waiter = {
-            let m = m.clone();
-            thread::spawn(move || match m.enter() {
-                Ok(g) => match g.wait_while(READY, |v| *v == 0) {
-                    Ok(_) => {}
-                    Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
-                    Err(e) => panic!("{e:?}"),
-                },
-                Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
-                Err(e) => panic!("{e:?}"),
-            })
-        };
+        let waiter = spawn_condition_waiter(&m, false);
         let victim = {
             let m = m.clone();
             thread::spawn(move || {
@@ -522,11 +482,7 @@ fn monitor_repair_without_notify_wakes_condition_waiter() {
             })
         };
         victim.join().unwrap();
-        match m.enter() {
-            Ok(g) => drop(g),
-            Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
-            Err(e) => panic!("{e:?}"),
-        }
+        drop(repaired(m.enter()));
         waiter.join().unwrap();
     });
 }

@@ -41,22 +41,29 @@ fn child(f: impl FnOnce()) -> Pid {
     }
 }
 
-/// Waits for `pid` under the watchdog; returns how it ended.
-fn wait(pid: Pid) -> WaitStatus {
-    let give_up = Instant::now() + WATCHDOG;
+/// Waits up to `limit` for `pid`; `None` (after killing and reaping it) if it is still
+/// running then.
+fn wait_for(pid: Pid, limit: Duration) -> Option<WaitStatus> {
+    let until = Instant::now() + limit;
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
-            WaitStatus::StillAlive if Instant::now() < give_up => {
+            WaitStatus::StillAlive if Instant::now() < until => {
                 std::thread::sleep(Duration::from_millis(2))
             }
             WaitStatus::StillAlive => {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
-                panic!("watchdog: child {pid} hung for {WATCHDOG:?} and was killed");
+                return None;
             }
-            status => return status,
+            s => return Some(s),
         }
     }
+}
+
+/// Waits for `pid` under the watchdog; returns how it ended.
+fn wait(pid: Pid) -> WaitStatus {
+    wait_for(pid, WATCHDOG)
+        .unwrap_or_else(|| panic!("watchdog: child {pid} hung for {WATCHDOG:?} and was killed"))
 }
 
 /// Waits for every child under the watchdog and checks each exited 0.
@@ -82,10 +89,34 @@ impl Signal1 {
         self.tx.write_all(b"!").expect("signal the parent");
     }
 
+    /// Waits for the byte under the watchdog: a child that dies or hangs before it
+    /// signals fails the test instead of hanging it.
     fn recv(&mut self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let ms = u16::try_from(WATCHDOG.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.rx.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(ms)).expect("poll");
+        assert!(ready > 0, "watchdog: no signal from the child within {ms} ms");
         let mut b = [0u8; 1];
         self.rx.read_exact(&mut b).expect("child signal");
     }
+}
+
+/// Forks a victim: it runs `take` (which takes a lock or permits and forgets the guard,
+/// as a process killed while holding it would leave it), tells the parent, and hangs
+/// until it is killed ([`sigkill`]). Returns once the victim holds what it took.
+fn spawn_victim(take: impl FnOnce()) -> Pid {
+    let mut held = Signal1::new();
+    let pid = child(|| {
+        take();
+        held.send();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    held.recv();
+    pid
 }
 
 /// Kills `pid` with SIGKILL and reaps it.
@@ -128,18 +159,12 @@ fn mutex_sigkill_of_holder_gives_owner_died_then_recovers() {
     unsafe impl ShmSafe for Account {}
 
     let m = Segment::anonymous(Mutex::new(Account { balance: 100, in_transfer: false })).unwrap();
-    let mut held = Signal1::new();
-    let victim = child(|| {
+    let victim = spawn_victim(|| {
         let mut g = m.lock().unwrap();
         g.in_transfer = true;
         g.balance -= 30; // half-way: the other half never happens
-        held.send();
         std::mem::forget(g);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
     });
-    held.recv();
     assert_eq!(m.owner_tid(), Some(victim.as_raw() as u32), "the word names the holder");
     sigkill(victim);
 
@@ -176,15 +201,7 @@ fn mutex_waiters_blocked_during_the_death_wake_up() {
 
     let m = Segment::anonymous(Mutex::new(State { value: 0, owner_died_seen: AtomicU32::new(0) }))
         .unwrap();
-    let mut held = Signal1::new();
-    let victim = child(|| {
-        std::mem::forget(m.lock().unwrap());
-        held.send();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    held.recv();
+    let victim = spawn_victim(|| std::mem::forget(m.lock().unwrap()));
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             child(|| {
@@ -217,15 +234,7 @@ fn mutex_waiters_blocked_during_the_death_wake_up() {
 #[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn mutex_unrepaired_becomes_not_recoverable_everywhere() {
     let m = Segment::anonymous(Mutex::new(0u32)).unwrap();
-    let mut held = Signal1::new();
-    let victim = child(|| {
-        std::mem::forget(m.lock().unwrap());
-        held.send();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    held.recv();
+    let victim = spawn_victim(|| std::mem::forget(m.lock().unwrap()));
     sigkill(victim);
     match m.lock() {
         Err(LockError::OwnerDied(g)) => drop(g), // no repair
@@ -310,15 +319,7 @@ fn semaphore_holders_never_exceed_permits() {
 #[cfg_attr(miri, ignore = "Miri cannot fork")]
 fn semaphore_sigkill_of_holder_returns_permits() {
     let sem = Segment::anonymous(Semaphore::new(3)).unwrap();
-    let mut held = Signal1::new();
-    let victim = child(|| {
-        std::mem::forget(sem.acquire_many(2).unwrap());
-        held.send();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    held.recv();
+    let victim = spawn_victim(|| std::mem::forget(sem.acquire_many(2).unwrap()));
     assert_eq!(sem.held_by(victim.as_raw() as u32), 2);
     assert_eq!(sem.available_permits(), 1);
     // Blocked until the victim's permits come back: needs all 3.
@@ -462,15 +463,7 @@ fn monitor_sigkill_inside_wakes_condition_waiter() {
         }
     });
     waiting.recv();
-    let mut held = Signal1::new();
-    let victim = child(|| {
-        std::mem::forget(mon.enter().unwrap());
-        held.send();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    });
-    held.recv();
+    let victim = spawn_victim(|| std::mem::forget(mon.enter().unwrap()));
     sigkill(victim);
     wait_all([waiter]);
     assert_eq!(mon.enter().unwrap().outcome.load(SeqCst), 1);
@@ -553,24 +546,6 @@ fn uninitialised_memory_is_refused() {
 
 const READY: Condition = Condition::new(0);
 
-/// Waits up to `limit` for `pid`; `None` (after killing it) if it is still running.
-fn wait_for(pid: Pid, limit: Duration) -> Option<WaitStatus> {
-    let until = Instant::now() + limit;
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
-            WaitStatus::StillAlive if Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            WaitStatus::StillAlive => {
-                let _ = kill(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, None);
-                return None;
-            }
-            s => return Some(s),
-        }
-    }
-}
-
 /// A: the monitor becomes NOT_RECOVERABLE while a thread waits on a condition; nobody can
 /// enter to notify, and the waiter's poll only checks `held_by_dead`, which is false for
 /// NOT_RECOVERABLE: it never returns.
@@ -651,9 +626,7 @@ fn d_guard_dropped_in_fork_child_unlocks_parent() {
                      // SAFETY: ends the child.
             unsafe { libc::_exit(0) }
         }
-        ForkResult::Parent { child } => {
-            waitpid(child, None).unwrap();
-        }
+        ForkResult::Parent { child } => assert_eq!(wait(child), WaitStatus::Exited(child, 0)),
     }
     let other = std::thread::scope(|s| s.spawn(|| m.try_lock().is_ok()).join().unwrap());
     drop(g);

@@ -43,6 +43,36 @@ struct Impostor {
 // SAFETY: as `Board`.
 unsafe impl ShmSafe for Impostor {}
 
+/// Where the creators racing for keys report which one they got, until released.
+#[repr(C)]
+struct Claims {
+    keys: [AtomicU32; CLAIMERS],
+    release: AtomicU32,
+}
+
+// SAFETY: `#[repr(C)]`, atomics only, no pointers, no Drop.
+unsafe impl ShmSafe for Claims {}
+
+/// Releases the claiming children and waits for them when dropped, also when the test
+/// fails half-way: a child killed while it holds its segment would leave it in `ipcs`.
+struct Release<'a> {
+    board: &'a Segment<Claims>,
+    children: Vec<support::Child>,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.board.release.store(1, Ordering::Release);
+        for child in self.children.drain(..) {
+            // The watchdog's panic must not abort a test that is already failing.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child.wait()));
+        }
+    }
+}
+
+/// How many creators race for as many keys in `concurrent_creators_get_distinct_keys`.
+const CLAIMERS: usize = 7;
+
 fn name() -> String {
     names::unique_name("shm")
 }
@@ -155,6 +185,23 @@ fn child_entry() {
             // The parent holds the lock, then drops the pair while this waits.
             let r = g.lock().map(drop);
             assert!(matches!(r, Err(Error::Removed { .. })), "expected Removed, got {r:?}");
+        }
+        "sysv_claim_first_free" => {
+            // arg: "<slot> <key> <key> ...": claim the first free key, report it in the
+            // claims board (fd 3), hold it until the parent releases everyone.
+            let mut words = arg.split(' ');
+            let slot: usize = words.next().unwrap().parse().unwrap();
+            let keys: Vec<Key> = words.map(|k| k.parse().unwrap()).collect();
+            let board = Segment::<Claims>::from_fd(support::inherited_fds().remove(0)).unwrap();
+            let seg = SysvSegment::create_first_free(keys, Board::new(slot as u32)).unwrap();
+            assert!(seg.is_owner());
+            board.keys[slot].store(seg.key().as_raw() as u32, Ordering::Release);
+            let deadline = Instant::now() + support::WATCHDOG;
+            while board.release.load(Ordering::Acquire) == 0 {
+                assert!(Instant::now() < deadline, "never released");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(seg);
         }
         other => panic!("unknown role {other}"),
     });
@@ -399,6 +446,73 @@ fn disown_leaves_the_name_for_someone_else_to_remove() {
 }
 
 // ---- System V segments ----
+
+/// Regression: `create_unique` checked that a key was free, then created it; a creator that
+/// took the key in between made it fail with `AlreadyExists` instead of trying another
+/// key. Here threads and processes race for exactly as many keys as there are of them,
+/// all starting with the same key: every one must get a key of its own.
+#[test]
+fn concurrent_creators_get_distinct_keys() {
+    const PROCESSES: usize = 3;
+    // Keys of this test alone in interproc's key space, from the pid.
+    let base = 0x40_0000 | ((std::process::id() & 0x3_ffff) << 3);
+    let keys: Vec<Key> = (0..CLAIMERS as u32).map(|i| Key::interproc(base + i).unwrap()).collect();
+    let board = Segment::anonymous(Claims {
+        keys: std::array::from_fn(|_| AtomicU32::new(0)),
+        release: AtomicU32::new(0),
+    })
+    .unwrap();
+    let list: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    let mut children = Release {
+        board: &board,
+        children: (0..PROCESSES)
+            .map(|slot| {
+                let arg = format!("{slot} {}", list.join(" "));
+                support::spawn("child_entry", "sysv_claim_first_free", &arg, &[board.as_fd()])
+            })
+            .collect(),
+    };
+    let threads: Vec<_> = (PROCESSES..CLAIMERS)
+        .map(|slot| {
+            let keys = keys.clone();
+            std::thread::spawn(move || {
+                SysvSegment::create_first_free(keys, Board::new(slot as u32)).unwrap()
+            })
+        })
+        .collect();
+    let held: Vec<SysvSegment<Board>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for (slot, seg) in (PROCESSES..).zip(&held) {
+        assert!(seg.is_owner());
+        board.keys[slot].store(seg.key().as_raw() as u32, Ordering::Release);
+    }
+    let deadline = Instant::now() + support::WATCHDOG;
+    let got: Vec<u32> = loop {
+        let got: Vec<u32> = board.keys.iter().map(|k| k.load(Ordering::Acquire)).collect();
+        if got.iter().all(|&k| k != 0) {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "a creator never reported its key: {got:x?}");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let mut distinct = got.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), CLAIMERS, "two creators got the same key: {got:x?}");
+    assert!(got.iter().all(|&k| keys.iter().any(|key| key.as_raw() as u32 == k)), "{got:x?}");
+    // Every key is taken now: one more creator is told so, and creates nothing.
+    match SysvSegment::create_first_free(keys.clone(), Board::new(0)) {
+        Err(e @ Error::AlreadyExists { .. }) => assert!(e.to_string().contains("7 keys"), "{e}"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    board.release.store(1, Ordering::Release);
+    for child in children.children.drain(..) {
+        child.wait_success();
+    }
+    drop(held);
+    for key in keys {
+        assert!(matches!(SysvSegment::<Board>::open(key), Err(Error::NotFound { .. })));
+    }
+}
 
 #[test]
 fn a_child_process_opens_a_sysv_segment_by_key() {

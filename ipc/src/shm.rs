@@ -260,12 +260,37 @@ impl<T: ShmSafe> SysvSegment<T> {
 
     /// [`SysvSegment::create`] with a mode and an extra area.
     pub fn create_with(key: Key, value: T, opts: &SegmentOptions) -> Result<Self> {
+        Self::try_create(key, value, opts).map_err(|(e, _)| e)
+    }
+
+    /// [`SysvSegment::create_with`], handing `value` back if the key is taken (then
+    /// nothing was created), so that the caller can try another key or open it.
+    #[allow(clippy::result_large_err)]
+    fn try_create(
+        key: Key,
+        value: T,
+        opts: &SegmentOptions,
+    ) -> std::result::Result<Self, (Error, Option<T>)> {
         let what = seg_name(key, None);
-        let layout = layout::Layout::of::<T>(opts.extra)
-            .map_err(|w| ShmError::Invalid { name: what.clone(), what: w })?;
+        let layout = match layout::Layout::of::<T>(opts.extra) {
+            Ok(l) => l,
+            Err(w) => return Err((ShmError::Invalid { name: what, what: w }.into(), None)),
+        };
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (opts.mode & 0o777) as c_int;
-        let id = sys::shmget(key.as_raw(), layout.total(), flags)
-            .map_err(|e| shmget_error(e, layout.total(), &what))?;
+        let id = match sys::shmget(key.as_raw(), layout.total(), flags) {
+            Ok(id) => id,
+            Err(Errno::EEXIST) => {
+                return Err((Error::AlreadyExists { what }, Some(value)));
+            }
+            Err(e) => return Err((shmget_error(e, layout.total(), &what), None)),
+        };
+        Self::init_created(id, key, layout, value).map_err(|e| (e, None))
+    }
+
+    /// Attaches the segment `id` just created for `key`, registers its owner and writes
+    /// the header and `value`.
+    fn init_created(id: c_int, key: Key, layout: layout::Layout, value: T) -> Result<Self> {
+        let what = seg_name(key, None);
         let mut owner = Some(Owner { pid: std::process::id(), _record: None });
         let attached = sys::shmat(id);
         let base = match attached {
@@ -355,7 +380,9 @@ impl<T: ShmSafe> SysvSegment<T> {
     /// Creates the segment for `key` with `value()` or, if it exists, opens it; says
     /// which. `value` runs only if this call creates.
     pub fn create_or_open(key: Key, value: impl FnOnce() -> T) -> Result<(Self, Origin)> {
-        let mut value = Some(value);
+        let mut make = Some(value);
+        // Made once, and handed back by a create that found the key taken.
+        let mut ready: Option<T> = None;
         let mut last = None;
         for _ in 0..64 {
             match Self::open(key) {
@@ -363,13 +390,17 @@ impl<T: ShmSafe> SysvSegment<T> {
                 Err(e @ Error::NotFound { .. }) => last = Some(e),
                 Err(e) => return Err(e),
             }
-            let Some(make) = value.take() else { break };
-            // `create` consumes the value even when the key turns out to be taken; then
-            // only opening can succeed.
-            match Self::create(key, make()) {
+            let v = match (ready.take(), make.take()) {
+                (Some(v), _) => v,
+                (None, Some(make)) => make(),
+                (None, None) => break,
+            };
+            // Someone may create it between our open and our create, and remove it again
+            // before our next open: then try both again.
+            match Self::try_create(key, v, &SegmentOptions::default()) {
                 Ok(s) => return Ok((s, Origin::Created)),
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
+                Err((Error::AlreadyExists { .. }, back)) => ready = back,
+                Err((e, _)) => return Err(e),
             }
         }
         Err(last.unwrap_or(Error::NotFound { what: seg_name(key, None) }))
@@ -387,23 +418,51 @@ impl<T: ShmSafe> SysvSegment<T> {
         Self::create_with(Key::PRIVATE, value, opts)
     }
 
-    /// Creates a segment (mode 0600) under a free key in interproc's key space.
+    /// Creates a segment (mode 0600) under a free key in interproc's key space, chosen from
+    /// the pid, a counter and the clock ([`SysvSegment::create_first_free`] over up to 64
+    /// of them, so a key taken meanwhile by another process costs a retry, not an error).
     pub fn create_unique(value: T) -> Result<Self> {
         Self::create_unique_with(value, &SegmentOptions::default())
     }
 
     /// [`SysvSegment::create_unique`] with a mode and an extra area.
     pub fn create_unique_with(value: T, opts: &SegmentOptions) -> Result<Self> {
-        // Pick a free key first, so the value is only consumed by a create that can work.
-        for _ in 0..64 {
-            let key = Key::unique_candidate();
-            match sys::shmget(key.as_raw(), 0, 0) {
-                Err(Errno::ENOENT) => return Self::create_with(key, value, opts),
-                _ => continue,
+        Self::create_first_free_with(
+            std::iter::repeat_with(Key::unique_candidate).take(64),
+            value,
+            opts,
+        )
+    }
+
+    /// Creates the segment under the first key of `keys` that is free, holding `value`
+    /// (mode 0600): each key is tried with an exclusive create, so creators that race for
+    /// the same keys (a pool of well-known slots, say) each get a key of their own.
+    /// [`Error::AlreadyExists`] if every key is taken; nothing is created then.
+    pub fn create_first_free(keys: impl IntoIterator<Item = Key>, value: T) -> Result<Self> {
+        Self::create_first_free_with(keys, value, &SegmentOptions::default())
+    }
+
+    /// [`SysvSegment::create_first_free`] with a mode and an extra area.
+    pub fn create_first_free_with(
+        keys: impl IntoIterator<Item = Key>,
+        value: T,
+        opts: &SegmentOptions,
+    ) -> Result<Self> {
+        // No "is it free?" check before creating: another process could take the key in
+        // between. The create itself is the check (IPC_EXCL), and hands the value back
+        // when the key is taken, for the next key.
+        let mut value = value;
+        let mut tried = 0usize;
+        for key in keys {
+            tried += 1;
+            match Self::try_create(key, value, opts) {
+                Ok(seg) => return Ok(seg),
+                Err((Error::AlreadyExists { .. }, Some(back))) => value = back,
+                Err((e, _)) => return Err(e),
             }
         }
         Err(Error::AlreadyExists {
-            what: "every one of 64 interproc keys tried for a new System V segment".into(),
+            what: format!("every one of the {tried} keys tried for a new System V segment"),
         })
     }
 

@@ -271,8 +271,7 @@ fn a_forked_child_dropping_the_owner_leaves_the_queue() {
             unsafe { libc::_exit(0) };
         }
         nix::unistd::ForkResult::Parent { child } => {
-            let st = nix::sys::wait::waitpid(child, None).unwrap();
-            assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+            assert_eq!(support::wait_forked(child), 0, "the forked child failed");
         }
     }
     assert_eq!(MessageQueue::open_id(id).unwrap().id(), id, "the child's drop removed it");

@@ -212,8 +212,7 @@ fn child_entry() {
                         unsafe { libc::_exit(0) };
                     }
                     nix::unistd::ForkResult::Parent { child } => {
-                        let st = nix::sys::wait::waitpid(child, None).unwrap();
-                        assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+                        assert_eq!(support::wait_forked(child), 0, "the forked child failed");
                     }
                 }
                 assert!(path.exists(), "a forked child's drop removed the parent's socket file");

@@ -297,6 +297,16 @@ fn a_pipe_reader_killed_while_the_sender_waits_is_disconnected() {
 }
 
 #[test]
+fn a_fifo_reader_killed_while_the_sender_waits_is_disconnected() {
+    sender_waits_for_room(Wire::Fifo, true);
+}
+
+#[test]
+fn a_tcp_reader_killed_while_the_sender_waits_is_disconnected() {
+    sender_waits_for_room(Wire::Tcp, true);
+}
+
+#[test]
 fn a_unix_reader_killed_while_the_sender_waits_is_disconnected() {
     sender_waits_for_room(Wire::Unix, true);
 }

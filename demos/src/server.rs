@@ -1,17 +1,23 @@
 //! `interproc demo server`: one event loop per worker process serving many client
-//! processes over Unix sockets, FIFO pairs and pipes at once.
+//! processes over Unix sockets, FIFO pairs, pipes and shared-memory rings at once.
 //!
 //! Client `i` uses transport `i % len(--transports)`:
 //! - **unix**: it connects to the demo's listening socket; a worker accepts it;
 //! - **fifo**: two FIFOs per client (client-to-server, server-to-client) in a fresh
 //!   directory; the client opens both by path;
-//! - **pipe**: two anonymous pipes per client, made before the fork.
+//! - **pipe**: two anonymous pipes per client, made before the fork;
+//! - **shm**: two SPSC rings per client (client-to-server, server-to-client), each in an
+//!   anonymous memfd with notifiers, made before the fork. The worker registers the
+//!   client-to-server ring's notifier fd (`ShmSource::notifier_fd`) in the same poller
+//!   as the sockets and pipes: it turns readable when the client commits a request, and
+//!   when the client's process dies (its pidfd is in the notifier's set). The client
+//!   side waits on the rings' futexes, as any blocking ring user does.
 //!
 //! Each client sends `--requests` requests, one at a time, checks every response, sends
 //! an empty "bye" frame and closes. A request is `[client u32][seq u64][16 payload
 //! bytes]`; the response is `[client u32][seq u64][checksum u64]`.
 //!
-//! `--workers W` pre-forks W workers. FIFO and pipe clients are dealt round-robin to
+//! `--workers W` pre-forks W workers. FIFO, pipe and shm clients are dealt round-robin to
 //! workers; Unix clients go to whichever worker accepts them: every worker registers the
 //! one listening socket with `EPOLLEXCLUSIVE` (epoll backend), so a new connection wakes
 //! one worker, not all (Nginx's accept model). Each worker's loop also watches a
@@ -31,6 +37,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use interproc::ipc::channel::shm::ShmRing;
 use interproc::ipc::channel::{BytesReceiver, BytesSender, StreamSink, StreamSource};
 use interproc::ipc::fifo::{self, Fifo};
 use interproc::ipc::pipe::{self, PipeReader, PipeWriter};
@@ -53,6 +60,19 @@ pub enum Transport {
     Fifo,
     /// A pair of anonymous pipes.
     Pipe,
+    /// A pair of shared-memory rings (memfd), waited on through their notifier fds.
+    Shm,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Unix => "unix",
+            Transport::Fifo => "fifo",
+            Transport::Pipe => "pipe",
+            Transport::Shm => "shm",
+        }
+    }
 }
 
 /// Options of `interproc demo server`.
@@ -91,6 +111,8 @@ pub struct ServerArgs {
 /// How long a client waits for one response, and a worker for a FIFO peer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_LEN: usize = 28;
+/// Bytes per shm ring: one request or response in flight needs far less.
+const RING_CAPACITY: usize = 4096;
 
 #[derive(Serialize, Deserialize, Debug, Default)]
 struct ClientReport {
@@ -120,8 +142,41 @@ fn checksum(b: &[u8]) -> u64 {
 /// One client's ends: the server's side and the client's side.
 enum Ends {
     Unix,
-    Fifo { c2s: PathBuf, s2c: PathBuf, server: Option<(OwnedFd, OwnedFd)> },
-    Pipe { server: Option<(PipeReader, PipeWriter)>, client: Option<(PipeWriter, PipeReader)> },
+    Fifo {
+        c2s: PathBuf,
+        s2c: PathBuf,
+        server: Option<(OwnedFd, OwnedFd)>,
+    },
+    Pipe {
+        server: Option<(PipeReader, PipeWriter)>,
+        client: Option<(PipeWriter, PipeReader)>,
+    },
+    /// Client-to-server and server-to-client rings. Each process attaches its own ends
+    /// after the fork (an end belongs to the process that attached it).
+    Shm {
+        rings: Option<(ShmRing, ShmRing)>,
+    },
+}
+
+/// What a worker is handed for one client before its loop starts.
+enum ServerEnds {
+    /// A byte stream: (read end, write end).
+    Stream(OwnedFd, OwnedFd),
+    /// (client-to-server ring, server-to-client ring).
+    Shm(ShmRing, ShmRing),
+}
+
+impl ServerEnds {
+    /// Attaches this worker's ends: (requests in, responses out).
+    fn channel(self) -> Result<(BytesReceiver, BytesSender), Error> {
+        match self {
+            ServerEnds::Stream(rx, tx) => channel(rx, tx),
+            ServerEnds::Shm(c2s, s2c) => Ok((
+                BytesReceiver::new(Box::new(c2s.source()?) as _),
+                BytesSender::new(Box::new(s2c.sink()?) as _),
+            )),
+        }
+    }
 }
 
 /// Everything made before the forks. Only the parent drops `owners` (FIFOs, the socket
@@ -143,7 +198,7 @@ impl Drop for DirGuard {
 
 fn setup(args: &ServerArgs) -> Result<Setup, Error> {
     let mut owners: Vec<Box<dyn std::any::Any>> = Vec::new();
-    let needs_dir = args.transports.iter().any(|t| *t != Transport::Pipe);
+    let needs_dir = args.transports.iter().any(|t| matches!(t, Transport::Unix | Transport::Fifo));
     let dir = if needs_dir {
         let rt = names::runtime_dir()
             .map_err(|e| Error::NotFound { what: format!("the runtime directory ({e})") })?;
@@ -191,6 +246,12 @@ fn setup(args: &ServerArgs) -> Result<Setup, Error> {
                 let (s2c_r, s2c_w) = pipe::pipe()?;
                 Ends::Pipe { server: Some((c2s_r, s2c_w)), client: Some((c2s_w, s2c_r)) }
             }
+            Transport::Shm => Ends::Shm {
+                rings: Some((
+                    ShmRing::anonymous_with_notifier(RING_CAPACITY)?,
+                    ShmRing::anonymous_with_notifier(RING_CAPACITY)?,
+                )),
+            },
         });
     }
     if let Some(d) = dir {
@@ -244,6 +305,14 @@ fn client(
                 let (rx, tx) = channel(r, w)?;
                 (rx, tx, raw)
             }
+            Ends::Shm { rings } => {
+                let (c2s, s2c) = rings.expect("client rings");
+                let tx = BytesSender::new(Box::new(c2s.sink()?) as _);
+                let rx = BytesReceiver::new(Box::new(s2c.source()?) as _);
+                // A ring has no raw byte stream: a malformed request is a record that
+                // is not a request.
+                (rx, tx, None)
+            }
         };
         let killed = i < args.kill_clients;
         let malformed = !killed && i < args.kill_clients + args.malformed_clients;
@@ -254,12 +323,18 @@ fn client(
                     let _ = nix::sys::signal::raise(Signal::SIGKILL);
                 }
                 if malformed {
-                    // Bytes that are no frame at all: the server must drop us.
-                    let mut raw = std::fs::File::from(raw.expect("raw fd"));
-                    raw.write_all(b"this is not an interproc frame!!").map_err(|e| Error::Os {
-                        op: "write",
-                        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-                    })?;
+                    // Bytes that are no frame at all (on a ring, a record that is no
+                    // request): the server must drop us.
+                    const GARBAGE: &[u8] = b"this is not an interproc frame!!";
+                    match raw {
+                        Some(raw) => {
+                            std::fs::File::from(raw).write_all(GARBAGE).map_err(|e| Error::Os {
+                                op: "write",
+                                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                            })?
+                        }
+                        None => tx.send_timeout(GARBAGE, PEER_TIMEOUT)?,
+                    }
                     match rx.recv_timeout(PEER_TIMEOUT) {
                         Err(Error::Disconnected) | Err(Error::Truncated { .. }) => {
                             rep.dropped_by_server = true;
@@ -317,7 +392,7 @@ const SIGNALS: Token = Token(1);
 
 fn worker(
     listener: Option<&UnixListener>,
-    mine: Vec<(OwnedFd, OwnedFd)>,
+    mine: Vec<ServerEnds>,
     backend: Backend,
     trigger: Trigger,
     report: PipeWriter,
@@ -337,7 +412,7 @@ fn worker(
 
 fn serve(
     listener: Option<&UnixListener>,
-    mine: Vec<(OwnedFd, OwnedFd)>,
+    mine: Vec<ServerEnds>,
     backend: Backend,
     trigger: Trigger,
     rep: &mut WorkerReport,
@@ -352,10 +427,12 @@ fn serve(
         poller.register(l, LISTENER, Interest::READABLE, m)?;
     }
     let mut conns: Vec<Option<Conn>> = Vec::new();
-    let add = |conns: &mut Vec<Option<Conn>>, poller: &mut Poller, rx: OwnedFd, tx: OwnedFd| {
-        let (rx, tx) = channel(rx, tx)?;
+    // A stream's fd, or a ring's notifier fd: both are readable when a request came or
+    // the client went, so one loop serves them all.
+    let add = |conns: &mut Vec<Option<Conn>>, poller: &mut Poller, ends: ServerEnds| {
+        let (rx, tx) = ends.channel()?;
         let slot = conns.iter().position(Option::is_none).unwrap_or(conns.len());
-        poller.register(rx.fd().expect("stream fd"), Token(slot + 2), Interest::READABLE, mode)?;
+        poller.register(rx.fd().expect("an fd"), Token(slot + 2), Interest::READABLE, mode)?;
         let c = Some(Conn { rx, tx, bye: false });
         if slot == conns.len() {
             conns.push(c);
@@ -366,8 +443,8 @@ fn serve(
     };
     // A connection that cannot be adopted (out of fds, an fd select cannot hold) is that
     // connection's problem: count it and drop it, and serve the others.
-    for (rx, tx) in mine {
-        if let Err(e) = add(&mut conns, &mut poller, rx, tx) {
+    for ends in mine {
+        if let Err(e) = add(&mut conns, &mut poller, ends) {
             rep.errors.push(format!("connection dropped: {e}"));
         }
     }
@@ -411,7 +488,9 @@ fn serve(
                                 op: "dup",
                                 errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
                             })
-                            .and_then(|dup| add(&mut conns, &mut poller, fd, dup));
+                            .and_then(|dup| {
+                                add(&mut conns, &mut poller, ServerEnds::Stream(fd, dup))
+                            });
                         if let Err(e) = adopted {
                             rep.errors.push(format!("connection dropped: {e}"));
                         }
@@ -422,7 +501,7 @@ fn serve(
                     let Some(c) = conns[slot].as_mut() else { continue };
                     if let Some(end) = drain(c, rep) {
                         let c = conns[slot].take().expect("conn");
-                        poller.deregister(c.rx.fd().expect("stream fd"))?;
+                        poller.deregister(c.rx.fd().expect("an fd"))?;
                         match end {
                             End::Malformed => {
                                 rep.malformed += 1;
@@ -541,9 +620,14 @@ pub fn run(args: ServerArgs) -> i32 {
                 let mut mine = Vec::new();
                 for (i, e) in std::mem::take(ends).into_iter().enumerate() {
                     match e {
-                        Ends::Fifo { server: Some(p), .. } if i % w == k => mine.push(p),
+                        Ends::Fifo { server: Some((r, pw)), .. } if i % w == k => {
+                            mine.push(ServerEnds::Stream(r, pw))
+                        }
                         Ends::Pipe { server: Some((r, pw)), .. } if i % w == k => {
-                            mine.push((r.into(), pw.into()))
+                            mine.push(ServerEnds::Stream(r.into(), pw.into()))
+                        }
+                        Ends::Shm { rings: Some((c2s, s2c)) } if i % w == k => {
+                            mine.push(ServerEnds::Shm(c2s, s2c))
                         }
                         _ => {}
                     }
@@ -560,7 +644,9 @@ pub fn run(args: ServerArgs) -> i32 {
         match e {
             Ends::Fifo { server, .. } => drop(server.take()),
             Ends::Pipe { server, .. } => drop(server.take()),
-            Ends::Unix => {}
+            // The rings are shared by both sides: the parent keeps them until the
+            // clients are forked.
+            Ends::Shm { .. } | Ends::Unix => {}
         }
     }
     let mut client_reports = Vec::new();
@@ -593,8 +679,10 @@ pub fn run(args: ServerArgs) -> i32 {
         clients.push(pid);
         client_reports.push(r);
         // The parent keeps no client ends.
-        if let Ends::Pipe { client, .. } = &mut s.ends[i as usize] {
-            drop(client.take());
+        match &mut s.ends[i as usize] {
+            Ends::Pipe { client, .. } => drop(client.take()),
+            Ends::Shm { rings } => drop(rings.take()),
+            _ => {}
         }
     }
     children.watch_signals();
@@ -681,15 +769,7 @@ pub fn run(args: ServerArgs) -> i32 {
     let summary = Summary {
         clients: args.clients,
         workers: args.workers,
-        transports: args
-            .transports
-            .iter()
-            .map(|t| match t {
-                Transport::Unix => "unix",
-                Transport::Fifo => "fifo",
-                Transport::Pipe => "pipe",
-            })
-            .collect(),
+        transports: args.transports.iter().map(|t| t.name()).collect(),
         trigger: args.trigger.name(),
         backend: backend.name(),
         requests_sent: sent,

@@ -1,8 +1,8 @@
-//! `interproc demo server` end to end: many client processes over Unix sockets, FIFOs
-//! and pipes at once get every response; clients killed half-way and clients that send
-//! malformed frames are dropped and counted while the others are served; every backend
-//! and both trigger modes work; an interrupted run leaves nothing behind. Each run uses
-//! a private runtime directory, checked empty afterwards.
+//! `interproc demo server` end to end: many client processes over Unix sockets, FIFOs,
+//! pipes and shared-memory rings at once get every response; clients killed half-way
+//! and clients that send malformed frames are dropped and counted while the others are
+//! served; every backend and both trigger modes work; an interrupted run leaves nothing
+//! behind. Each run uses a private runtime directory, checked empty afterwards.
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -114,6 +114,99 @@ fn killed_and_malformed_clients_do_not_disturb_the_others() {
     assert_eq!(j["disconnected_clients"], 13, "{j}");
     assert_eq!(j["errors"], 3, "{j}");
     // Every client sent half its requests before its fault, and got an answer to each.
+    assert_eq!(j["requests_sent"], 11 * 200 + 13 * 100, "{j}");
+    assert_eq!(j["responses_received"], 11 * 200 + 3 * 100, "{j}");
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+/// Shared-memory rings as a fourth transport: each shm client's ring notifier sits in
+/// the same poller as the sockets, FIFOs and pipes.
+#[test]
+fn sixty_four_clients_over_four_transports_with_shm() {
+    let rt = Scratch::new("server-test");
+    let j = run_ok(
+        &rt,
+        &[
+            "demo",
+            "server",
+            "--clients",
+            "64",
+            "--requests",
+            "500",
+            "--transports",
+            "unix,fifo,pipe,shm",
+            "--workers",
+            "2",
+            "--json",
+        ],
+    );
+    every_response(&j, 64, 500);
+    assert_eq!(j["transports"], serde_json::json!(["unix", "fifo", "pipe", "shm"]));
+    assert_eq!(rt.leftovers(), Vec::<String>::new());
+}
+
+/// Only shm clients, under every backend (the notifier fd is an epoll set, which poll
+/// and select watch too) and edge triggering.
+#[test]
+fn shm_clients_under_every_backend_and_trigger() {
+    for (backend, trigger, workers) in
+        [("epoll", "lt", "1"), ("poll", "lt", "2"), ("select", "lt", "1"), ("epoll", "et", "2")]
+    {
+        let rt = Scratch::new("server-test");
+        let j = run_ok(
+            &rt,
+            &[
+                "demo",
+                "server",
+                "--clients",
+                "8",
+                "--requests",
+                "200",
+                "--transports",
+                "shm",
+                "--backend",
+                backend,
+                "--trigger",
+                trigger,
+                "--workers",
+                workers,
+                "--json",
+            ],
+        );
+        every_response(&j, 8, 200);
+        assert_eq!(rt.leftovers(), Vec::<String>::new());
+    }
+}
+
+/// Killed and malformed clients over all four transports: clients 3 and 7 (shm) are
+/// killed half-way, client 11 (shm) sends a record that is no request. The worker sees
+/// a killed shm client through the pidfd in the ring's notifier set.
+#[test]
+fn killed_and_malformed_shm_clients_are_counted_like_the_others() {
+    let rt = Scratch::new("server-test");
+    let j = run_ok(
+        &rt,
+        &[
+            "demo",
+            "server",
+            "--clients",
+            "24",
+            "--requests",
+            "200",
+            "--transports",
+            "unix,fifo,pipe,shm",
+            "--workers",
+            "3",
+            "--kill-clients",
+            "10",
+            "--malformed-clients",
+            "3",
+            "--json",
+        ],
+    );
+    assert_eq!(j["completed_clients"], 11, "{j}");
+    assert_eq!(j["disconnected_clients"], 13, "{j}");
+    assert_eq!(j["errors"], 3, "{j}");
     assert_eq!(j["requests_sent"], 11 * 200 + 13 * 100, "{j}");
     assert_eq!(j["responses_received"], 11 * 200 + 3 * 100, "{j}");
     assert_eq!(rt.leftovers(), Vec::<String>::new());

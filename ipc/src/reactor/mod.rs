@@ -87,7 +87,8 @@
 //! # tokio
 //!
 //! With the cargo feature `tokio`, the module `reactor::tokio` wraps channel receivers
-//! in tokio's `AsyncFd`, so `recv().await` works on every transport with an fd.
+//! and senders in tokio's `AsyncFd`, so `recv().await` and `send(..).await` work on
+//! every transport with an fd (a shm ring: one made with notifiers).
 //!
 //! # Lifetimes of registered fds
 //!

@@ -168,6 +168,14 @@ pub(crate) fn is_socket(fd: impl AsFd) -> nix::Result<bool> {
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
+/// Whether `fd` is a socket, a pipe or a FIFO (fstat S_IFSOCK or S_IFIFO): a byte stream
+/// that turns writable when room comes.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn is_socket_or_pipe(fd: impl AsFd) -> nix::Result<bool> {
+    let st = nix::sys::stat::fstat(fd.as_fd())?;
+    Ok(matches!(st.st_mode & libc::S_IFMT, libc::S_IFSOCK | libc::S_IFIFO))
+}
+
 // ---- filesystem objects (FIFOs, socket files) ----
 
 /// `mkfifo(2)` with `mode`. The kernel applies the umask: call [`chmod_nofollow`]

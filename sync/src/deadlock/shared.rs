@@ -19,7 +19,8 @@
 //!   the owner's tid read from the lock word, and when it started waiting. Locks nobody
 //!   waits for are not recorded: the uncontended path touches nothing.
 //! - **Stale entries.** A slot whose thread has died (its tid is gone, or names a thread
-//!   with another start stamp) is freed by whoever next registers or reads the registry.
+//!   with another start stamp) is freed by whoever next registers, leaves or reads the
+//!   registry.
 //! - **Bounded.** When all slots are taken, the new waiter reports
 //!   [`ReportKind::RegistryFull`] once per process and waits unchecked: never a hang,
 //!   never a crash.
@@ -641,6 +642,9 @@ fn leave(h: &Handle, me: usize, wait_id: u64) {
     if s.used != 0 && s.wait_id == wait_id {
         *s = EMPTY;
     }
+    // Entries of threads killed while blocked go too, so that the last live waiter to
+    // leave removes the registry even if nobody reads it afterwards.
+    l.sweep();
     remove_if_empty(h, &mut l);
 }
 

@@ -309,3 +309,55 @@ fn the_graph_shows_owner_died() {
     assert_eq!(wait_all(&[waiter])[0], WaitStatus::Exited(waiter, 0));
     assert!(gone(&reg), "the registry is removed when its last entry goes");
 }
+
+/// A waiter killed while blocked leaves its entry behind; the last live waiter to leave
+/// frees it and removes the registry, with no reader coming afterwards (a test suite that
+/// kills blocked children must not leave the registry in `/dev/shm`).
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn the_last_live_waiter_removes_dead_entries_and_the_registry() {
+    let (reg, _cleanup) = registry("leave");
+    let r = ring();
+    // The owner: holds L0 until told to go.
+    let owner = child(&reg, || {
+        let _a = r.locks[0].lock().unwrap();
+        r.holding.fetch_add(1, SeqCst);
+        while r.go.load(SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    while r.holding.load(SeqCst) < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Two waiters on L0: one to be killed, one to outlive it.
+    let doomed = child(&reg, || {
+        let _a = r.locks[0].lock();
+    });
+    let survivor = child(&reg, || {
+        if r.locks[0].lock().is_ok() {
+            r.oks.fetch_add(1, SeqCst);
+        } else {
+            r.bad.fetch_add(1, SeqCst);
+        }
+    });
+    let give_up = Instant::now() + WATCHDOG;
+    loop {
+        let g = shared::read_wait_graph(&reg, Duration::ZERO).unwrap();
+        let blocked = |p: Pid| g.waits.iter().any(|w| w.thread.pid == p.as_raw() as u32);
+        if blocked(doomed) && blocked(survivor) {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the waiters never showed up: {g}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(doomed, Signal::SIGKILL).unwrap();
+    assert_eq!(wait_all(&[doomed])[0], WaitStatus::Signaled(doomed, Signal::SIGKILL, false));
+    // No reader from here on: only the survivor's leaving can clean up.
+    r.go.store(1, SeqCst);
+    assert_eq!(
+        wait_all(&[owner, survivor]),
+        [WaitStatus::Exited(owner, 0), WaitStatus::Exited(survivor, 0)]
+    );
+    assert_eq!((r.oks.load(SeqCst), r.bad.load(SeqCst)), (1, 0));
+    assert!(gone(&reg), "the last live waiter removed the registry");
+}

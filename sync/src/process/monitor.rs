@@ -276,12 +276,16 @@ unsafe impl<T: Sync, const C: usize, P: RobustPark> Sync for MonitorGuard<'_, T,
 impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     /// Leaves the monitor, sleeps until `cond` is notified (or a spurious wake-up) or the
     /// deadline, and enters again. Returns whether the deadline passed.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     fn park(
         self,
         cond: Condition,
         deadline: Option<Instant>,
     ) -> Result<(Self, bool), LockError<Self>> {
         let monitor = self.monitor;
+        // Deadlock detection: a wait that outlasts its first poll shows in the cross-process
+        // registry (zero-sized and empty without the feature).
+        let mut wait = SharedWait::new(monitor.addr(), LockKind::Monitor, caller(), false);
         let (word, seq) = monitor.cond(cond).enqueue();
         std::mem::forget(self);
         // SAFETY: the guard (now forgotten) proved this thread holds the lock; it is taken
@@ -299,11 +303,13 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
                     if monitor.raw.lost_owner() {
                         break false;
                     }
+                    wait.parked_notify(cond.index());
                     poll = (poll * 2).min(POLL_MAX);
                 }
                 _ => break false,
             }
         };
+        drop(wait);
         let got = monitor.entered(monitor.raw.lock_until(None));
         if got.holds() {
             monitor.cond(cond).dequeue();
@@ -326,6 +332,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     /// # Panics
     ///
     /// If `cond` is not one of the monitor's conditions.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait(self, cond: Condition) -> Result<Self, LockError<Self>> {
         self.park(cond, None).map(|(g, _)| g)
     }
@@ -337,6 +344,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     ///
     /// As [`Monitor::enter`], for a re-entry: on [`LockError::OwnerDied`] the guard inside
     /// is returned without checking `condition` again.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_while(
         mut self,
         cond: Condition,
@@ -354,6 +362,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     /// # Errors
     ///
     /// As [`Monitor::enter`], for the re-entry.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout(
         self,
         cond: Condition,

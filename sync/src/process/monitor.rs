@@ -283,9 +283,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         deadline: Option<Instant>,
     ) -> Result<(Self, bool), LockError<Self>> {
         let monitor = self.monitor;
-        // Deadlock detection: a wait that outlasts its first poll shows in the cross-process
-        // registry (zero-sized and empty without the feature).
-        let mut wait = SharedWait::new(monitor.addr(), LockKind::Monitor, caller(), false);
+        let at = caller();
         let (word, seq) = monitor.cond(cond).enqueue();
         std::mem::forget(self);
         // SAFETY: the guard (now forgotten) proved this thread holds the lock; it is taken
@@ -296,20 +294,24 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         // owner stops waiting (a spurious wake-up, which Mesa semantics allow) and
         // re-enters, to get `OwnerDied`.
         let mut poll = POLL_FIRST;
-        let timed_out = loop {
-            match P::poll_wait(word, seq, deadline, poll, Some(monitor.raw.word())) {
-                ParkResult::TimedOut => break true,
-                ParkResult::Woken if word.load(Ordering::Relaxed) == seq => {
-                    if monitor.raw.lost_owner() {
-                        break false;
+        // Deadlock detection: a wait that outlasts its first poll shows in the cross-process
+        // registry until the loop ends (zero-sized and empty without the feature).
+        let timed_out = {
+            let mut wait = SharedWait::new(monitor.addr(), LockKind::Monitor, at, false);
+            loop {
+                match P::poll_wait(word, seq, deadline, poll, Some(monitor.raw.word())) {
+                    ParkResult::TimedOut => break true,
+                    ParkResult::Woken if word.load(Ordering::Relaxed) == seq => {
+                        if monitor.raw.lost_owner() {
+                            break false;
+                        }
+                        wait.parked_notify(cond.index());
+                        poll = (poll * 2).min(POLL_MAX);
                     }
-                    wait.parked_notify(cond.index());
-                    poll = (poll * 2).min(POLL_MAX);
+                    _ => break false,
                 }
-                _ => break false,
             }
         };
-        drop(wait);
         let got = monitor.entered(monitor.raw.lock_until(None));
         if got.holds() {
             monitor.cond(cond).dequeue();

@@ -9,6 +9,15 @@
 //!
 //! The group name says which build ran (`deadlock_off` / `deadlock_on`); `std` is in both
 //! as the yardstick for the machine's noise between the two runs.
+//!
+//! The peers with their own detection on, parking_lot (`deadlock_detection`: a thread-local
+//! list of held locks, cycles found by polling) and tracing-mutex (lock-order graph), are
+//! rows of the same groups under the feature `bench-deadlock-peers`, which is kept apart
+//! because parking_lot's detection would also slow the parking_lot rows of other benches:
+//!
+//! ```sh
+//! cargo bench --bench sync_deadlock --features deadlock-detection,bench-deadlock-peers
+//! ```
 
 use std::hint::black_box;
 
@@ -30,6 +39,15 @@ fn uncontended(c: &mut Criterion) {
     let p = interproc::sync::shm::Segment::anonymous(interproc::sync::process::Mutex::new(0u64))
         .expect("an anonymous segment");
     g.bench_function("process_mutex", |b| b.iter(|| *black_box(&*p).lock().unwrap() += 1));
+    #[cfg(feature = "bench-deadlock-peers")]
+    {
+        let m = parking_lot::Mutex::new(0u64);
+        g.bench_function("parking_lot_deadlock_detection", |b| {
+            b.iter(|| *black_box(&m).lock() += 1)
+        });
+        let m = tracing_mutex::stdsync::tracing::Mutex::new(0u64);
+        g.bench_function("tracing_mutex", |b| b.iter(|| *black_box(&m).lock().unwrap() += 1));
+    }
     g.finish();
 }
 
@@ -55,6 +73,29 @@ fn nested(c: &mut Criterion) {
             *y += 1;
         })
     });
+    #[cfg(feature = "bench-deadlock-peers")]
+    {
+        let a = parking_lot::Mutex::new(0u64);
+        let b = parking_lot::Mutex::new(0u64);
+        g.bench_function("parking_lot_deadlock_detection", |bench| {
+            bench.iter(|| {
+                let mut x = black_box(&a).lock();
+                let mut y = black_box(&b).lock();
+                *x += 1;
+                *y += 1;
+            })
+        });
+        let a = tracing_mutex::stdsync::tracing::Mutex::new(0u64);
+        let b = tracing_mutex::stdsync::tracing::Mutex::new(0u64);
+        g.bench_function("tracing_mutex", |bench| {
+            bench.iter(|| {
+                let mut x = black_box(&a).lock().unwrap();
+                let mut y = black_box(&b).lock().unwrap();
+                *x += 1;
+                *y += 1;
+            })
+        });
+    }
     g.finish();
 }
 

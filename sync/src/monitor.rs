@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::deadlock::{self, BlockError, LockKind, LockMeta, Site, WaitKind};
+use crate::deadlock::{self, BlockError, LockKind, LockMeta, Site};
 use crate::error::Error;
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::loom::cell::UnsafeCell;
@@ -225,7 +225,8 @@ impl<T, P: Park> Monitor<T, P> {
         self
     }
 
-    /// Takes the lock with the deadlock hooks (as `Mutex::acquire`).
+    /// Takes the lock with the deadlock hooks (see `RawMutex::lock_tracked`); an entered
+    /// thread is attached (it may notify).
     #[inline]
     fn acquire(
         &self,
@@ -233,14 +234,8 @@ impl<T, P: Park> Monitor<T, P> {
         checked: bool,
         at: Site,
     ) -> Result<bool, BlockError> {
-        self.meta.before_lock(at);
-        let locked = {
-            // The wait record lives while the thread may block, and goes at the block's end.
-            let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
-            self.raw.lock_until_hooked(deadline, || slot.block())?
-        };
+        let locked = self.raw.lock_tracked(&self.meta, deadline, checked, at)?;
         if locked {
-            self.meta.acquired(at);
             self.meta.attach();
         }
         Ok(locked)

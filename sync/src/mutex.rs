@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::deadlock::{self, BlockError, LockKind, LockMeta, Site, WaitKind};
+use crate::deadlock::{self, BlockError, LockKind, LockMeta, Site};
 use crate::error::{LockError, PoisonError};
 use crate::loom::atomic::{AtomicBool, Ordering};
 use crate::loom::cell::UnsafeCell;
@@ -126,8 +126,7 @@ impl<T, P: Park> Mutex<T, P> {
         self
     }
 
-    /// Takes the lock (blocking unless `deadline` passes), with the deadlock hooks: the
-    /// lock-order check, the wait record and check while blocked, and the owner record.
+    /// Takes the lock with the deadlock hooks (see `RawMutex::lock_tracked`).
     #[inline]
     fn acquire(
         &self,
@@ -135,16 +134,7 @@ impl<T, P: Park> Mutex<T, P> {
         checked: bool,
         at: Site,
     ) -> Result<bool, BlockError> {
-        self.meta.before_lock(at);
-        let locked = {
-            // The wait record lives while the thread may block, and goes at the block's end.
-            let mut slot = self.meta.wait_slot(WaitKind::Lock, at, checked);
-            self.raw.lock_until_hooked(deadline, || slot.block())?
-        };
-        if locked {
-            self.meta.acquired(at);
-        }
-        Ok(locked)
+        self.raw.lock_tracked(&self.meta, deadline, checked, at)
     }
 
     /// Locks, blocking until the lock is free.
@@ -153,6 +143,7 @@ impl<T, P: Park> Mutex<T, P> {
     ///
     /// [`PoisonError`] (with the guard inside) if the mutex is poisoned.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T, P>, PoisonError<MutexGuard<'_, T, P>>> {
         let locked = matches!(self.acquire(None, false, deadlock::caller()), Ok(true));
         debug_assert!(locked, "a lock without deadline or check cannot fail");

@@ -22,6 +22,7 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::time::Instant;
 
+use crate::deadlock::{BlockError, LockMeta, Site, WaitKind};
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::loom::hint;
 use crate::park::{Park, ParkResult};
@@ -70,6 +71,35 @@ impl<P: Park> RawMutex<P> {
             return Ok(true);
         }
         self.lock_contended(deadline, on_block)
+    }
+
+    /// Takes the lock (blocking unless `deadline` passes) with deadlock detection's hooks,
+    /// for the primitives built on this lock ([`Mutex`](crate::Mutex),
+    /// [`Monitor`](crate::Monitor)): the lock-order check, the wait record and check while
+    /// blocked (an `Err` under the `Error` policy when `checked`), and the owner record.
+    /// Without the feature the hooks are empty and this is
+    /// [`lock_until`](Self::lock_until).
+    #[inline]
+    pub(crate) fn lock_tracked(
+        &self,
+        meta: &LockMeta,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<bool, BlockError> {
+        meta.before_lock(at);
+        let locked = {
+            // The wait record lives while the thread may block, and goes at the block's end;
+            // it is made at the first park, so the uncontended path only tests for it.
+            let mut slot = None;
+            self.lock_until_hooked(deadline, || {
+                slot.get_or_insert_with(|| meta.wait_slot(WaitKind::Lock, at, checked)).block()
+            })?
+        };
+        if locked {
+            meta.acquired(at);
+        }
+        Ok(locked)
     }
 
     #[cold]

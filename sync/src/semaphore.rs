@@ -132,11 +132,18 @@ impl<P: Park> Semaphore<P> {
         checked: bool,
         at: Site,
     ) -> Result<Option<Permit<'_, P>>, BlockError> {
-        self.meta.attach();
         let got = {
-            // The wait record lives while the thread may block, and goes at the block's end.
-            let mut slot = self.meta.wait_slot(WaitKind::Permits(n), at, checked);
-            self.acquire_until(n, deadline, || slot.block())?
+            // The wait record lives while the thread may block, and goes at the block's end;
+            // it is made (and the thread attached, as a party that may release) at the first
+            // park, so the uncontended path only tests for it.
+            let mut slot = None;
+            self.acquire_until(n, deadline, || {
+                slot.get_or_insert_with(|| {
+                    self.meta.attach();
+                    self.meta.wait_slot(WaitKind::Permits(n), at, checked)
+                })
+                .block()
+            })?
         };
         Ok(got.then(|| Permit { sem: self, n, tag: self.meta.took(n, at) }))
     }

@@ -428,3 +428,67 @@ fn relocking_a_held_mutex_is_a_cycle_of_one() {
         assert_eq!(p["thread"]["pid"], std::process::id());
     });
 }
+
+/// Nesting deeper than the per-thread inline held stack (16 locks) spills into a list:
+/// out-of-order releases and the lock-order graph still see every held lock, the
+/// innermost included.
+#[test]
+fn deep_nesting_beyond_the_inline_stack() {
+    scenario("deep_nesting_beyond_the_inline_stack", || {
+        let locks: Vec<Mutex<()>> =
+            (0..24).map(|i| Mutex::new(()).labelled(format!("D{i:02}"))).collect();
+        {
+            let mut guards: Vec<_> = locks.iter().map(|l| l.lock().unwrap()).collect();
+            // Out of order: one from the inline part, one from the spill.
+            drop(guards.remove(3));
+            drop(guards.remove(18));
+        }
+        assert!(deadlock::take_reports().is_empty(), "one order alone is fine");
+        // Everything released: a fresh nesting in the opposite order for the two deepest
+        // locks (both were in the spill) closes a cycle.
+        {
+            let _a = locks[23].lock().unwrap();
+            let _b = locks[22].lock().unwrap();
+        }
+        let reports = deadlock::take_reports();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].kind, ReportKind::LockOrderInversion);
+        let mut names = reports[0].locks();
+        names.sort();
+        assert_eq!(names, ["D22", "D23"]);
+        // The held stack is empty again: a lock taken alone records no edge.
+        let _c = locks[0].lock().unwrap();
+        assert!(deadlock::take_reports().is_empty());
+    });
+}
+
+/// More permit holders than the ledger's lock-free entries (4): every holder still
+/// counts, so a cycle through six holders of one semaphore is found and names them all.
+#[test]
+fn semaphore_ledger_with_many_holders() {
+    scenario("semaphore_ledger_with_many_holders", || {
+        const N: usize = 6;
+        deadlock::set_policy(Policy::Error);
+        let sem = Semaphore::new(N as u32).labelled("many");
+        let all_hold = Barrier::new(N);
+        let reports: Vec<Report> = thread::scope(|s| {
+            let workers: Vec<_> = (0..N)
+                .map(|_| {
+                    s.spawn(|| {
+                        let _mine = sem.acquire();
+                        all_hold.wait();
+                        // Nobody can get a second permit while all hold one and wait.
+                        sem.acquire_checked().err().map(|d| d.into_report())
+                    })
+                })
+                .collect();
+            workers.into_iter().filter_map(|w| w.join().unwrap()).collect()
+        });
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let r = &reports[0];
+        assert_eq!(r.kind, ReportKind::WaitCycle, "{r}");
+        let holders: usize = r.parties[0].held_by.iter().map(|h| h.permits as usize).sum();
+        assert_eq!(holders, N, "the ledger names all {N} holders: {r}");
+        assert_eq!(sem.available_permits(), N as u32);
+    });
+}

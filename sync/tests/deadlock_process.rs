@@ -309,3 +309,186 @@ fn the_graph_shows_owner_died() {
     assert_eq!(wait_all(&[waiter])[0], WaitStatus::Exited(waiter, 0));
     assert!(gone(&reg), "the registry is removed when its last entry goes");
 }
+
+/// A waiter killed while blocked leaves its entry behind; the last live waiter to leave
+/// frees it and removes the registry, with no reader coming afterwards (a test suite that
+/// kills blocked children must not leave the registry in `/dev/shm`).
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn the_last_live_waiter_removes_dead_entries_and_the_registry() {
+    let (reg, _cleanup) = registry("leave");
+    let r = ring();
+    // The owner: holds L0 until told to go.
+    let owner = child(&reg, || {
+        let _a = r.locks[0].lock().unwrap();
+        r.holding.fetch_add(1, SeqCst);
+        while r.go.load(SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    while r.holding.load(SeqCst) < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Two waiters on L0: one to be killed, one to outlive it.
+    let doomed = child(&reg, || {
+        let _a = r.locks[0].lock();
+    });
+    let survivor = child(&reg, || {
+        if r.locks[0].lock().is_ok() {
+            r.oks.fetch_add(1, SeqCst);
+        } else {
+            r.bad.fetch_add(1, SeqCst);
+        }
+    });
+    let give_up = Instant::now() + WATCHDOG;
+    loop {
+        let g = shared::read_wait_graph(&reg, Duration::ZERO).unwrap();
+        let blocked = |p: Pid| g.waits.iter().any(|w| w.thread.pid == p.as_raw() as u32);
+        if blocked(doomed) && blocked(survivor) {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the waiters never showed up: {g}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(doomed, Signal::SIGKILL).unwrap();
+    assert_eq!(wait_all(&[doomed])[0], WaitStatus::Signaled(doomed, Signal::SIGKILL, false));
+    // No reader from here on: only the survivor's leaving can clean up.
+    r.go.store(1, SeqCst);
+    assert_eq!(
+        wait_all(&[owner, survivor]),
+        [WaitStatus::Exited(owner, 0), WaitStatus::Exited(survivor, 0)]
+    );
+    assert_eq!((r.oks.load(SeqCst), r.bad.load(SeqCst)), (1, 0));
+    assert!(gone(&reg), "the last live waiter removed the registry");
+}
+
+/// Kills and reaps the children it names when dropped (a failed assertion leaves none).
+struct Reap(Vec<Pid>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            let _ = kill(p, Signal::SIGKILL);
+            let _ = waitpid(p, None);
+        }
+    }
+}
+
+/// Shared by the parent and the children of the semaphore and condition tests.
+#[repr(C)]
+struct SemRing {
+    sem: interproc_sync::process::Semaphore,
+    m: Mutex<u32>,
+    mon: interproc_sync::process::Monitor<u32>,
+    holding: AtomicU32,
+}
+
+// SAFETY: `#[repr(C)]`; process-shared primitives and atomics, no pointers.
+unsafe impl ShmSafe for SemRing {}
+
+fn sem_ring() -> Segment<SemRing> {
+    let r = Segment::anonymous(SemRing {
+        sem: interproc_sync::process::Semaphore::new(1),
+        m: Mutex::new(0),
+        mon: interproc_sync::process::Monitor::new(0),
+        holding: AtomicU32::new(0),
+    })
+    .unwrap();
+    r.m.set_label("M");
+    r
+}
+
+/// A cycle through a process-shared semaphore: process A holds its only permit and waits
+/// for mutex M; process B holds M and waits for a permit. Both register in the registry
+/// (B as waiting on the ledger's holders), and a reader finds the cycle, naming both
+/// processes, the semaphore wait and its holder.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_cycle_through_a_semaphore_across_processes_is_found() {
+    let (reg, _cleanup) = registry("sem");
+    let r = sem_ring();
+    let a = child(&reg, || {
+        let _permit = r.sem.acquire().unwrap();
+        r.holding.fetch_add(1, SeqCst);
+        while r.holding.load(SeqCst) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _m = r.m.lock(); // blocks for good: B holds M
+    });
+    let b = child(&reg, || {
+        let _m = r.m.lock().unwrap();
+        r.holding.fetch_add(1, SeqCst);
+        while r.holding.load(SeqCst) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _permit = r.sem.acquire(); // blocks for good: A holds the permit
+    });
+    let kids = Reap(vec![a, b]);
+    let (pa, pb) = (a.as_raw() as u32, b.as_raw() as u32);
+    let give_up = Instant::now() + WATCHDOG;
+    let g = loop {
+        let g = shared::read_wait_graph(&reg, Duration::from_millis(300)).unwrap();
+        if !g.cycles.is_empty() {
+            break g;
+        }
+        assert!(Instant::now() < give_up, "watchdog: no cycle found in {WATCHDOG:?}: {g}");
+    };
+    let c = &g.cycles[0];
+    assert_eq!(c.kind, ReportKind::WaitCycle, "{g}");
+    let mut pids: Vec<u32> = c.parties.iter().map(|p| p.thread.pid).collect();
+    pids.sort_unstable();
+    let mut want = vec![pa, pb];
+    want.sort_unstable();
+    assert_eq!(pids, want, "{g}");
+    let on_sem = c.parties.iter().find(|p| p.thread.pid == pb).expect("B is a party");
+    assert_eq!(on_sem.waits_for.kind, deadlock::LockKind::Semaphore, "{g}");
+    assert_eq!(on_sem.wait, deadlock::WaitFor::Permits(1), "{g}");
+    assert_eq!(on_sem.held_by.len(), 1, "{g}");
+    assert_eq!((on_sem.held_by[0].thread.pid, on_sem.held_by[0].permits), (pa, 1), "{g}");
+    let on_m = c.parties.iter().find(|p| p.thread.pid == pa).expect("A is a party");
+    assert_eq!(on_m.waits_for.label, "M", "{g}");
+    let edge = g.waits.iter().find(|w| w.thread.pid == pb).expect("B's wait is listed");
+    assert_eq!((edge.holders.clone(), edge.owner), (vec![pa], shared::OwnerState::Blocked));
+    assert!(g.to_string().contains("1 permit(s) of"), "{g}");
+    drop(kids);
+    // Both are dead: reading frees their entries and removes the registry.
+    let g = shared::read_wait_graph(&reg, Duration::ZERO).unwrap();
+    assert!(g.waits.is_empty(), "{g}");
+    assert!(gone(&reg), "the emptied registry is removed");
+}
+
+/// A wait on a process-shared monitor's condition that outlasts its first poll shows in
+/// the registry, with no single owner (any process may notify), and never as a cycle;
+/// the notify ends it and the registry goes away.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_condition_wait_shows_in_the_graph() {
+    let (reg, _cleanup) = registry("cond");
+    let r = sem_ring();
+    let waiter = child(&reg, || {
+        let g = r.mon.enter().unwrap();
+        let _g = g.wait_while(interproc_sync::Condition::new(0), |v| *v == 0).unwrap();
+    });
+    let kids = Reap(vec![waiter]);
+    let give_up = Instant::now() + WATCHDOG;
+    let edge = loop {
+        let g = shared::read_wait_graph(&reg, Duration::ZERO).unwrap();
+        if let Some(w) = g.waits.iter().find(|w| w.thread.pid == waiter.as_raw() as u32) {
+            assert!(g.cycles.is_empty(), "{g}");
+            break w.clone();
+        }
+        assert!(Instant::now() < give_up, "watchdog: the condition wait never showed up");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(edge.wait, deadlock::WaitFor::Condition(0));
+    assert_eq!(edge.owner, shared::OwnerState::Anyone);
+    assert_eq!(edge.lock.kind, deadlock::LockKind::Monitor);
+    {
+        let mut g = r.mon.enter().unwrap();
+        *g = 1;
+        g.notify_all(interproc_sync::Condition::new(0));
+    }
+    assert_eq!(wait_all(&[waiter])[0], WaitStatus::Exited(waiter, 0));
+    std::mem::forget(kids); // reaped
+    assert!(gone(&reg), "the registry is removed when the wait ends");
+}

@@ -24,8 +24,8 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::panic::Location;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard, OnceLock};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
 use super::report::{
@@ -147,11 +147,22 @@ static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
 static NEXT_LOCK: AtomicU64 = AtomicU64::new(1);
 
 /// A lock this thread holds (mutexes and monitors; permits live in the semaphore's ledger).
+#[derive(Clone, Copy)]
 struct Held {
     lock: u64,
     class: u32,
     at: Site,
 }
+
+/// The site of an unused entry of the inline held stack.
+const NO_SITE: Site = Location::caller();
+
+/// How many held locks a thread keeps inline (no allocation); deeper nesting spills into a
+/// `Vec`.
+const INLINE_HELD: usize = 16;
+
+/// How many lock-order edges a thread remembers in its direct-mapped cache (a power of 2).
+const EDGE_CACHE: usize = 64;
 
 /// Removes the thread from the registry when it exits.
 struct ExitGuard(Cell<u64>);
@@ -193,10 +204,24 @@ impl std::hash::Hasher for IntHasher {
 type IntSet<T> = HashSet<T, std::hash::BuildHasherDefault<IntHasher>>;
 
 thread_local! {
-    /// What every acquire and release touches, in one thread-local (one access each).
-    static LOCAL: Local = const { Local { me: Cell::new(0), held: RefCell::new(Vec::new()) } };
+    /// What every acquire and release touches: constant-initialised and without `Drop`,
+    /// so an access is a plain thread-pointer-relative load, with no lazy-init or
+    /// destructor-state check.
+    static LOCAL: Local = const {
+        Local {
+            me: Cell::new(0),
+            depth: Cell::new(0),
+            locks: [const { Cell::new(0) }; INLINE_HELD],
+            classes: [const { Cell::new(NO_CLASS) }; INLINE_HELD],
+            sites: [const { Cell::new(NO_SITE) }; INLINE_HELD],
+            edges: [const { Cell::new(0) }; EDGE_CACHE],
+        }
+    };
     static EXIT: ExitGuard = const { ExitGuard(Cell::new(0)) };
-    /// Lock-order edges this thread already reported to the registry.
+    /// Held locks beyond the first [`INLINE_HELD`], oldest first.
+    static SPILL: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+    /// Lock-order edges this thread already reported to the registry (behind the
+    /// direct-mapped cache in `Local::edges`).
     static SEEN: RefCell<IntSet<(u32, u32)>> = RefCell::new(IntSet::default());
     /// Monitors and semaphores this thread is attached to.
     static ATTACHED: RefCell<IntSet<u64>> = RefCell::new(IntSet::default());
@@ -205,8 +230,18 @@ thread_local! {
 struct Local {
     /// This thread's detector id; 0 until it first touches a lock.
     me: Cell<u64>,
-    /// The mutexes and monitors this thread holds, in acquisition order.
-    held: RefCell<Vec<Held>>,
+    /// How many mutexes and monitors this thread holds (the first [`INLINE_HELD`] in
+    /// `held`, the rest in `SPILL`).
+    depth: Cell<usize>,
+    /// The mutexes and monitors this thread holds, in acquisition order: their ids,
+    /// classes and where they were taken, field by field (each a plain store, with no
+    /// copy of a whole `Held` through the stack).
+    locks: [Cell<u64>; INLINE_HELD],
+    classes: [Cell<u32>; INLINE_HELD],
+    sites: [Cell<Site>; INLINE_HELD],
+    /// Lock-order edges `(from << 32) | to` this thread has seen, direct-mapped by a hash;
+    /// 0 is empty (an edge never joins a class to itself, so no edge is 0).
+    edges: [Cell<u64>; EDGE_CACHE],
 }
 
 impl Local {
@@ -216,6 +251,98 @@ impl Local {
             0 => register(&self.me),
             id => id,
         }
+    }
+
+    /// The `i`th held lock, oldest first (`i < depth`).
+    #[inline]
+    fn get(&self, i: usize) -> Held {
+        if i < INLINE_HELD {
+            Held {
+                lock: self.locks[i].get(),
+                class: self.classes[i].get(),
+                at: self.sites[i].get(),
+            }
+        } else {
+            Self::spilled(i)
+        }
+    }
+
+    #[cold]
+    fn spilled(i: usize) -> Held {
+        SPILL.with_borrow(|s| s[i - INLINE_HELD])
+    }
+
+    #[inline]
+    fn set(&self, i: usize, h: Held) {
+        if i < INLINE_HELD {
+            self.locks[i].set(h.lock);
+            self.classes[i].set(h.class);
+            self.sites[i].set(h.at);
+        } else {
+            Self::spill(i, h);
+        }
+    }
+
+    #[cold]
+    fn spill(i: usize, h: Held) {
+        SPILL.with_borrow_mut(|s| {
+            if i - INLINE_HELD < s.len() {
+                s[i - INLINE_HELD] = h;
+            } else {
+                s.push(h);
+            }
+        });
+    }
+
+    #[inline]
+    fn push(&self, h: Held) {
+        let d = self.depth.get();
+        self.set(d, h);
+        self.depth.set(d + 1);
+    }
+
+    #[inline]
+    fn pop(&self, lock: u64) {
+        let d = self.depth.get();
+        if d > 0 && d <= INLINE_HELD && self.locks[d - 1].get() == lock {
+            self.depth.set(d - 1);
+        } else {
+            self.remove(lock);
+        }
+    }
+
+    /// Removes the newest entry of `lock` (released out of order, or from the spill).
+    #[cold]
+    fn remove(&self, lock: u64) {
+        let d = self.depth.get();
+        let Some(i) = (0..d).rev().find(|&i| self.get(i).lock == lock) else { return };
+        for j in i..d - 1 {
+            self.set(j, self.get(j + 1));
+        }
+        if d > INLINE_HELD {
+            SPILL.with_borrow_mut(|s| {
+                s.pop();
+            });
+        }
+        self.depth.set(d - 1);
+    }
+
+    /// The held locks' classes and sites, oldest first.
+    fn held(&self) -> Vec<(u32, Site)> {
+        (0..self.depth.get()).map(|i| self.get(i)).map(|h| (h.class, h.at)).collect()
+    }
+
+    /// Whether the edge `a -> b` is in the cache; puts it there if not.
+    #[inline]
+    fn edge_cached(&self, a: u32, b: u32) -> bool {
+        let key = (u64::from(a) << 32) | u64::from(b);
+        let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - EDGE_CACHE.trailing_zeros());
+        let slot = &self.edges[hash as usize];
+        if slot.get() == key {
+            return true;
+        }
+        slot.set(key);
+        false
     }
 }
 
@@ -351,18 +478,20 @@ impl Registry {
                 }
             }
             WaitFor::Permits(_) => {
-                let ledger = meta.ledger();
-                if ledger.holders.is_empty() {
-                    Releasers::Threads(self.attached(&ledger.attached), false)
-                } else if ledger.holders.iter().any(|h| !self.alive(h.thread)) {
+                let Some(ledger) = meta.ledger() else { return Releasers::Live };
+                let holders = ledger.holders();
+                if holders.is_empty() {
+                    Releasers::Threads(self.attached(&ledger.slow().attached), false)
+                } else if holders.iter().any(|h| !self.alive(h.thread)) {
                     Releasers::Live
                 } else {
-                    Releasers::Threads(ledger.holders.iter().map(|h| h.thread).collect(), true)
+                    Releasers::Threads(holders.iter().map(|h| h.thread).collect(), true)
                 }
             }
-            WaitFor::Condition(_) => {
-                Releasers::Threads(self.attached(&meta.ledger().attached), false)
-            }
+            WaitFor::Condition(_) => match meta.ledger() {
+                Some(ledger) => Releasers::Threads(self.attached(&ledger.slow().attached), false),
+                None => Releasers::Live,
+            },
         }
     }
 
@@ -491,12 +620,13 @@ impl Registry {
             }
             WaitFor::Permits(_) | WaitFor::Condition(_) => meta
                 .ledger()
-                .holders
+                .map(Ledger::holders)
+                .unwrap_or_default()
                 .iter()
                 .map(|h| Holding {
                     thread: self.thread_info(h.thread),
                     permits: h.permits,
-                    acquired_at: site(h.at),
+                    acquired_at: h.at.map_or_else(|| "unknown".to_owned(), site),
                 })
                 .collect(),
         };
@@ -552,18 +682,83 @@ impl Registry {
 // ---------------------------------------------------------------------------------------
 // Per-lock state.
 
+/// How many permit holders a semaphore records without a lock; more spill into a list
+/// under a mutex.
+const FAST_HOLDERS: usize = 4;
+
+/// One lock-free ledger entry: `(thread low 32 bits << 32) | permits`, 0 when never used.
+/// An entry with 0 permits may be taken over by another thread (by compare-and-swap, so
+/// its old holder, which updates it by compare-and-swap too, cannot add to the new one's).
+struct FastHold {
+    word: AtomicU64,
+    at: AtomicPtr<Location<'static>>,
+}
+
+/// The ledger of a semaphore or monitor (mutexes have none).
 #[derive(Default)]
 struct Ledger {
-    /// Semaphores: who holds how many permits.
+    /// Semaphores: who holds how many permits, the common case without a lock.
+    fast: [FastHold; FAST_HOLDERS],
+    /// The thread that last attached (a hint: attaching again costs one load).
+    attached_hint: AtomicU64,
+    slow: StdMutex<SlowLedger>,
+}
+
+impl Default for FastHold {
+    fn default() -> Self {
+        FastHold { word: AtomicU64::new(0), at: AtomicPtr::new(std::ptr::null_mut()) }
+    }
+}
+
+#[derive(Default)]
+struct SlowLedger {
+    /// Semaphores: holders that found every fast entry taken.
     holders: Vec<Hold>,
     /// Monitors and semaphores: the threads that used it (they may notify or release).
     attached: Vec<u64>,
 }
 
+#[derive(Clone, Copy)]
 struct Hold {
     thread: u64,
     permits: u32,
-    at: Site,
+    /// Where the permits were last taken (unknown for a moment after a lock-free take).
+    at: Option<Site>,
+}
+
+/// A thread id from the low half kept in a fast ledger entry (ids carry the pid in their
+/// high half, see `register`).
+fn full_id(low: u64) -> u64 {
+    (u64::from(std::process::id()) << 32) | low
+}
+
+impl Ledger {
+    fn slow(&self) -> StdGuard<'_, SlowLedger> {
+        self.slow.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every holder with its permits (a snapshot: lock-free entries may change meanwhile,
+    /// but a blocked holder's entry does not).
+    fn holders(&self) -> Vec<Hold> {
+        let mut out: Vec<Hold> = self
+            .fast
+            .iter()
+            .filter_map(|f| {
+                let v = f.word.load(Relaxed);
+                if v as u32 == 0 {
+                    return None;
+                }
+                // Null only in the moment between a first take and its site's store.
+                let at = f.at.load(Relaxed);
+                // SAFETY: `at` only ever holds null or pointers made from
+                // `&'static Location`.
+                let at: Option<Site> = unsafe { at.as_ref() };
+                Some(Hold { thread: full_id(v >> 32), permits: v as u32, at })
+            })
+            .collect();
+        out.extend(self.slow().holders.iter().copied());
+        out
+    }
 }
 
 /// The detector's state in each mutex, monitor and semaphore.
@@ -572,13 +767,18 @@ pub(crate) struct LockMeta {
     kind: LockKind,
     label: Option<Cow<'static, str>>,
     created: Site,
-    class: OnceLock<u32>,
+    /// The lock class id, [`NO_CLASS`] until first needed.
+    class: AtomicU32,
     policy: AtomicU8,
     /// The owning thread's detector id (mutexes, monitors); 0 when free or not yet known.
     owner: AtomicU64,
     owner_at: AtomicPtr<Location<'static>>,
-    ledger: StdMutex<Ledger>,
+    /// Semaphores and monitors only.
+    ledger: Option<Box<Ledger>>,
 }
+
+/// A lock class not yet interned.
+const NO_CLASS: u32 = u32::MAX;
 
 impl std::fmt::Debug for LockMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -586,9 +786,15 @@ impl std::fmt::Debug for LockMeta {
     }
 }
 
-/// Who took a semaphore's permits (the thread that acquired them).
+/// Who took a semaphore's permits (the thread that acquired them), and where the ledger
+/// keeps them: a fast entry's index, or [`SLOW_HOLD`].
 #[derive(Debug)]
-pub(crate) struct HolderTag(u64);
+pub(crate) struct HolderTag {
+    thread: u64,
+    entry: usize,
+}
+
+const SLOW_HOLD: usize = usize::MAX;
 
 impl LockMeta {
     /// State for a new lock of `kind`, created at the caller's location. A semaphore or
@@ -600,21 +806,19 @@ impl LockMeta {
             kind,
             label: None,
             created: Location::caller(),
-            class: OnceLock::new(),
+            class: AtomicU32::new(NO_CLASS),
             policy: AtomicU8::new(0),
             owner: AtomicU64::new(0),
             owner_at: AtomicPtr::new(std::ptr::null_mut()),
-            ledger: StdMutex::new(Ledger::default()),
+            ledger: (kind != LockKind::Mutex).then(Box::default),
         };
-        if kind != LockKind::Mutex {
-            meta.attach();
-        }
+        meta.attach();
         meta
     }
 
     pub(crate) fn set_label(&mut self, label: Cow<'static, str>) {
         self.label = Some(label);
-        self.class = OnceLock::new();
+        self.class = AtomicU32::new(NO_CLASS);
     }
 
     pub(crate) fn set_policy(&self, p: Policy) {
@@ -625,8 +829,8 @@ impl LockMeta {
         policy_from(self.policy.load(Relaxed)).unwrap_or_else(policy)
     }
 
-    fn ledger(&self) -> StdGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_deref()
     }
 
     fn class_name(&self) -> String {
@@ -637,7 +841,17 @@ impl LockMeta {
     /// holding the registry.
     #[inline]
     fn class(&self) -> u32 {
-        *self.class.get_or_init(|| registry().intern(self.class_name()))
+        match self.class.load(Relaxed) {
+            NO_CLASS => self.intern_class(),
+            c => c,
+        }
+    }
+
+    #[cold]
+    fn intern_class(&self) -> u32 {
+        let c = registry().intern(self.class_name());
+        self.class.store(c, Relaxed);
+        c
     }
 
     fn info(&self) -> LockInfo {
@@ -650,25 +864,34 @@ impl LockMeta {
     }
 
     /// Lock order: before a blocking acquisition (not `try_lock`), records "class of each
-    /// held lock -> this class", and reports an edge that closes a cycle.
+    /// held lock -> this class", and reports an edge that closes a cycle. An edge this
+    /// thread has seen before costs a lookup in its cache, no lock.
     #[inline]
     pub(crate) fn before_lock(&self, at: Site) {
         let _ = LOCAL.try_with(|l| {
-            let held = l.held.borrow();
-            if held.is_empty() {
+            let d = l.depth.get();
+            if d == 0 {
                 return;
             }
             let b = self.class();
-            for h in held.iter() {
+            for i in 0..d {
+                let h = l.get(i);
                 let a = h.class;
-                if a == b {
+                if a == b || l.edge_cached(a, b) {
                     continue; // nesting within one class is not ordered (see the module docs)
                 }
-                if SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
-                    self.new_edge(a, b, at, h.at);
-                }
+                self.edge_seen(a, b, at, h.at);
             }
         });
+    }
+
+    /// An edge missing from the thread's cache: new to the thread, or pushed out of the
+    /// cache by another.
+    #[cold]
+    fn edge_seen(&self, a: u32, b: u32, at: Site, holding_since: Site) {
+        if SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
+            self.new_edge(a, b, at, holding_since);
+        }
     }
 
     #[cold]
@@ -710,54 +933,113 @@ impl LockMeta {
         self.owner_at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
         let _ = LOCAL.try_with(|l| {
             self.owner.store(l.id(), Relaxed);
-            l.held.borrow_mut().push(Held { lock: self.id, class, at });
+            l.push(Held { lock: self.id, class, at });
         });
     }
 
     /// The calling thread is about to release this mutex or monitor.
     #[inline]
     pub(crate) fn released(&self) {
-        let _ = LOCAL.try_with(|l| {
-            let mut h = l.held.borrow_mut();
-            if h.last().is_some_and(|e| e.lock == self.id) {
-                h.pop();
-            } else if let Some(i) = h.iter().rposition(|e| e.lock == self.id) {
-                h.remove(i);
-            }
-        });
+        let _ = LOCAL.try_with(|l| l.pop(self.id));
         self.owner.store(0, Relaxed);
     }
 
     /// The calling thread uses this monitor or semaphore (so it may notify or release).
     #[inline]
     pub(crate) fn attach(&self) {
-        if ATTACHED.try_with(|a| a.borrow_mut().insert(self.id)).unwrap_or(false) {
+        if let Some(ledger) = self.ledger() {
             let me = me();
-            if me != 0 {
-                self.ledger().attached.push(me);
+            if me != 0 && ledger.attached_hint.load(Relaxed) != me {
+                self.attach_slow(ledger, me);
             }
         }
     }
 
-    /// The calling thread took `n` permits of this semaphore.
+    #[cold]
+    fn attach_slow(&self, ledger: &Ledger, me: u64) {
+        if ATTACHED.try_with(|a| a.borrow_mut().insert(self.id)).unwrap_or(false) {
+            ledger.slow().attached.push(me);
+        }
+        ledger.attached_hint.store(me, Relaxed);
+    }
+
+    /// The calling thread took `n` permits of this semaphore. Without a lock while the
+    /// semaphore has at most [`FAST_HOLDERS`] holders at a time.
+    #[inline]
     pub(crate) fn took(&self, n: u32, at: Site) -> HolderTag {
-        self.attach();
         let me = me();
-        let mut l = self.ledger();
+        let Some(ledger) = self.ledger() else { return HolderTag { thread: me, entry: SLOW_HOLD } };
+        if me != 0 && ledger.attached_hint.load(Relaxed) != me {
+            self.attach_slow(ledger, me); // the same as `attach`, with `me` at hand
+        }
+        let low = me & 0xFFFF_FFFF;
+        if low != 0 {
+            if let Some(entry) = Self::take_fast(ledger, low, n) {
+                ledger.fast[entry].at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
+                return HolderTag { thread: me, entry };
+            }
+        }
+        Self::took_slow(ledger, me, n, at)
+    }
+
+    /// Adds `n` permits to this thread's fast entry, or takes a free one; `None` if all
+    /// are held by other threads.
+    #[inline]
+    fn take_fast(ledger: &Ledger, low: u64, n: u32) -> Option<usize> {
+        'retry: loop {
+            let mut free = None;
+            for (i, f) in ledger.fast.iter().enumerate() {
+                let v = f.word.load(Relaxed);
+                if v >> 32 == low {
+                    let sum = (v as u32).checked_add(n)?;
+                    let new = (low << 32) | u64::from(sum);
+                    if f.word.compare_exchange(v, new, Relaxed, Relaxed).is_err() {
+                        continue 'retry;
+                    }
+                    return Some(i);
+                }
+                if v as u32 == 0 && free.is_none() {
+                    free = Some((i, v));
+                }
+            }
+            let (i, v) = free?;
+            let new = (low << 32) | u64::from(n);
+            if ledger.fast[i].word.compare_exchange(v, new, Relaxed, Relaxed).is_ok() {
+                return Some(i);
+            }
+        }
+    }
+
+    #[cold]
+    fn took_slow(ledger: &Ledger, me: u64, n: u32, at: Site) -> HolderTag {
+        let mut l = ledger.slow();
         match l.holders.iter_mut().find(|h| h.thread == me) {
             Some(h) => {
                 h.permits += n;
-                h.at = at;
+                h.at = Some(at);
             }
-            None => l.holders.push(Hold { thread: me, permits: n, at }),
+            None => l.holders.push(Hold { thread: me, permits: n, at: Some(at) }),
         }
-        HolderTag(me)
+        HolderTag { thread: me, entry: SLOW_HOLD }
     }
 
     /// Permits taken by `tag` go back (or are forgotten).
+    #[inline]
     pub(crate) fn gave_back(&self, tag: &HolderTag, n: u32) {
-        let mut l = self.ledger();
-        if let Some(i) = l.holders.iter().position(|h| h.thread == tag.0) {
+        let Some(ledger) = self.ledger() else { return };
+        match ledger.fast.get(tag.entry) {
+            // The entry holds at least these `n` permits, so nobody takes it over meanwhile.
+            Some(f) => {
+                f.word.fetch_sub(u64::from(n), Relaxed);
+            }
+            None => Self::gave_back_slow(ledger, tag.thread, n),
+        }
+    }
+
+    #[cold]
+    fn gave_back_slow(ledger: &Ledger, thread: u64, n: u32) {
+        let mut l = ledger.slow();
+        if let Some(i) = l.holders.iter().position(|h| h.thread == thread) {
             let h = &mut l.holders[i];
             h.permits = h.permits.saturating_sub(n);
             if h.permits == 0 {
@@ -776,9 +1058,7 @@ impl LockMeta {
         checked: bool,
     ) -> Result<WaitSlot<'_>, Deadlock> {
         self.attach();
-        let held: Vec<(u32, Site)> = LOCAL
-            .try_with(|l| l.held.borrow().iter().map(|e| (e.class, e.at)).collect())
-            .unwrap_or_default();
+        let held: Vec<(u32, Site)> = LOCAL.try_with(Local::held).unwrap_or_default();
         if !held.is_empty() {
             self.hazard(cond, at, &held);
         }

@@ -45,8 +45,9 @@
 //!
 //! # Across processes
 //!
-//! The process-shared [`process::Mutex`](crate::process::Mutex) and
-//! [`process::Monitor`](crate::process::Monitor) (entry) register a thread that has to park
+//! The process-shared [`process::Mutex`](crate::process::Mutex),
+//! [`process::Monitor`](crate::process::Monitor) (entry and condition waits) and
+//! [`process::Semaphore`](crate::process::Semaphore) register a thread that has to park
 //! in a registry in shared memory, and find wait-for cycles across processes: see
 //! [`shared`] for where it lives, how it is cleaned and bounded, and how a cycle is
 //! confirmed. `lock_checked` / `enter_checked` return
@@ -55,8 +56,10 @@
 //!
 //! # Limits (this release)
 //!
-//! Across processes only mutex and monitor-entry waits are checked (no semaphore or
-//! condition waits, no lock-order graph), under the per-process global policy. Threads that wait outside
+//! Across processes there is no lock-order graph; condition waits are listed but never
+//! in a cycle; a semaphore wait is only reported (no `_checked` call returns the error),
+//! and its holders are listed per process (at most 8 per wait; more counts as live);
+//! all under the per-process global policy. Threads that wait outside
 //! these primitives (`join`, I/O, std's locks) count as able to make progress, so they
 //! never cause a report. "Attached" parties of a monitor or semaphore are its creator and
 //! every thread that entered, acquired, released or waited on it.

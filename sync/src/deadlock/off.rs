@@ -114,6 +114,18 @@ impl SharedWait {
     pub(crate) fn parked(&mut self, _owner: impl FnOnce() -> crate::park::TaskId) -> bool {
         true
     }
+
+    #[inline(always)]
+    pub(crate) fn parked_permits(
+        &mut self,
+        _want: u32,
+        _holders: impl FnOnce() -> Vec<(u32, u32)>,
+    ) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    pub(crate) fn parked_notify(&mut self, _cond: usize) {}
 }
 
 /// Labels of process-shared locks: nothing when detection is off.

@@ -1,7 +1,8 @@
 //! Deadlock detection across processes: a registry of the threads blocked on
-//! process-shared locks ([`process::Mutex`](crate::process::Mutex),
-//! [`process::Monitor`](crate::process::Monitor) entry), kept in a named shared-memory
-//! segment, and the wait-for graph read from it ([`wait_graph`], behind
+//! process-shared primitives ([`process::Mutex`](crate::process::Mutex),
+//! [`process::Monitor`](crate::process::Monitor) entry and condition waits,
+//! [`process::Semaphore`](crate::process::Semaphore) waits for permits), kept in a named
+//! shared-memory segment, and the wait-for graph read from it ([`wait_graph`], behind
 //! `interproc deadlocks`).
 //!
 //! # The registry
@@ -19,7 +20,8 @@
 //!   the owner's tid read from the lock word, and when it started waiting. Locks nobody
 //!   waits for are not recorded: the uncontended path touches nothing.
 //! - **Stale entries.** A slot whose thread has died (its tid is gone, or names a thread
-//!   with another start stamp) is freed by whoever next registers or reads the registry.
+//!   with another start stamp) is freed by whoever next registers, leaves or reads the
+//!   registry.
 //! - **Bounded.** When all slots are taken, the new waiter reports
 //!   [`ReportKind::RegistryFull`] once per process and waits unchecked: never a hang,
 //!   never a crash.
@@ -32,9 +34,14 @@
 //!
 //! # Finding a cycle
 //!
-//! Each blocked thread waits for one owner, so the graph is a set of chains. Each time a
-//! blocked thread's poll runs out (250 µs, doubling up to 100 ms) it re-reads the lock
-//! word, refreshes its edge and follows the chain from itself. The edges of other processes
+//! A thread blocked on a mutex or monitor entry waits for one owner thread; a thread
+//! blocked on a semaphore waits for the processes its ledger lists as holding permits (any
+//! thread of a holder may release, so a holder counts as stuck only when all its threads
+//! are blocked in the registry); a monitor condition wait has no owner (any process may
+//! notify): it shows in the graph but never in a cycle. Each time a blocked thread's poll
+//! runs out (250 µs, doubling up to 100 ms) it re-reads the lock word or the ledger,
+//! refreshes its edges and looks for a cycle through itself among the threads that can
+//! never go on. The edges of other processes
 //! may be stale (their owner may have just released), so a cycle is reported only when it
 //! is seen twice, with every other party having refreshed its edge in between: all of them
 //! were blocked throughout (a blocked thread releases nothing), and each edge held at a
@@ -82,6 +89,8 @@ pub const SLOTS: usize = 128;
 const NAME_LEN: usize = 32;
 const LABEL_LEN: usize = 64;
 const SITE_LEN: usize = 96;
+/// How many holders of a semaphore a blocked thread's slot lists.
+const SLOT_HOLDERS: usize = 8;
 
 /// The environment variable naming the registry segment (`off`: no registry).
 pub const REGISTRY_ENV: &str = "INTERPROC_DEADLOCKS";
@@ -118,8 +127,17 @@ struct Slot {
     pid: u32,
     tid: u32,
     stamp: u32,
-    /// 1 mutex, 2 monitor.
+    /// 1 mutex, 2 monitor, 3 semaphore.
     kind: u32,
+    /// A monitor condition wait: the condition's index + 1 (0: waiting to enter).
+    cond: u32,
+    /// A semaphore wait: how many permits it wants, and the holding processes (pids) with
+    /// their permits, as the ledger said when the waiter last looked (`nholders` may
+    /// exceed [`SLOT_HOLDERS`]: the rest are not listed, and the wait counts as live).
+    want: u32,
+    nholders: u32,
+    holders: [u32; SLOT_HOLDERS],
+    holder_permits: [u32; SLOT_HOLDERS],
     /// The owner's tid and stamp, as read from the lock word and its published owner.
     owner: u32,
     owner_stamp: u32,
@@ -144,6 +162,11 @@ const EMPTY: Slot = Slot {
     tid: 0,
     stamp: 0,
     kind: 0,
+    cond: 0,
+    want: 0,
+    nholders: 0,
+    holders: [0; SLOT_HOLDERS],
+    holder_permits: [0; SLOT_HOLDERS],
     owner: 0,
     owner_stamp: 0,
     labelled: 0,
@@ -375,7 +398,11 @@ fn key_text(s: &Slot) -> String {
 }
 
 fn lock_info(s: &Slot) -> LockInfo {
-    let kind = if s.kind == 2 { LockKind::Monitor } else { LockKind::Mutex };
+    let kind = match s.kind {
+        2 => LockKind::Monitor,
+        3 => LockKind::Semaphore,
+        _ => LockKind::Mutex,
+    };
     let key = key_text(s);
     LockInfo {
         label: if s.labelled != 0 { get(&s.label) } else { key.clone() },
@@ -390,22 +417,136 @@ fn thread_info(s: &Slot) -> ThreadInfo {
     ThreadInfo { pid: s.pid, tid: s.tid as i32, name: (!name.is_empty()).then_some(name) }
 }
 
-/// The cycle through slot `me` (slot indices, starting with `me`), following owners.
-fn cycle_from(slots: &[Slot; SLOTS], me: usize) -> Option<Vec<usize>> {
-    let by_tid: BTreeMap<u32, usize> =
-        slots.iter().enumerate().filter(|(_, s)| s.used != 0).map(|(i, s)| (s.tid, i)).collect();
-    let mut path = vec![me];
-    let mut cur = me;
+/// What slot `s` waits for.
+fn wait_for(s: &Slot) -> WaitFor {
+    if s.cond != 0 {
+        WaitFor::Condition(s.cond as usize - 1)
+    } else if s.kind == 3 {
+        WaitFor::Permits(s.want)
+    } else {
+        WaitFor::Lock
+    }
+}
+
+/// The slots that could end slot `i`'s wait, among the used ones; `None` if someone the
+/// registry does not list could (a condition wait: any process may notify; a semaphore
+/// with no listed holder, or more than it can list).
+fn releasers(slots: &[Slot; SLOTS], i: usize) -> Option<Vec<usize>> {
+    let s = &slots[i];
+    if s.cond != 0 {
+        return None;
+    }
+    let used = slots.iter().enumerate().filter(|(_, t)| t.used != 0);
+    if s.kind == 3 {
+        let n = s.nholders as usize;
+        if n == 0 || n > SLOT_HOLDERS {
+            return None;
+        }
+        let pids = &s.holders[..n];
+        Some(used.filter(|(_, t)| pids.contains(&t.pid)).map(|(j, _)| j).collect())
+    } else {
+        Some(used.filter(|(_, t)| t.tid == s.owner).map(|(j, _)| j).collect())
+    }
+}
+
+/// How many threads process `pid` has now; `None` if it is gone.
+fn threads_of(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/task")).ok().map(Iterator::count)
+}
+
+/// The slots whose threads can never go on: the greatest set of used slots each of
+/// whose waits only slots of the set could end. A mutex or monitor waiter needs its
+/// owner's thread in the set; a semaphore waiter needs every thread of every holding
+/// process in it (any thread of a holder may release).
+fn stuck(slots: &[Slot; SLOTS]) -> [bool; SLOTS] {
+    let mut set = [false; SLOTS];
+    for (i, s) in slots.iter().enumerate() {
+        set[i] = s.used != 0;
+    }
+    let mut threads: BTreeMap<u32, Option<usize>> = BTreeMap::new();
     loop {
-        let next = *by_tid.get(&slots[cur].owner)?;
-        if next == me {
-            return Some(path);
+        let mut changed = false;
+        for i in 0..SLOTS {
+            if !set[i] {
+                continue;
+            }
+            let keep = match releasers(slots, i) {
+                None => false,
+                Some(r) if r.is_empty() => false,
+                Some(r) if slots[i].kind == 3 => {
+                    let s = &slots[i];
+                    s.holders[..s.nholders as usize].iter().all(|&pid| {
+                        let blocked = r.iter().filter(|&&j| set[j] && slots[j].pid == pid).count();
+                        let all = *threads.entry(pid).or_insert_with(|| threads_of(pid));
+                        all.is_some_and(|all| blocked >= all && blocked > 0)
+                    })
+                }
+                Some(r) => r.iter().any(|&j| set[j]),
+            };
+            if !keep {
+                set[i] = false;
+                changed = true;
+            }
         }
-        if path.contains(&next) {
-            return None; // a cycle that `me` only waits behind: its parties report it
+        if !changed {
+            return set;
         }
-        path.push(next);
-        cur = next;
+    }
+}
+
+/// A cycle through slot `me` (slot indices, starting with `me`) among the stuck slots,
+/// each waiting for the next; `None` if `me` is not stuck, or only waits behind a cycle.
+fn cycle_from(slots: &[Slot; SLOTS], me: usize) -> Option<Vec<usize>> {
+    let set = stuck(slots);
+    if !set[me] {
+        return None;
+    }
+    fn dfs(
+        slots: &[Slot; SLOTS],
+        set: &[bool; SLOTS],
+        i: usize,
+        me: usize,
+        path: &mut Vec<usize>,
+    ) -> bool {
+        for j in releasers(slots, i).unwrap_or_default() {
+            if !set[j] {
+                continue;
+            }
+            if j == me {
+                return true;
+            }
+            if !path.contains(&j) {
+                path.push(j);
+                if dfs(slots, set, j, me, path) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut path = vec![me];
+    dfs(slots, &set, me, me, &mut path).then_some(path)
+}
+
+/// Who holds what slot `s` waits for, as the report names them.
+fn holdings(slots: &[Slot; SLOTS], s: &Slot, next: Option<&Slot>) -> Vec<Holding> {
+    let unknown = "unknown (process-shared locks do not record where they were taken)";
+    if s.kind == 3 {
+        (0..(s.nholders as usize).min(SLOT_HOLDERS))
+            .map(|k| {
+                let pid = s.holders[k];
+                let thread = slots
+                    .iter()
+                    .find(|t| t.used != 0 && t.pid == pid)
+                    .map_or(ThreadInfo { pid, tid: pid as i32, name: None }, thread_info);
+                Holding { thread, permits: s.holder_permits[k], acquired_at: unknown.into() }
+            })
+            .collect()
+    } else {
+        next.map(|o| Holding { thread: thread_info(o), permits: 1, acquired_at: unknown.into() })
+            .into_iter()
+            .collect()
     }
 }
 
@@ -419,15 +560,10 @@ fn cycle_report(slots: &[Slot; SLOTS], cycle: &[usize], now: u64) -> Report {
             Party {
                 thread: thread_info(s),
                 waits_for: lock_info(s),
-                wait: WaitFor::Lock,
+                wait: wait_for(s),
                 waiting_at: get(&s.site),
                 waited_us: now.saturating_sub(s.since_ns) / 1000,
-                held_by: vec![Holding {
-                    thread: thread_info(owner),
-                    permits: 1,
-                    acquired_at:
-                        "unknown (process-shared locks do not record where they were taken)".into(),
-                }],
+                held_by: holdings(slots, s, Some(owner)),
             }
         })
         .collect();
@@ -449,6 +585,41 @@ fn confirmed(before: &Seen, now: &Seen, skip: Option<usize>) -> bool {
             .iter()
             .zip(now)
             .all(|(b, n)| b.0 == n.0 && b.1 == n.1 && (Some(b.0) == skip || n.2 > b.2))
+}
+
+/// What a blocked thread waits for, as it last looked.
+enum Awaited {
+    /// The owner of a mutex or monitor.
+    Owner(TaskId),
+    /// Permits of a semaphore: how many, and the holding processes as (pid, permits).
+    Permits { want: u32, holders: Vec<(u32, u32)> },
+    /// A notify on a monitor condition.
+    Notify(usize),
+}
+
+impl Awaited {
+    /// Writes this into slot `s`; whether it changed what the slot said.
+    fn store(&self, s: &mut Slot) -> bool {
+        let before = (s.owner, s.owner_stamp, s.cond, s.want, s.nholders, s.holders);
+        match self {
+            Awaited::Owner(o) => {
+                s.owner = o.id;
+                s.owner_stamp = o.stamp;
+            }
+            Awaited::Permits { want, holders } => {
+                s.want = *want;
+                s.nholders = u32::try_from(holders.len()).unwrap_or(u32::MAX);
+                s.holders = [0; SLOT_HOLDERS];
+                s.holder_permits = [0; SLOT_HOLDERS];
+                for (k, &(pid, n)) in holders.iter().take(SLOT_HOLDERS).enumerate() {
+                    s.holders[k] = pid;
+                    s.holder_permits[k] = n;
+                }
+            }
+            Awaited::Notify(c) => s.cond = u32::try_from(*c).map_or(u32::MAX, |c| c + 1),
+        }
+        before != (s.owner, s.owner_stamp, s.cond, s.want, s.nholders, s.holders)
+    }
 }
 
 /// One blocking call on a process-shared lock: registers the thread on its first park,
@@ -489,13 +660,35 @@ impl SharedWait {
     /// [`take_deadlock`](Self::take_deadlock)).
     #[cold]
     pub(crate) fn parked(&mut self, owner: impl FnOnce() -> TaskId) -> bool {
+        self.parked_on(|| Awaited::Owner(owner()))
+    }
+
+    /// A semaphore waiter is about to park, wanting `want` permits held by the processes
+    /// `holders()` lists as (pid, permits). As [`parked`](Self::parked).
+    #[cold]
+    pub(crate) fn parked_permits(
+        &mut self,
+        want: u32,
+        holders: impl FnOnce() -> Vec<(u32, u32)>,
+    ) -> bool {
+        self.parked_on(|| Awaited::Permits { want, holders: holders() })
+    }
+
+    /// A monitor condition waiter (condition `cond`) is about to park: registered, so that
+    /// it shows in the graph; never part of a cycle (any process may notify).
+    #[cold]
+    pub(crate) fn parked_notify(&mut self, cond: usize) {
+        self.parked_on(|| Awaited::Notify(cond));
+    }
+
+    fn parked_on(&mut self, awaited: impl FnOnce() -> Awaited) -> bool {
         if self.done && self.joined.is_none() {
             return true;
         }
-        let owner = owner();
+        let awaited = awaited();
         if self.joined.is_none() {
             if !self.done {
-                self.join(owner);
+                self.join(&awaited);
             }
             return true; // the first look comes with the next park
         }
@@ -507,14 +700,12 @@ impl SharedWait {
             if s.used == 0 || s.wait_id != wait_id {
                 return true; // swept (should not happen while alive)
             }
-            if s.owner != owner.id {
-                s.owner = owner.id;
-                s.owner_stamp = owner.stamp;
+            if awaited.store(s) {
                 self.candidate = None;
             }
             // Refreshed even after the report: readers (`wait_graph`) confirm with it.
             s.refreshed += 1;
-            if self.done {
+            if self.done || s.cond != 0 {
                 return true;
             }
             let Some(cycle) = cycle_from(slots, me) else {
@@ -553,7 +744,7 @@ impl SharedWait {
     }
 
     #[cold]
-    fn join(&mut self, owner: TaskId) {
+    fn join(&mut self, awaited: &Awaited) {
         let me = crate::sys::current_thread();
         let label = label_of(self.addr);
         let (dev, ino, off) = mapping_key(self.addr);
@@ -568,7 +759,7 @@ impl SharedWait {
                 continue;
             }
             let slot =
-                Joining { owner, me, label: label.as_deref(), key: (dev, ino, off), name: &name };
+                Joining { awaited, me, label: label.as_deref(), key: (dev, ino, off), name: &name };
             self.fill(&h, l, &slot);
             return;
         }
@@ -576,7 +767,7 @@ impl SharedWait {
     }
 
     fn fill(&mut self, h: &Handle, mut l: Locked<'_>, j: &Joining<'_>) {
-        let (owner, me, label, (dev, ino, off), name) = (j.owner, j.me, j.label, j.key, j.name);
+        let (me, label, (dev, ino, off), name) = (j.me, j.label, j.key, j.name);
         l.sweep();
         let wait_id = h.0.next_wait.fetch_add(1, Relaxed);
         let slots = l.slots();
@@ -591,9 +782,12 @@ impl SharedWait {
         s.pid = std::process::id();
         s.tid = me.id;
         s.stamp = me.stamp;
-        s.kind = if self.kind == LockKind::Monitor { 2 } else { 1 };
-        s.owner = owner.id;
-        s.owner_stamp = owner.stamp;
+        s.kind = match self.kind {
+            LockKind::Mutex => 1,
+            LockKind::Monitor => 2,
+            LockKind::Semaphore => 3,
+        };
+        j.awaited.store(s);
         s.labelled = u32::from(label.is_some());
         s.wait_id = wait_id;
         s.since_ns = monotonic_ns();
@@ -611,7 +805,7 @@ impl SharedWait {
 
 /// What a joining thread writes into its slot.
 struct Joining<'a> {
-    owner: TaskId,
+    awaited: &'a Awaited,
     me: TaskId,
     label: Option<&'a str>,
     key: (u64, u64, u64),
@@ -641,6 +835,9 @@ fn leave(h: &Handle, me: usize, wait_id: u64) {
     if s.used != 0 && s.wait_id == wait_id {
         *s = EMPTY;
     }
+    // Entries of threads killed while blocked go too, so that the last live waiter to
+    // leave removes the registry even if nobody reads it afterwards.
+    l.sweep();
     remove_if_empty(h, &mut l);
 }
 
@@ -653,8 +850,12 @@ pub enum OwnerState {
     /// The owner lives and is not blocked on a process-shared lock: the wait may end.
     Running,
     /// The owner has died holding the lock: the waiter will take it over and get
-    /// `LockError::OwnerDied`. Not a deadlock.
+    /// `LockError::OwnerDied`. Not a deadlock. (A semaphore: a holder died; its permits
+    /// come back to the waiters.)
     Died,
+    /// No single owner: a monitor condition wait (any process may notify), or a
+    /// semaphore with no holder the registry lists (any process may release).
+    Anyone,
 }
 
 /// One edge of the cross-process wait-for graph: a blocked thread and what it waits for.
@@ -669,8 +870,14 @@ pub struct WaitEdge {
     pub waiting_at: String,
     /// How long it has waited, in microseconds.
     pub waited_us: u64,
-    /// The owner's tid, as the lock word said when the waiter last looked.
+    /// What it waits for: the lock, permits or a condition.
+    pub wait: WaitFor,
+    /// The owner's tid, as the lock word said when the waiter last looked (0 for a
+    /// semaphore or condition wait).
     pub owner_tid: u32,
+    /// A semaphore wait: the pids of the processes holding permits, as the ledger said
+    /// when the waiter last looked.
+    pub holders: Vec<u32>,
     /// The owner's state.
     pub owner: OwnerState,
 }
@@ -702,15 +909,21 @@ impl std::fmt::Display for WaitGraph {
                 OwnerState::Blocked => "blocked itself",
                 OwnerState::Running => "running",
                 OwnerState::Died => "DIED holding it (owner died, not a deadlock)",
+                OwnerState::Anyone => "no single owner: any process may end the wait",
+            };
+            let held_by = if w.holders.is_empty() {
+                format!("tid {}", w.owner_tid)
+            } else {
+                format!("pids {:?}", w.holders)
             };
             writeln!(
                 f,
-                "  {} waits {:?} at {} for {}, held by tid {} ({owner})",
+                "  {} waits {:?} at {} for {} ({:?}), held by {held_by} ({owner})",
                 w.thread,
                 Duration::from_micros(w.waited_us),
                 w.waiting_at,
                 w.lock,
-                w.owner_tid
+                w.wait,
             )?;
         }
         if self.cycles.is_empty() {
@@ -768,10 +981,14 @@ pub fn read_wait_graph(name: &str, settle: Duration) -> Result<WaitGraph, ShmErr
     let cycles_of = |slots: &[Slot; SLOTS]| -> Vec<Vec<usize>> {
         let mut out: Vec<Vec<usize>> = Vec::new();
         for i in (0..SLOTS).filter(|&i| slots[i].used != 0) {
-            if let Some(mut c) = cycle_from(slots, i) {
-                let min = c.iter().enumerate().min_by_key(|(_, &s)| s).map_or(0, |(k, _)| k);
-                c.rotate_left(min);
-                if !out.contains(&c) {
+            if let Some(c) = cycle_from(slots, i) {
+                let mut key = c.clone();
+                key.sort_unstable();
+                if !out.iter().any(|o| {
+                    let mut k = o.clone();
+                    k.sort_unstable();
+                    k == key
+                }) {
                     out.push(c);
                 }
             }
@@ -793,22 +1010,40 @@ pub fn read_wait_graph(name: &str, settle: Duration) -> Result<WaitGraph, ShmErr
     let now = monotonic_ns();
     let tids: BTreeMap<u32, usize> =
         last.iter().enumerate().filter(|(_, s)| s.used != 0).map(|(i, s)| (s.tid, i)).collect();
+    let stuck_now = stuck(&last);
     let waits = last
         .iter()
-        .filter(|s| s.used != 0)
-        .map(|s| WaitEdge {
-            thread: thread_info(s),
-            lock: lock_info(s),
-            waiting_at: get(&s.site),
-            waited_us: now.saturating_sub(s.since_ns) / 1000,
-            owner_tid: s.owner,
-            owner: if tids.contains_key(&s.owner) {
+        .enumerate()
+        .filter(|(_, s)| s.used != 0)
+        .map(|(i, s)| {
+            let listed = (s.nholders as usize).min(SLOT_HOLDERS);
+            let owner = if s.cond != 0 || (s.kind == 3 && releasers(&last, i).is_none()) {
+                OwnerState::Anyone
+            } else if s.kind == 3 {
+                if s.holders[..listed].iter().any(|&p| threads_of(p).is_none()) {
+                    OwnerState::Died
+                } else if stuck_now[i] {
+                    OwnerState::Blocked
+                } else {
+                    OwnerState::Running
+                }
+            } else if tids.contains_key(&s.owner) {
                 OwnerState::Blocked
             } else if crate::sys::is_dead(TaskId { id: s.owner, stamp: s.owner_stamp }) {
                 OwnerState::Died
             } else {
                 OwnerState::Running
-            },
+            };
+            WaitEdge {
+                thread: thread_info(s),
+                lock: lock_info(s),
+                waiting_at: get(&s.site),
+                waited_us: now.saturating_sub(s.since_ns) / 1000,
+                wait: wait_for(s),
+                owner_tid: if s.kind == 3 || s.cond != 0 { 0 } else { s.owner },
+                holders: if s.kind == 3 { s.holders[..listed].to_vec() } else { Vec::new() },
+                owner,
+            }
         })
         .collect();
     let cycles = cycles.iter().map(|c| cycle_report(&last, c, now)).collect();

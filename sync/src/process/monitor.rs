@@ -276,12 +276,14 @@ unsafe impl<T: Sync, const C: usize, P: RobustPark> Sync for MonitorGuard<'_, T,
 impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     /// Leaves the monitor, sleeps until `cond` is notified (or a spurious wake-up) or the
     /// deadline, and enters again. Returns whether the deadline passed.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     fn park(
         self,
         cond: Condition,
         deadline: Option<Instant>,
     ) -> Result<(Self, bool), LockError<Self>> {
         let monitor = self.monitor;
+        let at = caller();
         let (word, seq) = monitor.cond(cond).enqueue();
         std::mem::forget(self);
         // SAFETY: the guard (now forgotten) proved this thread holds the lock; it is taken
@@ -292,16 +294,22 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         // owner stops waiting (a spurious wake-up, which Mesa semantics allow) and
         // re-enters, to get `OwnerDied`.
         let mut poll = POLL_FIRST;
-        let timed_out = loop {
-            match P::poll_wait(word, seq, deadline, poll, Some(monitor.raw.word())) {
-                ParkResult::TimedOut => break true,
-                ParkResult::Woken if word.load(Ordering::Relaxed) == seq => {
-                    if monitor.raw.lost_owner() {
-                        break false;
+        // Deadlock detection: a wait that outlasts its first poll shows in the cross-process
+        // registry until the loop ends (zero-sized and empty without the feature).
+        let timed_out = {
+            let mut wait = SharedWait::new(monitor.addr(), LockKind::Monitor, at, false);
+            loop {
+                match P::poll_wait(word, seq, deadline, poll, Some(monitor.raw.word())) {
+                    ParkResult::TimedOut => break true,
+                    ParkResult::Woken if word.load(Ordering::Relaxed) == seq => {
+                        if monitor.raw.lost_owner() {
+                            break false;
+                        }
+                        wait.parked_notify(cond.index());
+                        poll = (poll * 2).min(POLL_MAX);
                     }
-                    poll = (poll * 2).min(POLL_MAX);
+                    _ => break false,
                 }
-                _ => break false,
             }
         };
         let got = monitor.entered(monitor.raw.lock_until(None));
@@ -326,6 +334,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     /// # Panics
     ///
     /// If `cond` is not one of the monitor's conditions.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait(self, cond: Condition) -> Result<Self, LockError<Self>> {
         self.park(cond, None).map(|(g, _)| g)
     }
@@ -337,6 +346,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     ///
     /// As [`Monitor::enter`], for a re-entry: on [`LockError::OwnerDied`] the guard inside
     /// is returned without checking `condition` again.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_while(
         mut self,
         cond: Condition,
@@ -354,6 +364,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     /// # Errors
     ///
     /// As [`Monitor::enter`], for the re-entry.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout(
         self,
         cond: Condition,

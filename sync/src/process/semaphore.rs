@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::{Header, Kind};
+use crate::deadlock::{caller, LockKind, SharedWait};
 use crate::error::Error;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::loom::death_point;
@@ -55,6 +56,13 @@ struct Undo {
 /// gets `OwnerDied` from it and rolls the change back before anything else. Waiting for
 /// permits is a shared futex on a sequence word that every release bumps. An uncontended
 /// acquire or release makes no syscall.
+///
+/// # Deadlock detection
+///
+/// With the cargo feature `deadlock-detection`, a thread that parks for permits registers
+/// in the cross-process registry (see the `deadlock::shared` module) as waiting on the
+/// processes the ledger lists as holders, so `interproc deadlocks` shows the wait and a
+/// wait-for cycle through the semaphore and other process-shared locks is reported.
 ///
 /// # Example
 ///
@@ -267,6 +275,7 @@ impl<P: RobustPark> Semaphore<P> {
     /// # Errors
     ///
     /// [`Error::TooManyHolders`] if [`MAX_HOLDERS`] other processes hold permits.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) -> Result<Permit<'_, P>, Error> {
         self.acquire_many(1)
     }
@@ -276,6 +285,7 @@ impl<P: RobustPark> Semaphore<P> {
     /// # Errors
     ///
     /// As [`acquire`](Semaphore::acquire).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
         self.acquire_until(n, None)
     }
@@ -310,6 +320,7 @@ impl<P: RobustPark> Semaphore<P> {
     ///
     /// [`Error::Timeout`] if none came free in time; [`Error::TooManyHolders`] as for
     /// `acquire`.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_, P>, Error> {
         self.acquire_many_timeout(1, timeout)
     }
@@ -319,6 +330,7 @@ impl<P: RobustPark> Semaphore<P> {
     /// # Errors
     ///
     /// As [`acquire_timeout`](Semaphore::acquire_timeout).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Permit<'_, P>, Error> {
         self.acquire_until(n, Instant::now().checked_add(timeout))
     }
@@ -355,9 +367,31 @@ impl<P: RobustPark> Semaphore<P> {
         Ok(Permit { sem: self, row, owner: me, n })
     }
 
+    /// The processes holding permits, as (pid, permits): a snapshot read without the
+    /// internal lock, for deadlock detection.
+    fn holders_snapshot(&self) -> Vec<(u32, u32)> {
+        self.holders
+            .iter()
+            .filter_map(|h| {
+                let owner = h.owner.load(Ordering::Relaxed);
+                let held = h.held.load(Ordering::Relaxed);
+                (owner != 0 && held > 0).then(|| (TaskId::unpack(owner).id, held))
+            })
+            .collect()
+    }
+
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     fn acquire_until(&self, n: u32, deadline: Option<Instant>) -> Result<Permit<'_, P>, Error> {
         assert!(n <= Self::MAX_PERMITS, "cannot acquire more than {} permits", Self::MAX_PERMITS);
         let me = P::current_process();
+        // Deadlock detection: a thread that parks registers in the cross-process registry
+        // as waiting on the holders (zero-sized and empty without the feature).
+        let mut wait = SharedWait::new(
+            std::ptr::from_ref(self) as usize,
+            LockKind::Semaphore,
+            caller(),
+            false,
+        );
         let mut poll = POLL_FIRST;
         let mut last_check = Instant::now();
         let mut inside = self.inside();
@@ -371,6 +405,8 @@ impl<P: RobustPark> Semaphore<P> {
             self.waiters.fetch_add(1, Ordering::Relaxed);
             let seq = self.seq.load(Ordering::Relaxed);
             drop(inside);
+            // `false` only under the Error policy of a checked call, which this is not.
+            let _ = wait.parked_permits(n, || self.holders_snapshot());
             let r = P::poll_wait(&self.seq, seq, deadline, poll, None);
             inside = self.inside();
             self.waiters.fetch_sub(1, Ordering::Relaxed);

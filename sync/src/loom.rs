@@ -143,6 +143,36 @@ pub(crate) mod hint {
     pub(crate) const SPIN_LIMIT: u32 = 1;
 }
 
+pub(crate) mod time {
+    //! The clock the algorithms read their deadlines against.
+    //!
+    //! Normally std's. In the model, time stands still: every deadline lies in the future
+    //! (unless it was made with a zero timeout), and a timed wait ends only where the
+    //! modelled futex lets it time out. Reading the real clock there made an execution
+    //! depend on how long the machine took to run it: on a loaded machine a deadline passed
+    //! in the middle of one execution but not in its replay, and loom's exploration never
+    //! converged (a CI run sat in one model for over 30 minutes).
+    use std::time::Instant;
+
+    /// Now, by the real clock; in the model, a fixed instant.
+    #[inline(always)]
+    pub(crate) fn now() -> Instant {
+        #[cfg(not(interproc_loom))]
+        return Instant::now();
+        #[cfg(interproc_loom)]
+        {
+            static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            *START.get_or_init(Instant::now)
+        }
+    }
+
+    /// Whether `deadline` (if any) has passed.
+    #[inline]
+    pub(crate) fn passed(deadline: Option<Instant>) -> bool {
+        deadline.is_some_and(|d| now() >= d)
+    }
+}
+
 pub(crate) mod thread {
     #[cfg(interproc_loom)]
     pub(crate) use loom::thread::panicking;

@@ -296,7 +296,7 @@ impl<T, P: Park> Monitor<T, P> {
     /// [`Error::Timeout`] if another thread stayed inside until the timeout passed.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn enter_timeout(&self, timeout: Duration) -> Result<MonitorGuard<'_, T, P>, Error> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::loom::time::now().checked_add(timeout);
         if matches!(self.acquire(deadline, false, deadlock::caller()), Ok(true)) {
             Ok(self.guard())
         } else {
@@ -458,7 +458,7 @@ impl<T, P: Park> MonitorGuard<'_, T, P> {
     /// If `cond` is not one of the monitor's conditions.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout(&mut self, cond: Condition, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::loom::time::now().checked_add(timeout);
         match self.monitor.wait_inside(cond, deadline, false, deadlock::caller()) {
             Ok(ParkResult::TimedOut) => Err(Error::Timeout),
             _ => Ok(()),
@@ -483,7 +483,7 @@ impl<T, P: Park> MonitorGuard<'_, T, P> {
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> Result<(), Error> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::loom::time::now().checked_add(timeout);
         let at = deadlock::caller();
         while condition(&mut **self) {
             if matches!(

@@ -201,7 +201,7 @@ impl<T, P: Park> Mutex<T, P> {
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::loom::time::now().checked_add(timeout);
         if matches!(self.acquire(deadline, false, deadlock::caller()), Ok(true)) {
             Ok(self.guard()?)
         } else {

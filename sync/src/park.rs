@@ -119,14 +119,14 @@ pub trait RobustPark: Park {
         owner: Option<&AtomicU32>,
     ) -> ParkResult {
         let _ = owner;
-        let until = Instant::now().checked_add(poll);
+        let until = crate::loom::time::now().checked_add(poll);
         let bounded = match (deadline, until) {
             (Some(d), Some(u)) => Some(d.min(u)),
             (d, u) => d.or(u),
         };
         match Self::wait(word, expected, bounded) {
             // Only the caller's own deadline counts as a time-out; the poll is not one.
-            ParkResult::TimedOut if deadline.is_some_and(|d| Instant::now() < d) => {
+            ParkResult::TimedOut if deadline.is_some_and(|d| crate::loom::time::now() < d) => {
                 ParkResult::Woken
             }
             ParkResult::TimedOut if deadline.is_none() => ParkResult::Woken,
@@ -407,6 +407,15 @@ pub mod model {
     /// with `std::panic::catch_unwind` in the model thread.
     #[derive(Debug)]
     pub struct Died;
+
+    /// The model's clock, which stands still: what the algorithms compare deadlines
+    /// against. A model makes a deadline that has already passed (a "try") with
+    /// `Some(model::now())`, and one that lies ahead with `model::now() + d` (which the
+    /// modelled futex may still let time out at any point). The wall clock does not count
+    /// in the model: a deadline made from `Instant::now()` has not passed.
+    pub fn now() -> std::time::Instant {
+        crate::loom::time::now()
+    }
 
     /// Tells the calling model thread to die at its `k`-th death point from now (1: the
     /// next one). Death points sit between the steps of the robust primitives' protocols.

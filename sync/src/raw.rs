@@ -131,7 +131,7 @@ impl<P: Park> RawMutex<P> {
             // The futex only times out when it really sleeps: under churn it keeps returning
             // at once, so check the deadline here too. The state is CONTENDED now, so the
             // owner's unlock wakes another waiter: leaving loses nobody's wake-up.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::loom::time::passed(deadline) {
                 return Ok(false);
             }
             // About to park: the same reasoning lets the hook make us leave.

@@ -180,7 +180,7 @@ impl<P: RobustPark> RawRobust<P> {
             // The futex only times out when it really sleeps, so check the deadline here
             // too. Leaving loses nobody's wake-up: the word keeps its waiters bit, so the
             // owner's unlock still wakes one of the others.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::loom::time::passed(deadline) {
                 return Acquired::Busy;
             }
             if !on_park(w) {

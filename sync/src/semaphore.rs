@@ -248,7 +248,8 @@ impl<P: Park> Semaphore<P> {
     /// If `n` exceeds [`Semaphore::MAX_PERMITS`].
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Permit<'_, P>, Error> {
-        match self.take(n, Instant::now().checked_add(timeout), false, deadlock::caller()) {
+        match self.take(n, crate::loom::time::now().checked_add(timeout), false, deadlock::caller())
+        {
             Ok(Some(permit)) => Ok(permit),
             _ => Err(Error::Timeout),
         }
@@ -318,7 +319,7 @@ impl<P: Park> Semaphore<P> {
             // The futex only times out when it really sleeps; while other threads keep
             // changing the word it returns at once, so the deadline is checked here too.
             // Giving up strands nobody: a release wakes every waiter.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::loom::time::passed(deadline) {
                 return Ok(false);
             }
             let s = self.word.load(Ordering::Relaxed);

@@ -39,7 +39,7 @@ pub(crate) enum Wait {
 /// remaining duration is added to a fresh reading of the clock, once per wait; the EINTR
 /// retries then reuse the same absolute value.
 fn monotonic_deadline(deadline: Instant) -> libc::timespec {
-    let left = deadline.saturating_duration_since(Instant::now());
+    let left = deadline.saturating_duration_since(crate::loom::time::now());
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid, writable timespec for the duration of the call, and
     // CLOCK_MONOTONIC is always supported on Linux (clock_gettime(2)).

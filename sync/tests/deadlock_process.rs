@@ -10,6 +10,7 @@
 #![cfg(all(feature = "deadlock-detection", not(interproc_loom)))]
 #![cfg_attr(miri, allow(unused))]
 #![allow(clippy::disallowed_types)] // test bookkeeping in shared memory uses std's atomics
+#![allow(clippy::disallowed_methods)] // the tests time their watchdogs by the real clock
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};

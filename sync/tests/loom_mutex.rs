@@ -90,3 +90,40 @@ fn timed_out_waiter_does_not_strand_another() {
         assert!(*m.lock().unwrap() >= 100);
     });
 }
+
+/// Real time passing during an execution changes nothing in the model: the timed locker's
+/// 1 ms deadline passes, by the wall clock, while the other thread sleeps 2 ms (every 16th
+/// execution, as a loaded machine might deschedule it). The algorithms read the facade's
+/// clock, which stands still in the model; when they read the real one, an execution and
+/// its replay took different branches and loom's exploration never ended (a CI run sat in
+/// `timed_out_waiter_does_not_strand_another` for over 30 minutes).
+#[test]
+fn wall_clock_time_does_not_leak_into_the_model() {
+    let executions = std::sync::atomic::AtomicU64::new(0);
+    loom::model(move || {
+        let slow = executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16 == 0;
+        let m = Arc::new(Mutex::new(0u32));
+        let g = m.lock().unwrap();
+        let timed = {
+            let m = m.clone();
+            thread::spawn(move || {
+                if let Ok(mut g) = m.lock_timeout(Duration::from_millis(1)) {
+                    *g += 1;
+                }
+            })
+        };
+        let blocking = {
+            let m = m.clone();
+            thread::spawn(move || {
+                if slow {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                *m.lock().unwrap() += 100
+            })
+        };
+        drop(g);
+        timed.join().unwrap();
+        blocking.join().unwrap();
+        assert!(*m.lock().unwrap() >= 100);
+    });
+}

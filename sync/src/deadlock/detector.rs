@@ -568,7 +568,7 @@ impl Registry {
         if !stuck.contains(&me) {
             return None;
         }
-        let now = Instant::now();
+        let now = crate::loom::time::now();
         if !holders {
             // A monitor condition, or permits that nobody holds: only attached parties
             // could signal, and all of them are blocked for good.
@@ -1133,7 +1133,7 @@ impl WaitSlot<'_> {
                     what: self.what,
                     // Timed from the first park: reading the clock on every acquire would
                     // cost the uncontended path more than all the rest of the hooks.
-                    since: Instant::now(),
+                    since: crate::loom::time::now(),
                     at: self.at,
                 });
             }

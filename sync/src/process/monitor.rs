@@ -178,7 +178,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
         timeout: Duration,
     ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::loom::time::now().checked_add(timeout);
         guard_or(self.entered(self.raw.lock_until(deadline)), LockError::Timeout, || self.guard())
     }
 
@@ -370,7 +370,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         cond: Condition,
         timeout: Duration,
     ) -> Result<(Self, bool), LockError<Self>> {
-        self.park(cond, Instant::now().checked_add(timeout))
+        self.park(cond, crate::loom::time::now().checked_add(timeout))
     }
 
     /// Declares the state repaired after [`LockError::OwnerDied`]. Without it, leaving the

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{guard_or, Header, Kind, LockError};
 use crate::deadlock::{caller, LockKind, SharedWait};
@@ -155,7 +155,7 @@ impl<T, P: RobustPark> Mutex<T, P> {
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::loom::time::now().checked_add(timeout);
         guard_or(self.raw.lock_until(deadline), LockError::Timeout, || self.guard())
     }
 

@@ -332,7 +332,7 @@ impl<P: RobustPark> Semaphore<P> {
     /// As [`acquire_timeout`](Semaphore::acquire_timeout).
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Permit<'_, P>, Error> {
-        self.acquire_until(n, Instant::now().checked_add(timeout))
+        self.acquire_until(n, crate::loom::time::now().checked_add(timeout))
     }
 
     /// Adds `n` permits that nobody held, and wakes the waiters.
@@ -393,13 +393,13 @@ impl<P: RobustPark> Semaphore<P> {
             false,
         );
         let mut poll = POLL_FIRST;
-        let mut last_check = Instant::now();
+        let mut last_check = crate::loom::time::now();
         let mut inside = self.inside();
         loop {
             if inside.count() >= n {
                 return self.take(inside, me, n);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if crate::loom::time::passed(deadline) {
                 return Err(Error::Timeout);
             }
             self.waiters.fetch_add(1, Ordering::Relaxed);
@@ -418,15 +418,15 @@ impl<P: RobustPark> Semaphore<P> {
                 // A poll period has passed since the last check (whether or not other
                 // permits came and went meanwhile: under churn the sequence word keeps
                 // changing, and the permits this thread needs may be a dead holder's).
-                _ if last_check.elapsed() >= poll => {
+                _ if crate::loom::time::now().saturating_duration_since(last_check) >= poll => {
                     inside.reclaim_dead();
-                    last_check = Instant::now();
+                    last_check = crate::loom::time::now();
                     poll = (poll * 2).min(POLL_MAX);
                 }
                 // A spurious return with nothing changed: check now.
                 ParkResult::Woken if self.seq.load(Ordering::Relaxed) == seq => {
                     inside.reclaim_dead();
-                    last_check = Instant::now();
+                    last_check = crate::loom::time::now();
                 }
                 _ => {}
             }

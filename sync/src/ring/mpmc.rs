@@ -486,7 +486,7 @@ fn record_size(len: usize) -> usize {
 }
 
 fn passed(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+    crate::loom::time::passed(deadline)
 }
 
 fn encode_header(len: u32, tag: u32) -> [u8; RECORD_HEADER] {
@@ -545,11 +545,8 @@ impl Drop for SideLock<'_> {
 /// Takes a side lock, repairing after a dead holder: a holder's work becomes visible only
 /// through the single index store at its end, so there is nothing to undo.
 fn lock(raw: &RawRobust<P>, deadline: Option<Instant>) -> Result<SideLock<'_>, MpmcError> {
-    let got = if deadline.is_some_and(|d| Instant::now() >= d) {
-        raw.try_lock()
-    } else {
-        raw.lock_until(deadline)
-    };
+    let got =
+        if crate::loom::time::passed(deadline) { raw.try_lock() } else { raw.lock_until(deadline) };
     match got {
         Acquired::Locked => Ok(SideLock { raw }),
         Acquired::OwnerDied => {

@@ -29,7 +29,7 @@ fn record_size(len: usize) -> usize {
 }
 
 fn passed(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+    crate::loom::time::passed(deadline)
 }
 
 fn encode_header(len: u32, tag: u32) -> [u8; RECORD_HEADER] {

@@ -254,7 +254,7 @@ pub unsafe fn validate<T>(
         if h.initialised.load(Ordering::Acquire) == INITIALISED {
             break;
         }
-        if Instant::now() >= deadline {
+        if crate::loom::time::now() >= deadline {
             return Err(invalid(
                 "it was never initialised: its creator died while building it".to_string(),
             ));

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -622,7 +622,7 @@ impl<T: ShmSafe> Segment<T> {
     fn map_existing(fd: OwnedFd, name: Option<String>) -> Result<Self, ShmError> {
         let label = name.clone().unwrap_or_else(|| format!("fd {}", fd.as_raw_fd()));
         let invalid = |what: String| ShmError::Invalid { name: label.clone(), what };
-        let deadline = Instant::now() + INIT_WAIT;
+        let deadline = crate::loom::time::now() + INIT_WAIT;
         let header_len = layout::header_len();
         let size = loop {
             let st = sys::fstat(&fd).map_err(|e| ShmError::Os { op: "fstat", errno: e })?;
@@ -634,7 +634,7 @@ impl<T: ShmSafe> Segment<T> {
                 break size;
             }
             // A fallback creator may not have sized it yet.
-            if Instant::now() >= deadline {
+            if crate::loom::time::now() >= deadline {
                 return Err(invalid(format!(
                     "it is {size} bytes, smaller than the {header_len}-byte header (not an \
                      interproc segment, or its creator died before sizing it)"

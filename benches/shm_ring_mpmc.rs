@@ -116,15 +116,19 @@ fn spawn_child(f: impl FnOnce() -> i32) -> Pid {
     }
 }
 
-/// In a child: says "ready" (one byte), then waits until the parent closes `go` (EOF).
+/// In a child: says "ready" (one byte), then waits for its byte of the start signal.
 fn ready_then_wait(ready: &OwnedFd, go: &OwnedFd) -> bool {
     let mut b = [0u8; 1];
-    nix::unistd::write(ready, b"r") == Ok(1) && nix::unistd::read(go, &mut b) == Ok(0)
+    nix::unistd::write(ready, b"r") == Ok(1) && nix::unistd::read(go, &mut b) == Ok(1)
 }
+
+/// A child's work: it sets up (attaches its end), calls `start` (which returns once every
+/// child is set up, `false` if the start failed), then runs; its result is its exit status.
+type ChildFn<'a> = Box<dyn FnOnce(&dyn Fn() -> bool) -> i32 + 'a>;
 
 /// Runs `children` (each set up before the start, and started together) and times them
 /// from the start signal until all have exited with status 0.
-fn run_processes(children: Vec<Box<dyn FnOnce() -> i32 + '_>>) -> Duration {
+fn run_processes(children: Vec<ChildFn<'_>>) -> Duration {
     let (ready_r, ready_w) = nix::unistd::pipe().unwrap();
     let (go_r, go_w) = nix::unistd::pipe().unwrap();
     let n = children.len();
@@ -132,20 +136,29 @@ fn run_processes(children: Vec<Box<dyn FnOnce() -> i32 + '_>>) -> Duration {
         .into_iter()
         .map(|f| {
             spawn_child(|| {
-                if !ready_then_wait(&ready_w, &go_r) {
-                    return 90;
+                let started = std::cell::Cell::new(false);
+                let code = f(&|| {
+                    started.set(true);
+                    ready_then_wait(&ready_w, &go_r)
+                });
+                if !started.get() {
+                    // Failed before the start: say so, or the parent would wait for it.
+                    let _ = nix::unistd::write(&ready_w, b"f");
                 }
-                f()
+                code
             })
         })
         .collect();
     drop((ready_w, go_r));
     let mut b = [0u8; 1];
     for _ in 0..n {
-        assert_eq!(nix::unistd::read(&ready_r, &mut b), Ok(1), "a child failed to set up");
+        assert_eq!(nix::unistd::read(&ready_r, &mut b), Ok(1), "no word from a child");
+        assert_eq!(&b, b"r", "a child failed to set up");
     }
     let start = Instant::now();
-    drop(go_w);
+    // One byte per child (every child holds a copy of `go_w`, so closing it would never
+    // reach them as EOF).
+    assert_eq!(nix::unistd::write(&go_w, &vec![b'g'; n]), Ok(n), "start signal");
     for pid in pids {
         assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 0), "child failed");
     }
@@ -156,12 +169,15 @@ fn run_processes(children: Vec<Box<dyn FnOnce() -> i32 + '_>>) -> Duration {
 fn mpmc_processes(iters: u64, producers: u64, consumers: u64) -> Duration {
     let ring = MpmcRing::anonymous(CAPACITY).unwrap();
     let seg = ring.segment().clone();
-    let mut children: Vec<Box<dyn FnOnce() -> i32 + '_>> = Vec::new();
+    let mut children: Vec<ChildFn<'_>> = Vec::new();
     for i in 0..producers {
         let n = iters / producers + u64::from(i < iters % producers);
         let seg = seg.clone();
-        children.push(Box::new(move || {
+        children.push(Box::new(move |start| {
             let Ok(mut tx) = MpmcProducer::attach(seg) else { return 2 };
+            if !start() {
+                return 90;
+            }
             let msg = [7u8; SIZE];
             for _ in 0..n {
                 if tx.send(&msg, Some(Instant::now() + CHILD_PATIENCE)).is_err() {
@@ -173,8 +189,11 @@ fn mpmc_processes(iters: u64, producers: u64, consumers: u64) -> Duration {
     }
     for _ in 0..consumers {
         let seg = seg.clone();
-        children.push(Box::new(move || {
+        children.push(Box::new(move |start| {
             let Ok(mut rx) = MpmcConsumer::attach(seg) else { return 4 };
+            if !start() {
+                return 90;
+            }
             let mut buf = Vec::with_capacity(SIZE);
             loop {
                 match rx.recv(&mut buf, Some(Instant::now() + CHILD_PATIENCE)) {
@@ -196,10 +215,13 @@ fn mpmc_processes(iters: u64, producers: u64, consumers: u64) -> Duration {
 fn spsc_processes(iters: u64) -> Duration {
     let ring = ShmRing::anonymous(CAPACITY).unwrap();
     let (seg_tx, seg_rx) = (ring.segment().clone(), ring.segment().clone());
-    let children: Vec<Box<dyn FnOnce() -> i32>> = vec![
-        Box::new(move || {
+    let children: Vec<ChildFn<'_>> = vec![
+        Box::new(move |start| {
             let pid = std::process::id();
             let Ok(mut tx) = Producer::<_, SharedFutex>::attach(seg_tx, pid) else { return 2 };
+            if !start() {
+                return 90;
+            }
             let msg = [7u8; SIZE];
             for _ in 0..iters {
                 if tx.send(&msg, Some(Instant::now() + CHILD_PATIENCE)).is_err() {
@@ -208,9 +230,12 @@ fn spsc_processes(iters: u64) -> Duration {
             }
             0
         }),
-        Box::new(move || {
+        Box::new(move |start| {
             let pid = std::process::id();
             let Ok(mut rx) = Consumer::<_, SharedFutex>::attach(seg_rx, pid) else { return 4 };
+            if !start() {
+                return 90;
+            }
             let mut buf = Vec::with_capacity(SIZE);
             let mut n = 0u64;
             loop {

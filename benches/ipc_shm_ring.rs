@@ -2,8 +2,10 @@
 //! groups `latency/<size>` and `throughput/<size>` (see `common`), against the baselines
 //! issue 4 sets its goals by, measured in the same run:
 //!
-//! - `shm/bytes`: the raw-bytes channel over the ring (copy in; the receiver reads in
-//!   place), default waiting (spin briefly, then sleep on a futex);
+//! - `shm/bytes`: the raw-bytes channel over the ring (copy in; the receiver's `recv_ref`
+//!   copies the message out into its private buffer, as the channel API does since the
+//!   peer can write the shared memory), default waiting (spin briefly, then sleep on a
+//!   futex);
 //! - `shm/spin`: the same, spinning instead of sleeping (one busy core per side);
 //! - `shm/typed`: the typed channel (`Vec<u8>`, postcard) over the ring;
 //! - `shm/zero_copy`: loan a slot, write the payload in place (8 bytes of every 64-byte

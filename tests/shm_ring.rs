@@ -314,21 +314,6 @@ fn typed_over_named_ring_and_cleanup() {
     assert!(matches!(shm::open(&name), Err(Error::Shm(ShmError::NotFound { .. }))));
 }
 
-/// Runs `f` in a forked child that then `_exit`s with `f`'s code (no unwinding, no
-/// destructors, no harness code in the child).
-fn fork_child(f: impl FnOnce() -> i32) -> nix::unistd::Pid {
-    // SAFETY: the child runs only `f` (the ring, pipes, a /proc read) and `_exit`s.
-    match unsafe { nix::unistd::fork() }.unwrap() {
-        nix::unistd::ForkResult::Child => {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
-            // SAFETY: `_exit` skips the harness's atexit handlers and destructors, which
-            // must not run in a forked child.
-            unsafe { libc::_exit(code) }
-        }
-        nix::unistd::ForkResult::Parent { child } => child,
-    }
-}
-
 /// Reaps a forked child under the watchdog: one that does not finish in time is killed
 /// and the test fails.
 fn reap(child: nix::unistd::Pid) -> nix::sys::wait::WaitStatus {
@@ -352,49 +337,79 @@ fn reap(child: nix::unistd::Pid) -> nix::sys::wait::WaitStatus {
     }
 }
 
-/// The channel API reads a private copy of each message, never the shared memory the
-/// peer can write: a producer process turns malicious after its send and rewrites the
-/// whole data area (the committed message included) while the receiver holds the frame
-/// `recv_ref` gave it (the frame the typed `Receiver` decodes, too). The frame still holds
-/// what was sent.
+/// The pipes a [`PauseAfter`] uses to hand over to the peer in the middle of a decode:
+/// "go" to the peer, then wait for "done".
+static PAUSE: std::sync::OnceLock<(OwnedFd, OwnedFd)> = std::sync::OnceLock::new();
+
+/// A byte whose decoding, once read, pauses the receiver until the peer process has done
+/// its worst to the ring: the rest of the value is decoded after that.
+#[derive(Debug, PartialEq)]
+struct PauseAfter(u8);
+
+impl serde::Serialize for PauseAfter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PauseAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let b = <u8 as serde::Deserialize>::deserialize(d)?;
+        if let Some((go, done)) = PAUSE.get() {
+            assert_eq!(nix::unistd::write(go, b"g"), Ok(1), "go");
+            let mut x = [0u8; 1];
+            assert_eq!(nix::unistd::read(done, &mut x), Ok(1), "the peer did not rewrite the ring");
+        }
+        Ok(PauseAfter(b))
+    }
+}
+
+/// The typed receiver decodes a private copy of each message, never the shared memory the
+/// peer can write: a producer process sends a value, then turns malicious and rewrites the
+/// whole data area (the committed message included) while the receiver is half-way
+/// through decoding it. The value still decodes as sent.
 #[test]
-fn channel_receivers_read_a_private_copy() {
-    const MSG: &[u8] = b"a message the peer cannot change once it is received";
+fn typed_receiver_decodes_a_private_copy() {
     let ring = ShmRing::anonymous(4096).unwrap();
-    let mut rx = ring.bytes_receiver().unwrap();
+    let mut rx = ring.receiver::<(PauseAfter, String)>().unwrap();
     let (go_r, go_w) = nix::unistd::pipe().unwrap();
     let (done_r, done_w) = nix::unistd::pipe().unwrap();
-    let child = fork_child(|| {
-        let Ok(mut tx) = ring.sink() else { return 2 };
-        if tx.send(MSG, None).is_err() {
-            return 3;
+    let text = "the rest of the value, decoded after the peer rewrote the ring".to_string();
+    // SAFETY: the child runs only the ring, pipe calls and raw writes, and `_exit`s.
+    let child = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Parent { child } => child,
+        nix::unistd::ForkResult::Child => {
+            let code = (|| {
+                let Ok(mut tx) = ring.sender::<(PauseAfter, String)>() else { return 2 };
+                if tx.send((PauseAfter(7), text.clone())).is_err() {
+                    return 3;
+                }
+                let mut b = [0u8; 1];
+                if nix::unistd::read(&go_r, &mut b) != Ok(1) {
+                    return 4;
+                }
+                let seg = ring.segment();
+                // SAFETY: the extra area is `extra_len` mapped bytes; this is the
+                // misbehaving peer the test stands for, writing the ring's data behind the
+                // protocol's back (raw writes, no reference to the memory).
+                unsafe { std::ptr::write_bytes(seg.extra_ptr(), 0xaa, seg.extra_len()) };
+                if nix::unistd::write(&done_w, b"d") != Ok(1) {
+                    return 5;
+                }
+                std::mem::forget(tx);
+                0
+            })();
+            // SAFETY: `_exit` skips the harness's atexit handlers and destructors, which
+            // must not run in a forked child.
+            unsafe { libc::_exit(code) }
         }
-        let mut b = [0u8; 1];
-        if nix::unistd::read(&go_r, &mut b) != Ok(1) {
-            return 4;
-        }
-        let seg = ring.segment();
-        // SAFETY: the extra area is `extra_len` mapped bytes; this is the misbehaving peer
-        // the test stands for, writing the ring's data behind the protocol's back (raw
-        // writes, no reference to it).
-        unsafe { std::ptr::write_bytes(seg.extra_ptr(), 0xaa, seg.extra_len()) };
-        if nix::unistd::write(&done_w, b"d") != Ok(1) {
-            return 5;
-        }
-        std::mem::forget(tx);
-        0
-    });
+    };
     drop((go_r, done_w));
-    let frame = rx.recv_ref(Some(Instant::now() + support::WATCHDOG)).unwrap();
-    nix::unistd::write(&go_w, b"g").unwrap();
-    let mut b = [0u8; 1];
-    assert_eq!(nix::unistd::read(&done_r, &mut b), Ok(1), "the child did not rewrite the ring");
-    let seen = std::hint::black_box(frame).to_vec();
+    PAUSE.set((go_w, done_r)).unwrap();
+    let got = rx.recv_deadline(Some(Instant::now() + support::WATCHDOG));
     assert_eq!(reap(child), nix::sys::wait::WaitStatus::Exited(child, 0));
-    assert_eq!(
-        seen, MSG,
-        "the frame the channel handed out is the shared memory, which the peer rewrote"
-    );
+    let got = got.expect("the value decoded from the ring the peer rewrote mid-decode");
+    assert_eq!(got, (PauseAfter(7), text), "decoded from the shared memory the peer rewrote");
 }
 
 /// The ends this process attached, copied into a forked child: there they refuse with

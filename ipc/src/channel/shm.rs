@@ -12,16 +12,17 @@
 //! # Reading: a private copy, or in place
 //!
 //! The channel API ([`FrameSource::recv_frame`], so the typed [`Receiver`] and the
-//! [`BytesReceiver`]) copies each message out of the ring into the source's own buffer
-//! (reused: no allocation per message) before anyone decodes it: the shared memory is
-//! writable by the peer process, and a buggy or malicious peer that rewrote a message
-//! while it was being decoded could otherwise make the decoder see two different values
-//! for one byte. No `&[u8]` over the shared memory is made on that path.
+//! [`BytesReceiver`]'s owned `recv`s) copies each message out of the ring into the
+//! source's own buffer (reused: no allocation per message) before anyone decodes it: the
+//! shared memory is writable by the peer process, and a buggy or malicious peer that
+//! rewrote a message while it was being decoded could otherwise make the decoder see two
+//! different values for one byte. No `&[u8]` over the shared memory is made on that path.
 //!
-//! The zero-copy read, [`ShmSource::recv`] (or [`ShmSource::consumer`]'s
-//! `recv_in_place`/`recv_loan`), lends the message in place instead. The ring's protocol
-//! keeps a conforming producer off a message until it is released, so this is for peers
-//! you trust; see [`ShmSource::recv`].
+//! The zero-copy reads, [`ShmSource::recv`], [`BytesReceiver::recv_ref`]
+//! ([`FrameSource::recv_frame_in_place`]) and [`ShmSource::consumer`]'s
+//! `recv_in_place`/`recv_loan`, lend the message in place instead. The ring's protocol
+//! keeps a conforming producer off a message until it is released, so they are for
+//! peers you trust; see [`ShmSource::recv`].
 //!
 //! For zero copies on the sending side too, borrow the ring's producer
 //! ([`ShmSink::producer`]): `loan(len)` reserves room, you write in place, `commit()`
@@ -598,8 +599,8 @@ impl ShmRing {
         Ok(BytesSender::new(self.sink()?))
     }
 
-    /// A raw-bytes receiver. Like the typed one, it reads a private copy of each message
-    /// (`recv_ref` included); for the zero-copy read, use [`ShmSource::recv`].
+    /// A raw-bytes receiver. Its owned `recv`s read a private copy of each message, like
+    /// the typed one; its `recv_ref` lends the message in place (see [`ShmSource::recv`]).
     pub fn bytes_receiver(&self) -> Result<ShmBytesReceiver> {
         Ok(BytesReceiver::new(self.source()?))
     }
@@ -910,8 +911,8 @@ impl ShmSource {
     /// or malicious producer could change the bytes while you read them. Use this with a
     /// peer you trust (your own code, in a process you spawned); with one you do not, use
     /// [`recv_copy`](ShmSource::recv_copy) (what [`FrameSource::recv_frame`], and so the
-    /// typed [`Receiver`] and [`BytesReceiver`], use), which copies the message into
-    /// memory private to this process before anything reads it.
+    /// typed [`Receiver`] and [`BytesReceiver`]'s owned `recv`s, use), which copies the
+    /// message into memory private to this process before anything reads it.
     pub fn recv(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
         self.wait_message(deadline)?;
         let rx = self.rx.as_mut().expect("the consumer lives until drop");
@@ -983,6 +984,11 @@ impl FrameSource for ShmSource {
     /// zero-copy read is [`ShmSource::recv`]).
     fn recv_frame(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
         self.recv_copy(deadline)
+    }
+
+    /// [`recv`](ShmSource::recv): lent in place from the shared memory (see there).
+    fn recv_frame_in_place(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        self.recv(deadline)
     }
 
     fn max_frame(&self) -> usize {

@@ -3,9 +3,10 @@
 //! issue 4 sets its goals by, measured in the same run:
 //!
 //! - `shm/bytes`: the raw-bytes channel over the ring (copy in; the receiver reads in
-//!   place), default waiting (spin briefly, then sleep on a futex);
+//!   place with `recv_ref`), default waiting (spin briefly, then sleep on a futex);
 //! - `shm/spin`: the same, spinning instead of sleeping (one busy core per side);
-//! - `shm/typed`: the typed channel (`Vec<u8>`, postcard) over the ring;
+//! - `shm/typed`: the typed channel (`Vec<u8>`, postcard) over the ring (the receiver
+//!   decodes a private copy of each message);
 //! - `shm/zero_copy`: loan a slot, write the payload in place (8 bytes of every 64-byte
 //!   line, so that every cache line is written), commit; the receiver reads in place;
 //! - `raw_spin_ring/raw`: the baseline, a minimal fixed-slot SPSC ring written here:

@@ -314,6 +314,178 @@ fn typed_over_named_ring_and_cleanup() {
     assert!(matches!(shm::open(&name), Err(Error::Shm(ShmError::NotFound { .. }))));
 }
 
+/// Reaps a forked child under the watchdog: one that does not finish in time is killed
+/// and the test fails.
+fn reap(child: nix::unistd::Pid) -> nix::sys::wait::WaitStatus {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let give_up = Instant::now() + support::WATCHDOG;
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::StillAlive if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            WaitStatus::StillAlive => {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                panic!(
+                    "watchdog: child {child} did not finish within {:?}; killed it",
+                    support::WATCHDOG
+                );
+            }
+            st => return st,
+        }
+    }
+}
+
+/// The pipes a [`PauseAfter`] uses to hand over to the peer in the middle of a decode:
+/// "go" to the peer, then wait for "done".
+static PAUSE: std::sync::OnceLock<(OwnedFd, OwnedFd)> = std::sync::OnceLock::new();
+
+/// A byte whose decoding, once read, pauses the receiver until the peer process has done
+/// its worst to the ring: the rest of the value is decoded after that.
+#[derive(Debug, PartialEq)]
+struct PauseAfter(u8);
+
+impl serde::Serialize for PauseAfter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PauseAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let b = <u8 as serde::Deserialize>::deserialize(d)?;
+        if let Some((go, done)) = PAUSE.get() {
+            assert_eq!(nix::unistd::write(go, b"g"), Ok(1), "go");
+            let mut x = [0u8; 1];
+            assert_eq!(nix::unistd::read(done, &mut x), Ok(1), "the peer did not rewrite the ring");
+        }
+        Ok(PauseAfter(b))
+    }
+}
+
+/// The typed receiver decodes a private copy of each message, never the shared memory the
+/// peer can write: a producer process sends a value, then turns malicious and rewrites the
+/// whole data area (the committed message included) while the receiver is half-way
+/// through decoding it. The value still decodes as sent.
+#[test]
+fn typed_receiver_decodes_a_private_copy() {
+    let ring = ShmRing::anonymous(4096).unwrap();
+    let mut rx = ring.receiver::<(PauseAfter, String)>().unwrap();
+    let (go_r, go_w) = nix::unistd::pipe().unwrap();
+    let (done_r, done_w) = nix::unistd::pipe().unwrap();
+    let text = "the rest of the value, decoded after the peer rewrote the ring".to_string();
+    // SAFETY: the child runs only the ring, pipe calls and raw writes, and `_exit`s.
+    let child = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Parent { child } => child,
+        nix::unistd::ForkResult::Child => {
+            let code = (|| {
+                let Ok(mut tx) = ring.sender::<(PauseAfter, String)>() else { return 2 };
+                if tx.send((PauseAfter(7), text.clone())).is_err() {
+                    return 3;
+                }
+                let mut b = [0u8; 1];
+                if nix::unistd::read(&go_r, &mut b) != Ok(1) {
+                    return 4;
+                }
+                let seg = ring.segment();
+                // SAFETY: the extra area is `extra_len` mapped bytes; this is the
+                // misbehaving peer the test stands for, writing the ring's data behind the
+                // protocol's back (raw writes, no reference to the memory).
+                unsafe { std::ptr::write_bytes(seg.extra_ptr(), 0xaa, seg.extra_len()) };
+                if nix::unistd::write(&done_w, b"d") != Ok(1) {
+                    return 5;
+                }
+                std::mem::forget(tx);
+                0
+            })();
+            // SAFETY: `_exit` skips the harness's atexit handlers and destructors, which
+            // must not run in a forked child.
+            unsafe { libc::_exit(code) }
+        }
+    };
+    drop((go_r, done_w));
+    PAUSE.set((go_w, done_r)).unwrap();
+    let got = rx.recv_deadline(Some(Instant::now() + support::WATCHDOG));
+    assert_eq!(reap(child), nix::sys::wait::WaitStatus::Exited(child, 0));
+    let got = got.expect("the value decoded from the ring the peer rewrote mid-decode");
+    assert_eq!(got, (PauseAfter(7), text), "decoded from the shared memory the peer rewrote");
+}
+
+/// The ends this process attached, copied into a forked child: there they refuse with
+/// `ForkedCopy` (naming both processes and what to do), and dropping them leaves the
+/// parent's ends open, so the parent's channel goes on.
+#[test]
+fn fork_copies_of_the_ends_refuse_and_leave_the_ring_open() {
+    let ring = ShmRing::anonymous(4096).unwrap();
+    let mut tx = ring.sender::<String>().unwrap();
+    let mut rx = ring.receiver::<String>().unwrap();
+    tx.send("before".into()).unwrap();
+    let parent = std::process::id();
+    // SAFETY: the child runs only the ring's ends and `_exit`s: no unwinding, destructors
+    // or harness code run in it.
+    let child = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Parent { child } => child,
+        nix::unistd::ForkResult::Child => {
+            let me = std::process::id();
+            let forked = |e: &Error, what: &str| match e {
+                Error::ForkedCopy { what: w, owner, pid } => {
+                    *w == what
+                        && *owner == parent
+                        && *pid == me
+                        && e.to_string().contains("attach a fresh end in this process")
+                }
+                _ => false,
+            };
+            let sent = tx.send("from the child".into());
+            let got = rx.try_recv();
+            let code = match (&sent, &got) {
+                (Ok(()), _) => 1,
+                (_, Ok(_)) => 2,
+                (Err(s), Err(r))
+                    if forked(&s.error, "shm ring producer") && forked(r, "shm ring consumer") =>
+                {
+                    0
+                }
+                _ => 3,
+            };
+            // The copies' drops must not close the parent's ends.
+            drop((tx, rx));
+            // SAFETY: `_exit` skips the harness's atexit handlers and destructors, which
+            // must not run in a forked child.
+            unsafe { libc::_exit(code) }
+        }
+    };
+    assert_eq!(
+        reap(child),
+        nix::sys::wait::WaitStatus::Exited(child, 0),
+        "the child's copies did not refuse with ForkedCopy (1: sent, 2: received, 3: another \
+         error)"
+    );
+    assert!(!ring.segment().producer_closed() && !ring.segment().consumer_closed());
+    assert_eq!(rx.recv().unwrap(), "before");
+    tx.send("after".into()).unwrap();
+    assert_eq!(rx.recv().unwrap(), "after");
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+}
+
+/// A capacity over the largest ring is `CapacityTooLarge`, naming that limit, not a
+/// message size.
+#[test]
+fn capacity_errors_name_the_ring_limit() {
+    let max = interproc::sync::ring::MAX_CAPACITY;
+    match ShmRing::anonymous(max + 1) {
+        Err(e @ Error::CapacityTooLarge { capacity, max: m }) => {
+            assert_eq!((capacity, m), (max + 1, max));
+            assert!(e.to_string().contains("largest ring"), "{e}");
+        }
+        other => panic!("expected CapacityTooLarge, got {other:?}"),
+    }
+    let name = names::unique_name("bigring");
+    assert!(matches!(shm::create(&name, usize::MAX), Err(Error::CapacityTooLarge { .. })));
+    assert!(!std::path::Path::new("/dev/shm").join(&name).exists());
+}
+
 /// Bad input gets typed errors: too large, a second end of a kind, a segment that is not
 /// a ring, a receiver maximum below the message.
 #[test]

@@ -33,6 +33,27 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// A shared-memory ring was asked for a capacity over the largest ring (the capacity
+    /// is rounded up to a power of two first). Nothing was created.
+    #[error("a ring of {capacity} bytes (rounded up to a power of two) is over the largest ring of {max} bytes: the ring's indices are wrapping 32-bit counters; ask for at most {max} bytes")]
+    CapacityTooLarge {
+        /// The capacity asked for.
+        capacity: usize,
+        /// The largest capacity.
+        max: usize,
+    },
+    /// A ring end (or another handle tied to the process that attached it) used in
+    /// another process: a copy that a `fork`ed child inherited. It refuses, since the
+    /// parent's end still uses the same shared state. Nothing was sent or received.
+    #[error("this {what} was attached by process {owner}, and this is process {pid}: it is a copy a fork child inherited, which cannot use the parent's end; attach a fresh end in this process (in the child, after the fork), and drop the copy")]
+    ForkedCopy {
+        /// The kind of end, for example `shm ring producer`.
+        what: &'static str,
+        /// The process that attached it.
+        owner: u32,
+        /// The calling process.
+        pid: u32,
+    },
     /// A kernel limit stops the operation.
     #[error("{what} exceeds the kernel limit {limit} = {value}; {hint}")]
     LimitExceeded {
@@ -272,6 +293,8 @@ impl From<Error> for io::Error {
             Error::Truncated { .. } => K::UnexpectedEof,
             Error::Os { errno, .. } => return io::Error::from_raw_os_error(*errno as i32),
             Error::MessageTooLarge { .. }
+            | Error::CapacityTooLarge { .. }
+            | Error::ForkedCopy { .. }
             | Error::LimitExceeded { .. }
             | Error::PathTooLong { .. }
             | Error::WrongType { .. }

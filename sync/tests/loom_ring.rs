@@ -7,8 +7,7 @@
 //! `RUSTFLAGS="--cfg interproc_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p interproc-sync --release --test loom_ring`
 #![cfg(interproc_loom)]
 
-use std::time::Instant;
-
+use interproc_sync::park::model;
 use interproc_sync::ring::{self, HeapMemory, RingError};
 use interproc_sync::ModelPark;
 use loom::thread;
@@ -115,13 +114,87 @@ fn try_send_on_full_ring() {
                 Err(e) => panic!("unexpected {e:?}"),
             }
         });
-        let sent = match tx.send(&msg(1, 8), Some(Instant::now())) {
+        let sent = match tx.send(&msg(1, 8), Some(model::now())) {
             Ok(()) => 1,
             Err(RingError::Timeout) => 0,
             Err(e) => panic!("unexpected {e:?}"),
         };
         drop(tx);
         assert_eq!(t.join().unwrap(), sent);
+    });
+}
+
+/// The modelled futex, counting the wake-ups the ring pays for (a `FUTEX_WAKE` syscall
+/// each, in production) in `WAKES[N]`: one counter per test, since tests run in parallel.
+struct CountingPark<const N: usize>;
+
+/// Wake-ups made through [`CountingPark`] in the current model execution of each test.
+/// Not modelled atomics: plain counters of calls, reset at the start of each execution
+/// (loom runs a test's executions one after another).
+#[allow(clippy::disallowed_types)]
+static WAKES: [std::sync::atomic::AtomicUsize; 2] =
+    [std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0)];
+
+impl<const N: usize> interproc_sync::Park for CountingPark<N> {
+    fn wait(
+        word: &interproc_sync::park::AtomicU32,
+        expected: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> interproc_sync::ParkResult {
+        ModelPark::wait(word, expected, deadline)
+    }
+
+    fn wake(word: *const interproc_sync::park::AtomicU32, n: u32) -> usize {
+        WAKES[N].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ModelPark::wake(word, n)
+    }
+}
+
+/// A `try_recv` (a deadline already past) on an empty ring, racing with a commit and the
+/// producer's close: whatever the interleaving, it never announces itself asleep, so the
+/// producer never pays a futex wake-up for it (it did: the try set the "asleep" word
+/// before it looked at the deadline). The message is then received whole.
+#[test]
+fn try_recv_never_announces_a_sleeper() {
+    loom::model(|| {
+        WAKES[0].store(0, std::sync::atomic::Ordering::Relaxed);
+        let (mut tx, mut rx) = ring::pair::<_, CountingPark<0>>(HeapMemory::new(32), 1).unwrap();
+        let t = thread::spawn(move || {
+            tx.send(&msg(2, 5), None).unwrap();
+            drop(tx);
+        });
+        let mut buf = Vec::new();
+        let first = rx.recv(&mut buf, Some(model::now()));
+        t.join().unwrap();
+        assert_eq!(WAKES[0].load(std::sync::atomic::Ordering::Relaxed), 0, "a wake-up for a try");
+        match first {
+            Ok(()) => {}
+            Err(RingError::Timeout) => rx.recv(&mut buf, Some(model::now())).unwrap(),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(buf, msg(2, 5));
+    });
+}
+
+/// The same for `try_send` on a full ring, racing with the consumer's release: the
+/// consumer never pays a wake-up for the try.
+#[test]
+fn try_send_never_announces_a_sleeper() {
+    loom::model(|| {
+        WAKES[1].store(0, std::sync::atomic::Ordering::Relaxed);
+        let (mut tx, mut rx) = ring::pair::<_, CountingPark<1>>(HeapMemory::new(16), 1).unwrap();
+        tx.send(&msg(0, 8), None).unwrap();
+        let t = thread::spawn(move || {
+            let mut buf = Vec::new();
+            rx.recv(&mut buf, None).unwrap();
+            assert_eq!(buf, msg(0, 8));
+            rx
+        });
+        let sent = tx.send(&msg(1, 8), Some(model::now()));
+        let rx = t.join().unwrap();
+        assert_eq!(WAKES[1].load(std::sync::atomic::Ordering::Relaxed), 0, "a wake-up for a try");
+        assert!(matches!(sent, Ok(()) | Err(RingError::Timeout)), "{sent:?}");
+        drop((tx, rx));
     });
 }
 
@@ -150,7 +223,7 @@ fn timed_receive_never_loses_a_message() {
             tx
         });
         let mut buf = Vec::new();
-        let deadline = Some(Instant::now() + std::time::Duration::from_secs(3600));
+        let deadline = Some(model::now() + std::time::Duration::from_secs(3600));
         match rx.recv(&mut buf, deadline) {
             Ok(()) => {}
             Err(RingError::Timeout) => rx.recv(&mut buf, None).unwrap(),
@@ -214,7 +287,7 @@ fn event_loop_recv(
     buf: &mut Vec<u8>,
 ) -> Result<(), RingError> {
     loop {
-        match rx.recv(buf, Some(Instant::now())) {
+        match rx.recv(buf, Some(model::now())) {
             Err(RingError::Timeout) => {}
             r => return r,
         }
@@ -262,7 +335,7 @@ fn event_loop_producer_is_notified_of_room() {
         });
         for seq in 0..2 {
             loop {
-                match tx.send(&msg(seq, 8), Some(Instant::now())) {
+                match tx.send(&msg(seq, 8), Some(model::now())) {
                     Ok(()) => break,
                     Err(RingError::Timeout) => {}
                     Err(e) => panic!("unexpected {e:?}"),
@@ -364,7 +437,7 @@ fn level_triggered_reader_one_message_per_event() {
         let mut got = 0u8;
         loop {
             efd.wait();
-            match rx.recv(&mut buf, Some(Instant::now())) {
+            match rx.recv(&mut buf, Some(model::now())) {
                 Ok(()) => {
                     got += 1;
                     assert_eq!(buf, msg(got, 3));

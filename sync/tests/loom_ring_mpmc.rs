@@ -12,9 +12,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
 
-use interproc_sync::park::model::{die_at, died};
+use interproc_sync::park::model::{self, die_at, died};
 use interproc_sync::ring::mpmc::{MpmcConsumer, MpmcError, MpmcHeapMemory, MpmcProducer};
 use loom::thread;
 
@@ -26,7 +25,7 @@ fn take_all(rx: &mut MpmcConsumer<Mem>) -> Vec<Vec<u8>> {
     let mut got = Vec::new();
     let mut buf = Vec::new();
     loop {
-        match rx.recv(&mut buf, Some(Instant::now())) {
+        match rx.recv(&mut buf, Some(model::now())) {
             Ok(()) => got.push(buf.clone()),
             Err(MpmcError::Timeout) => return got,
             Err(e) => panic!("unexpected {e:?}"),

@@ -140,6 +140,85 @@ fn errors() {
     assert_eq!(rx.recv(&mut buf, None), Err(RingError::Disconnected));
 }
 
+/// Each capacity error names the limit the capacity breaks: the smallest ring, the
+/// largest, or the power of two.
+#[test]
+fn capacity_errors_name_the_limit_broken() {
+    let reason = |cap: usize| match RingHeader::check_capacity(cap) {
+        Err(RingError::Invalid { reason }) => reason,
+        other => panic!("capacity {cap}: expected Invalid, got {other:?}"),
+    };
+    let small = reason(8);
+    assert!(small.contains("below the smallest ring of 16 bytes"), "{small}");
+    let large = reason(1 << 31);
+    assert!(large.contains(&format!("above the largest ring of {} bytes", 1 << 30)), "{large}");
+    let odd = reason(100);
+    assert!(odd.contains("not a power of two"), "{odd}");
+    assert!(!odd.contains("smallest") && !odd.contains("largest"), "{odd}");
+    assert_eq!(RingHeader::check_capacity(16), Ok(()));
+    assert_eq!(RingHeader::check_capacity(1 << 30), Ok(()));
+}
+
+/// The ends attached by this process, copied into a forked child (as `fork` copies
+/// everything): there they refuse to send or receive with `ForkedCopy`, naming the
+/// process that attached them, and dropping them leaves the parent's ends open. The
+/// parent then goes on with the ring as if the child had never touched it.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn fork_copies_of_the_ends_refuse_and_leave_the_ring_open() {
+    let mem = Mapped::new(4096);
+    let me = std::process::id();
+    let mut tx = Producer::<_, SharedFutex>::attach(mem.clone(), me).unwrap();
+    let mut rx = Consumer::<_, SharedFutex>::attach(mem.clone(), me).unwrap();
+    tx.send(b"before", None).unwrap();
+    assert!(tx.is_owned() && rx.is_owned());
+    // SAFETY: the child only runs the ring on the copies (atomics, a /proc read for its
+    // identity) and `_exit`s: no unwinding or harness code runs in it.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let child = std::process::id();
+            let sent = tx.send(b"from the child", None);
+            let got = rx.recv_in_place(Some(Instant::now()), |m| m.len());
+            let code = match (sent, got) {
+                (Ok(()), _) => 1, // the copy sent into the parent's ring
+                (_, Ok(_)) => 2,  // the copy took the parent's message
+                (
+                    Err(RingError::ForkedCopy { side: "producer", owner: o1, pid: p1 }),
+                    Err(RingError::ForkedCopy { side: "consumer", owner: o2, pid: p2 }),
+                ) if o1 == me && o2 == me && p1 == child && p2 == child => 0,
+                _ => 3, // another error, or the wrong processes named
+            };
+            let code = if code == 0 && (tx.is_owned() || rx.is_owned()) { 4 } else { code };
+            // The copies' drops must not close the parent's ends.
+            drop(tx);
+            drop(rx);
+            // SAFETY: `_exit` skips the harness's atexit handlers and unwinding, which must
+            // not run in a forked child.
+            unsafe { libc::_exit(code) };
+        }
+        ForkResult::Parent { child } => {
+            let st = reap(child);
+            assert_eq!(
+                st,
+                WaitStatus::Exited(child, 0),
+                "the child's copies did not refuse with ForkedCopy (1: sent, 2: received, 3: \
+                 another error, 4: is_owned)"
+            );
+            let h = mem.header();
+            assert!(!h.producer_closed(), "the child's copy closed the parent's producer");
+            assert!(!h.consumer_closed(), "the child's copy closed the parent's consumer");
+            let mut buf = Vec::new();
+            let deadline = Some(Instant::now() + Duration::from_secs(60));
+            rx.recv(&mut buf, deadline).unwrap();
+            assert_eq!(buf, b"before");
+            tx.send(b"after", None).unwrap();
+            rx.recv(&mut buf, deadline).unwrap();
+            assert_eq!(buf, b"after");
+            assert_eq!(rx.recv(&mut buf, Some(Instant::now())), Err(RingError::Timeout));
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "past the end")]
 fn loan_write_out_of_bounds_panics() {

@@ -153,6 +153,57 @@ fn reap(child: Pid) -> WaitStatus {
     }
 }
 
+/// Handles attached by this process, copied into a forked child: there they refuse with
+/// `ForkedCopy` (the slots and the ring are the parent's), and dropping them detaches
+/// nothing, so the parent's producer and consumer go on.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn fork_copies_of_the_handles_refuse() {
+    let mem = segment(4096);
+    let mut tx = MpmcProducer::attach(mem.clone()).unwrap();
+    let mut rx = MpmcConsumer::attach(mem.clone()).unwrap();
+    tx.send(&msg(0, 0), None).unwrap();
+    let parent = std::process::id();
+    // SAFETY: the child only runs the ring on the copies and `_exit`s: no unwinding or
+    // harness code runs in it.
+    let child = match unsafe { fork() }.unwrap() {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => {
+            let me = std::process::id();
+            let sent = tx.send(&msg(9, 0), None);
+            let mut buf = Vec::new();
+            let got = rx.recv(&mut buf, Some(Instant::now()));
+            let code = match (sent, got) {
+                (Ok(()), _) => 1,
+                (_, Ok(())) => 2,
+                (
+                    Err(MpmcError::ForkedCopy { side: "producer", owner: o1, pid: p1 }),
+                    Err(MpmcError::ForkedCopy { side: "consumer", owner: o2, pid: p2 }),
+                ) if o1 == parent && o2 == parent && p1 == me && p2 == me => 0,
+                _ => 3,
+            };
+            drop((tx, rx));
+            // SAFETY: `_exit` skips atexit handlers and destructors, which must not run in
+            // a forked child.
+            unsafe { libc::_exit(code) }
+        }
+    };
+    assert_eq!(
+        reap(child),
+        WaitStatus::Exited(child, 0),
+        "the child's copies did not refuse with ForkedCopy (1: sent, 2: received, 3: another \
+         error)"
+    );
+    assert_eq!((mem.producers(), mem.consumers()), (1, 1), "the child's drop detached a handle");
+    let mut buf = Vec::new();
+    rx.recv(&mut buf, deadline()).unwrap();
+    assert_eq!(check(&buf), (0, 0));
+    tx.send(&msg(0, 1), None).unwrap();
+    rx.recv(&mut buf, deadline()).unwrap();
+    assert_eq!(check(&buf), (0, 1));
+    assert_eq!(rx.recv(&mut buf, Some(Instant::now())), Err(MpmcError::Timeout));
+}
+
 /// A producer process commits one message, then dies holding the producer lock in the
 /// middle of a second (half written): another producer takes the lock over and goes on;
 /// the consumer gets the committed message and the other's, never the partial one; once

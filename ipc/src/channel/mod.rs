@@ -132,6 +132,15 @@ pub trait FrameSource: Send {
     /// already past: do not block). The slice is valid until the next call.
     fn recv_frame(&mut self, deadline: Option<Instant>) -> Result<&[u8]>;
 
+    /// Receives one whole frame like [`recv_frame`](FrameSource::recv_frame), but a
+    /// transport may lend it in place from memory the peer process can also write (the
+    /// shm ring lends its shared memory; `recv_frame` there copies the frame out first).
+    /// For callers that only look at the bytes and trust the peer: never decode such a
+    /// frame with checks that assume it does not change. The default is `recv_frame`.
+    fn recv_frame_in_place(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        self.recv_frame(deadline)
+    }
+
     /// The largest payload this source accepts; a larger announced frame is
     /// [`Error::Malformed`].
     fn max_frame(&self) -> usize;
@@ -167,6 +176,9 @@ impl<S: FrameSink + ?Sized> FrameSink for Box<S> {
 impl<S: FrameSource + ?Sized> FrameSource for Box<S> {
     fn recv_frame(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
         (**self).recv_frame(deadline)
+    }
+    fn recv_frame_in_place(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        (**self).recv_frame_in_place(deadline)
     }
     fn max_frame(&self) -> usize {
         (**self).max_frame()
@@ -425,9 +437,11 @@ impl<R: FrameSource> BytesReceiver<R> {
     }
 
     /// Receives the next message in place: the slice is valid until the next call.
-    /// This is the copy-free path.
+    /// This is the copy-free path ([`FrameSource::recv_frame_in_place`]): over the shm
+    /// ring the slice is the shared memory itself, which the peer process can write, so
+    /// use it with a peer you trust (the owned `recv`s read a private copy).
     pub fn recv_ref(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
-        self.source.recv_frame(deadline)
+        self.source.recv_frame_in_place(deadline)
     }
 
     /// Receives a message if a whole one is ready now; otherwise `Empty`.

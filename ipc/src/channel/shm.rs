@@ -5,10 +5,24 @@
 //! [`interproc_sync::ring`]: a single-producer, single-consumer byte ring of
 //! variable-size messages. One process attaches the sending end ([`ShmRing::sink`], or a
 //! typed [`ShmRing::sender`]), another the receiving end. Sending copies the message into
-//! the ring once; receiving lends it in place (the slice [`FrameSource::recv_frame`]
-//! returns *is* the shared memory, released on the next call), so a message crosses with
-//! one copy and no syscall while both sides are busy. A side that must wait spins briefly,
-//! then sleeps on a futex word in the segment; the other side wakes it only if it sleeps.
+//! the ring once, with no syscall while both sides are busy. A side that must wait spins
+//! briefly, then sleeps on a futex word in the segment; the other side wakes it only if
+//! it sleeps.
+//!
+//! # Reading: a private copy, or in place
+//!
+//! The channel API ([`FrameSource::recv_frame`], so the typed [`Receiver`] and the
+//! [`BytesReceiver`]'s owned `recv`s) copies each message out of the ring into the
+//! source's own buffer (reused: no allocation per message) before anyone decodes it: the
+//! shared memory is writable by the peer process, and a buggy or malicious peer that
+//! rewrote a message while it was being decoded could otherwise make the decoder see two
+//! different values for one byte. No `&[u8]` over the shared memory is made on that path.
+//!
+//! The zero-copy reads, [`ShmSource::recv`], [`BytesReceiver::recv_ref`]
+//! ([`FrameSource::recv_frame_in_place`]) and [`ShmSource::consumer`]'s
+//! `recv_in_place`/`recv_loan`, lend the message in place instead. The ring's protocol
+//! keeps a conforming producer off a message until it is released, so they are for
+//! peers you trust; see [`ShmSource::recv`].
 //!
 //! For zero copies on the sending side too, borrow the ring's producer
 //! ([`ShmSink::producer`]): `loan(len)` reserves room, you write in place, `commit()`
@@ -52,8 +66,9 @@
 //! (a child you spawned), so that its death before it attaches is `Disconnected` too.
 //!
 //! Each end belongs to the process that attached it: a copy a `fork`ed child inherits
-//! neither closes the ring when dropped nor counts as the peer. Attach the child's end in
-//! the child.
+//! neither closes the ring when dropped nor counts as the peer, and refuses to send or
+//! receive ([`Error::ForkedCopy`]), since the parent's end goes on using the same
+//! single-producer, single-consumer state. Attach the child's end in the child.
 //!
 //! # Event loops: the notifier
 //!
@@ -198,6 +213,11 @@ fn ring_error(e: RingError) -> Error {
         RingError::Timeout => Error::Timeout,
         RingError::Disconnected => Error::Disconnected,
         RingError::TooLarge { size, max } => Error::MessageTooLarge { size, max },
+        RingError::ForkedCopy { side, owner, pid } => Error::ForkedCopy {
+            what: if side == "producer" { "shm ring producer" } else { "shm ring consumer" },
+            owner,
+            pid,
+        },
         RingError::Busy { side, pid } => Error::AlreadyExists {
             what: format!(
                 "the {side} of this shm ring (attached by pid {pid}; a ring has one of each)"
@@ -368,11 +388,13 @@ pub fn channel<T: Serialize + DeserializeOwned>(
     Ok((Sender::new(tx), Receiver::new(rx)))
 }
 
-fn round_capacity(capacity: usize) -> Result<usize> {
+/// `capacity` rounded up to a ring capacity (a power of two, at least the smallest ring);
+/// [`Error::CapacityTooLarge`] over the largest ring.
+pub(super) fn round_capacity(capacity: usize) -> Result<usize> {
     let cap = capacity.max(interproc_sync::ring::MIN_CAPACITY).checked_next_power_of_two();
     match cap {
         Some(c) if c <= MAX_CAPACITY => Ok(c),
-        _ => Err(Error::MessageTooLarge { size: capacity, max: MAX_CAPACITY }),
+        _ => Err(Error::CapacityTooLarge { capacity, max: MAX_CAPACITY }),
     }
 }
 
@@ -556,6 +578,7 @@ impl ShmRing {
             max_frame,
             past: Instant::now(),
             events,
+            buf: Vec::new(),
         })
     }
 
@@ -564,7 +587,9 @@ impl ShmRing {
         Ok(Sender::new(self.sink()?))
     }
 
-    /// A typed receiver: [`ShmRing::source`] wrapped.
+    /// A typed receiver: [`ShmRing::source`] wrapped. Each message is copied out of the
+    /// ring into the source's private buffer (reused) before it is decoded, so a peer
+    /// that rewrites the shared memory cannot change it under the decoder.
     pub fn receiver<T: DeserializeOwned>(&self) -> Result<ShmReceiver<T>> {
         Ok(Receiver::new(self.source()?))
     }
@@ -574,7 +599,8 @@ impl ShmRing {
         Ok(BytesSender::new(self.sink()?))
     }
 
-    /// A raw-bytes receiver.
+    /// A raw-bytes receiver. Its owned `recv`s read a private copy of each message, like
+    /// the typed one; its `recv_ref` lends the message in place (see [`ShmSource::recv`]).
     pub fn bytes_receiver(&self) -> Result<ShmBytesReceiver> {
         Ok(BytesReceiver::new(self.source()?))
     }
@@ -810,6 +836,8 @@ pub struct ShmSource {
     past: Instant,
     /// The event-loop notifier, for a ring with notifiers.
     events: Option<EventSet>,
+    /// The private copy of the last message [`recv_copy`](ShmSource::recv_copy) took.
+    buf: Vec<u8>,
 }
 
 impl ShmSource {
@@ -875,8 +903,37 @@ impl ShmSource {
         self.rx().set_spin(spins);
     }
 
-    /// Receives one message in place; see [`FrameSource::recv_frame`].
+    /// Receives one message **in place** (zero-copy): the slice is the ring's shared
+    /// memory, valid (and unreleased) until the next call.
+    ///
+    /// A producer that follows the ring's protocol never writes a committed message
+    /// before it is released, but the memory is writable by the peer process, so a buggy
+    /// or malicious producer could change the bytes while you read them. Use this with a
+    /// peer you trust (your own code, in a process you spawned); with one you do not, use
+    /// [`recv_copy`](ShmSource::recv_copy) (what [`FrameSource::recv_frame`], and so the
+    /// typed [`Receiver`] and [`BytesReceiver`]'s owned `recv`s, use), which copies the
+    /// message into memory private to this process before anything reads it.
     pub fn recv(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        self.wait_message(deadline)?;
+        let rx = self.rx.as_mut().expect("the consumer lives until drop");
+        Ok(rx.held().expect("a message is held"))
+    }
+
+    /// Receives one message into this source's private buffer and releases it from the
+    /// ring at once: the slice is process memory, valid until the next call. The copy is
+    /// made through a raw pointer, never a `&[u8]` over the shared memory, so a peer that
+    /// rewrites the ring cannot change a message while it is decoded. The buffer is reused
+    /// (no allocation once it has grown to the largest message seen).
+    pub fn recv_copy(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        self.wait_message(deadline)?;
+        let rx = self.rx.as_mut().expect("the consumer lives until drop");
+        rx.copy_held(&mut self.buf);
+        rx.release_held();
+        Ok(&self.buf)
+    }
+
+    /// Waits for the next message and leaves it held in the ring (within the maximum).
+    fn wait_message(&mut self, deadline: Option<Instant>) -> Result<()> {
         let past = Some(self.past);
         let mut wait = past;
         loop {
@@ -910,19 +967,27 @@ impl ShmSource {
         }
         let max = self.max_frame;
         let rx = self.rx.as_mut().expect("the consumer lives until drop");
-        let len = rx.held().map_or(0, <[u8]>::len);
+        let len = rx.held_len().unwrap_or(0);
         if len > max {
             rx.release_held();
             return Err(Error::Malformed {
                 reason: format!("a {len}-byte message over this receiver's maximum of {max}"),
             });
         }
-        Ok(rx.held().expect("a message is held"))
+        Ok(())
     }
 }
 
 impl FrameSource for ShmSource {
+    /// [`recv_copy`](ShmSource::recv_copy): the frame is copied out of the shared memory
+    /// into this source's private buffer before the caller decodes it (the in-place,
+    /// zero-copy read is [`ShmSource::recv`]).
     fn recv_frame(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
+        self.recv_copy(deadline)
+    }
+
+    /// [`recv`](ShmSource::recv): lent in place from the shared memory (see there).
+    fn recv_frame_in_place(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
         self.recv(deadline)
     }
 

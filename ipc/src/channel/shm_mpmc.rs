@@ -58,12 +58,12 @@ use std::time::Instant;
 
 pub use interproc_sync::ring::mpmc::MAX_PEERS;
 use interproc_sync::ring::mpmc::{MpmcConsumer, MpmcError, MpmcHeader, MpmcProducer};
-use interproc_sync::ring::MAX_CAPACITY;
 use interproc_sync::shm::{Segment, SegmentOptions};
 use interproc_sync::TaskId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::shm::round_capacity;
 use super::{BytesReceiver, BytesSender, FrameSink, FrameSource, Receiver, Sender};
 use crate::error::{Error, Result};
 
@@ -84,6 +84,15 @@ fn mpmc_error(e: MpmcError) -> Error {
         MpmcError::Timeout => Error::Timeout,
         MpmcError::Disconnected => Error::Disconnected,
         MpmcError::TooLarge { size, max } => Error::MessageTooLarge { size, max },
+        MpmcError::ForkedCopy { side, owner, pid } => Error::ForkedCopy {
+            what: if side == "producer" {
+                "shm-mpmc ring producer"
+            } else {
+                "shm-mpmc ring consumer"
+            },
+            owner,
+            pid,
+        },
         MpmcError::TooManyPeers { side, max } => Error::AlreadyExists {
             what: format!(
                 "a {side} in each of the {max} {side} slots of this shm-mpmc ring (live \
@@ -91,14 +100,6 @@ fn mpmc_error(e: MpmcError) -> Error {
             ),
         },
         e => Error::Malformed { reason: e.to_string() },
-    }
-}
-
-fn round_capacity(capacity: usize) -> Result<usize> {
-    let cap = capacity.max(interproc_sync::ring::MIN_CAPACITY).checked_next_power_of_two();
-    match cap {
-        Some(c) if c <= MAX_CAPACITY => Ok(c),
-        _ => Err(Error::MessageTooLarge { size: capacity, max: MAX_CAPACITY }),
     }
 }
 

@@ -134,6 +134,7 @@
 
 mod memory;
 pub mod mpmc;
+mod record;
 mod spsc;
 
 pub use self::memory::{DataArea, HeapMemory, RingMemory};
@@ -206,6 +207,20 @@ pub enum RingError {
         /// `"producer"` or `"consumer"`.
         side: &'static str,
         /// The pid recorded by the side that attached first.
+        pid: u32,
+    },
+    /// This end was attached by another process: it is a copy that a `fork`ed child
+    /// inherited, and using it would break the ring's single-producer, single-consumer
+    /// state (the parent's end goes on using it). Attach a fresh end in the child (if the
+    /// parent has none of that side), and drop the copy: dropping it leaves the parent's
+    /// end open.
+    #[error("this ring {side} was attached by process {owner}, and this is process {pid}: a copy a fork child inherited cannot use the parent's end; attach a fresh {side} in this process")]
+    ForkedCopy {
+        /// `"producer"` or `"consumer"`.
+        side: &'static str,
+        /// The process that attached the end.
+        owner: u32,
+        /// The calling process.
         pid: u32,
     },
     /// The peer wrote a record that breaks the format (a bad tag or an impossible length):
@@ -311,16 +326,13 @@ impl RingHeader {
         self.flags & FLAG_NOTIFIER != 0
     }
 
-    /// Checks that `capacity` is a power of two in [`MIN_CAPACITY`]`..=`[`MAX_CAPACITY`].
+    /// Checks that `capacity` is a power of two in [`MIN_CAPACITY`]`..=`[`MAX_CAPACITY`];
+    /// the error names the limit it breaks.
     pub fn check_capacity(capacity: usize) -> Result<(), RingError> {
-        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
-            return Err(RingError::Invalid {
-                reason: format!(
-                    "capacity {capacity} must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes"
-                ),
-            });
+        match record::capacity_problem(capacity) {
+            Some(reason) => Err(RingError::Invalid { reason }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The smallest valid capacity that carries messages of `max_message` bytes, or `None`

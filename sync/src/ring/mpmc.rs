@@ -95,7 +95,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{DataArea, HeapMemory, MAX_CAPACITY, MIN_CAPACITY, RECORD_HEADER};
+use super::record::{self, passed, read_record, record_size, write_message_header, Found, Record};
+use super::{DataArea, HeapMemory, RECORD_HEADER};
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::loom::{death_point, hint};
 use crate::park::{DefaultSharedPark, Park, ParkResult, RobustPark, TaskId};
@@ -117,10 +118,6 @@ pub const MAX_PEERS: usize = 32;
 #[cfg(interproc_loom)]
 pub const MAX_PEERS: usize = 2;
 
-/// The tag of a message record (`"RMSG"`), as in the SPSC ring.
-const TAG_MSG: u32 = 0x4753_4d52;
-/// The tag of a padding record (`"RPAD"`).
-const TAG_PAD: u32 = 0x4441_5052;
 /// A slot reserved for a process that has not attached yet (bit 63: no pid has it).
 const RESERVED: u64 = 1 << 63;
 
@@ -163,6 +160,18 @@ pub enum MpmcError {
     Invalid {
         /// What was wrong.
         reason: String,
+    },
+    /// This handle was attached by another process: it is a copy that a `fork`ed child
+    /// inherited (its slot is the parent's). Attach a fresh handle in the child, and drop
+    /// the copy: dropping it leaves the parent's slot alone.
+    #[error("this MPMC ring {side} was attached by process {owner}, and this is process {pid}: a copy a fork child inherited cannot use the parent's handle; attach a fresh {side} in this process")]
+    ForkedCopy {
+        /// `"producer"` or `"consumer"`.
+        side: &'static str,
+        /// The process that attached the handle.
+        owner: u32,
+        /// The calling process.
+        pid: u32,
     },
     /// The ring breaks the format (a bad record, impossible indices, or a lock left not
     /// recoverable): memory corruption, or a process that is not this code. Drop the ring.
@@ -383,14 +392,10 @@ impl MpmcHeader {
 }
 
 fn check_capacity(capacity: usize) -> Result<(), MpmcError> {
-    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
-        return Err(MpmcError::Invalid {
-            reason: format!(
-                "capacity {capacity} must be a power of two from {MIN_CAPACITY} to {MAX_CAPACITY} bytes"
-            ),
-        });
+    match record::capacity_problem(capacity) {
+        Some(reason) => Err(MpmcError::Invalid { reason }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl fmt::Debug for MpmcHeader {
@@ -481,39 +486,46 @@ unsafe impl MpmcMemory for MpmcHeapMemory {
     }
 }
 
-fn record_size(len: usize) -> usize {
-    RECORD_HEADER + ((len + 7) & !7)
+/// Whether a handle attached by `me` is used in another process: a copy that a `fork`ed
+/// child inherited. (Never in the loom models, whose threads stand for processes and
+/// attach their own handles.)
+fn forked(me: TaskId) -> bool {
+    #[cfg(not(interproc_loom))]
+    return P::current_process().id != me.id;
+    #[cfg(interproc_loom)]
+    {
+        let _ = me;
+        false
+    }
 }
 
-fn passed(deadline: Option<Instant>) -> bool {
-    crate::loom::time::passed(deadline)
-}
-
-fn encode_header(len: u32, tag: u32) -> [u8; RECORD_HEADER] {
-    let mut h = [0u8; RECORD_HEADER];
-    h[..4].copy_from_slice(&len.to_ne_bytes());
-    h[4..].copy_from_slice(&tag.to_ne_bytes());
-    h
+fn check_owner(me: TaskId, side: &'static str) -> Result<(), MpmcError> {
+    if forked(me) {
+        return Err(MpmcError::ForkedCopy { side, owner: me.id, pid: P::current_process().id });
+    }
+    Ok(())
 }
 
 /// Announces a sleeper on `asleep`, re-checks `ready`, and parks for at most `poll` (or
 /// until the deadline or a wake-up); the caller re-checks in every case. `Err(Timeout)`
 /// only for the caller's deadline. The wake-up protocol is the SPSC ring's (see
 /// [`super`]): the announcement and the waker's check are RMWs of the same word.
+///
+/// A deadline that has passed (a `try_` call) never announces, so the other side pays no
+/// wake-up for a sleeper that is not there.
 fn sleep_once(
     asleep: &AtomicU32,
     deadline: Option<Instant>,
     poll: Duration,
     mut ready: impl FnMut() -> bool,
 ) -> Result<(), MpmcError> {
+    if passed(deadline) {
+        return if ready() { Ok(()) } else { Err(MpmcError::Timeout) };
+    }
     asleep.swap(1, Ordering::AcqRel);
     if ready() {
         asleep.swap(0, Ordering::AcqRel);
         return Ok(());
-    }
-    if passed(deadline) {
-        asleep.swap(0, Ordering::AcqRel);
-        return Err(MpmcError::Timeout);
     }
     let r = P::poll_wait(asleep, 1, deadline, poll, None);
     asleep.swap(0, Ordering::AcqRel);
@@ -625,6 +637,7 @@ impl<M: MpmcMemory> MpmcProducer<M> {
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<MpmcWriteLoan<'_, M>, MpmcError> {
+        check_owner(self.me, "producer")?;
         let max = self.max_message();
         if len > max {
             return Err(MpmcError::TooLarge { size: len, max });
@@ -638,9 +651,8 @@ impl<M: MpmcMemory> MpmcProducer<M> {
         loop {
             // Under the lock only producers store `head`, and the lock orders them.
             let head = h.head.word.load(Ordering::Acquire);
-            let off = head & (cap - 1);
-            let to_end = cap - off;
-            let need = if size <= to_end { size } else { to_end };
+            let (off, to_end, need) = record::placement(cap, head, size)
+                .map_err(|reason| MpmcError::Corrupt { reason })?;
             let mut tail = h.producer_lock.cached.load(Ordering::Relaxed);
             if cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free < need) {
                 tail = h.tail.word.load(Ordering::Acquire);
@@ -658,17 +670,13 @@ impl<M: MpmcMemory> MpmcProducer<M> {
                     continue;
                 }
             }
-            if off % 8 != 0 {
-                return Err(MpmcError::Corrupt { reason: format!("head {head} is not 8-aligned") });
-            }
             if size <= to_end {
                 return Ok(MpmcWriteLoan { producer: this, guard, off: off as usize, len, head });
             }
-            let pad = encode_header(to_end - RECORD_HEADER as u32, TAG_PAD);
-            // SAFETY: `off..off + 8` is in bounds (`to_end >= 8`: offsets are multiples of
-            // 8, the capacity a power of two >= 16) and free: consumers released it and
-            // read nothing past `head`, which only we (holding the lock) move.
-            unsafe { this.mem.data().write(off as usize, &pad) };
+            // SAFETY: `off` is 8-aligned with `to_end >= 8` (offsets are multiples of 8, the
+            // capacity a power of two >= 16), and `off..cap` is free: consumers released it
+            // and read nothing past `head`, which only we (holding the lock) move.
+            unsafe { record::write_padding(this.mem.data(), off, to_end) };
             death_point();
             publish(h, head.wrapping_add(to_end));
         }
@@ -786,32 +794,30 @@ impl<M: MpmcMemory> MpmcWriteLoan<'_, M> {
     ///
     /// If `at + src.len()` exceeds [`len`](MpmcWriteLoan::len).
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        assert!(
-            at.checked_add(src.len()).is_some_and(|end| end <= self.len),
-            "write of {} bytes at {at} past the end of a {}-byte loan",
-            src.len(),
-            self.len
-        );
-        // SAFETY: in bounds (checked; the record fits before the end of the area) and
-        // owned by this loan (see the type's documentation).
-        unsafe { self.producer.mem.data().write(self.off + RECORD_HEADER + at, src) };
+        // SAFETY: the record fits before the end of the area and is owned by this loan
+        // (see the type's documentation).
+        unsafe { record::write_payload(self.producer.mem.data(), self.off, self.len, at, src) };
     }
 
     /// The reserved bytes, to write in place (they hold garbage from earlier messages).
     #[cfg(not(interproc_loom))]
     pub fn as_uninit_mut(&mut self) -> &mut [std::mem::MaybeUninit<u8>] {
-        let p = self.producer.mem.data().ptr_at(self.off + RECORD_HEADER);
-        // SAFETY: `p..p + len` lies in the data area and only this loan accesses it until
-        // it commits (see the type's documentation); the borrow of `self` keeps the loan,
-        // and so the reservation and the lock, alive.
-        unsafe { std::slice::from_raw_parts_mut(p.cast(), self.len) }
+        // SAFETY: the record lies in the data area and only this loan accesses it until it
+        // commits (see the type's documentation); the borrow of `self` keeps the loan, and
+        // so the reservation and the lock, alive.
+        unsafe { record::payload_mut(self.producer.mem.data(), self.off, self.len) }
     }
 
     /// Publishes the message and releases the producer lock.
     pub fn commit(self) {
-        let header = encode_header(self.len as u32, TAG_MSG);
-        // SAFETY: the record header's 8 bytes are part of the reservation.
-        unsafe { self.producer.mem.data().write(self.off, &header) };
+        if forked(self.producer.me) {
+            // A loan taken before a fork, committed in the child: the ring and the lock
+            // are the parent's; publish nothing, unlock nothing.
+            std::mem::forget(self.guard);
+            return;
+        }
+        // SAFETY: the record starts the reservation.
+        unsafe { write_message_header(self.producer.mem.data(), self.off, self.len) };
         death_point();
         let next = self.head.wrapping_add(record_size(self.len) as u32);
         publish(self.producer.mem.header(), next);
@@ -842,14 +848,6 @@ pub struct MpmcConsumer<M: MpmcMemory> {
     slot: usize,
     me: TaskId,
     spin: u32,
-}
-
-/// A committed message found at the tail.
-#[derive(Clone, Copy, Debug)]
-struct Record {
-    at: usize,
-    len: usize,
-    next: u32,
 }
 
 impl<M: MpmcMemory> MpmcConsumer<M> {
@@ -885,14 +883,15 @@ impl<M: MpmcMemory> MpmcConsumer<M> {
     }
 
     /// Receives the next message into `buf` (cleared first), waiting until `deadline`.
-    /// The consumer lock is held only for the copy.
+    /// The consumer lock is held only for the copy. The bytes are copied out of the shared
+    /// memory through a raw pointer before anything reads them: the safe way to take a
+    /// message from a producer you do not trust. `buf` is reused (no allocation once it
+    /// has grown to the message size).
     pub fn recv(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), MpmcError> {
         let (guard, rec) = self.next_record(deadline)?;
-        buf.clear();
-        buf.resize(rec.len, 0);
         // SAFETY: the record is committed (before the `head` loaded with Acquire) and not
         // released, so no producer writes it during the copy; we hold the consumer lock.
-        unsafe { self.mem.data().read(rec.at, buf) };
+        unsafe { record::copy_out(self.mem.data(), rec, buf) };
         death_point();
         release(self.mem.header(), rec.next);
         drop(guard);
@@ -902,6 +901,11 @@ impl<M: MpmcMemory> MpmcConsumer<M> {
     /// Waits until `deadline` for the next message and lends it in place; dropping the
     /// loan releases it. The loan holds the consumer lock: other consumers wait until it
     /// is dropped.
+    ///
+    /// The loan derefs to a `&[u8]` over the ring's shared memory, which a conforming
+    /// producer does not write until it is released, but which a buggy or malicious peer
+    /// process could: with a peer you do not trust, [`copy_to`](MpmcReadLoan::copy_to)
+    /// (or [`recv`](MpmcConsumer::recv)) and decode the copy.
     pub fn recv_loan(
         &mut self,
         deadline: Option<Instant>,
@@ -911,6 +915,7 @@ impl<M: MpmcMemory> MpmcConsumer<M> {
     }
 
     fn next_record(&self, deadline: Option<Instant>) -> Result<(SideLock<'_>, Record), MpmcError> {
+        check_owner(self.me, "consumer")?;
         let h = self.mem.header();
         let guard = lock(&h.consumer_lock.lock, deadline)?;
         let cap = self.cap;
@@ -927,45 +932,13 @@ impl<M: MpmcMemory> MpmcConsumer<M> {
                     continue;
                 }
             }
-            let avail = head.wrapping_sub(tail);
-            let off = tail & (cap - 1);
-            let to_end = cap - off;
-            let corrupt = |reason: String| Err(MpmcError::Corrupt { reason });
-            if avail > cap || avail < RECORD_HEADER as u32 || off % 8 != 0 {
-                return corrupt(format!(
-                    "head {head} and tail {tail} leave {avail} bytes in a {cap}-byte ring"
-                ));
-            }
-            let mut hdr = [0u8; RECORD_HEADER];
-            // SAFETY: `off..off + 8` is in bounds (8-aligned, below cap, a multiple of 8)
-            // and committed (avail >= 8), so no producer writes it.
-            unsafe { self.mem.data().read(off as usize, &mut hdr) };
-            let len = u32::from_ne_bytes(hdr[..4].try_into().unwrap());
-            let tag = u32::from_ne_bytes(hdr[4..].try_into().unwrap());
-            match tag {
-                TAG_PAD => {
-                    if len != to_end - RECORD_HEADER as u32 || avail < to_end {
-                        return corrupt(format!(
-                            "padding of {len} bytes at offset {off} does not reach the end"
-                        ));
-                    }
-                    release(h, tail.wrapping_add(to_end));
-                }
-                TAG_MSG => {
-                    let size = record_size(len as usize);
-                    if len as usize > self.max_message() || size as u32 > avail.min(to_end) {
-                        return corrupt(format!(
-                            "message of {len} bytes at offset {off} overruns the committed data"
-                        ));
-                    }
-                    let rec = Record {
-                        at: off as usize + RECORD_HEADER,
-                        len: len as usize,
-                        next: tail.wrapping_add(size as u32),
-                    };
-                    return Ok((guard, rec));
-                }
-                other => return corrupt(format!("bad record tag {other:#x} at offset {off}")),
+            // SAFETY: the data area holds `cap` bytes, and `tail..head` is committed (`head`
+            // loaded with Acquire) and unreleased: no producer writes it, and we hold the
+            // consumer lock, so no other consumer releases it.
+            let found = unsafe { read_record(self.mem.data(), cap, head, tail) };
+            match found.map_err(|reason| MpmcError::Corrupt { reason })? {
+                Found::Padding { next } => release(h, next),
+                Found::Message(rec) => return Ok((guard, rec)),
             }
         }
     }
@@ -1053,12 +1026,11 @@ impl<M: MpmcMemory> MpmcReadLoan<'_, M> {
         self.rec.len == 0
     }
 
-    /// Copies the message into `buf` (cleared first).
+    /// Copies the message into `buf` (cleared first), through a raw pointer: decode the
+    /// copy, not the loan, when the peer is not trusted.
     pub fn copy_to(&self, buf: &mut Vec<u8>) {
-        buf.clear();
-        buf.resize(self.rec.len, 0);
         // SAFETY: committed and unreleased while the loan lives (see the type's docs).
-        unsafe { self.consumer.mem.data().read(self.rec.at, buf) };
+        unsafe { record::copy_out(self.consumer.mem.data(), self.rec, buf) };
     }
 }
 
@@ -1067,16 +1039,23 @@ impl<M: MpmcMemory> std::ops::Deref for MpmcReadLoan<'_, M> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        let p = self.consumer.mem.data().ptr_at(self.rec.at);
         // SAFETY: the record lies in the data area, is committed, and stays unreleased
         // while the loan (which the returned borrow keeps alive) lives.
-        unsafe { std::slice::from_raw_parts(p, self.rec.len) }
+        unsafe { record::payload(self.consumer.mem.data(), self.rec) }
     }
 }
 
 impl<M: MpmcMemory> Drop for MpmcReadLoan<'_, M> {
     fn drop(&mut self) {
         if crate::loom::dying() {
+            return;
+        }
+        if forked(self.consumer.me) {
+            // A loan taken before a fork, dropped in the child: the message and the lock
+            // are the parent's.
+            if let Some(g) = self.guard.take() {
+                std::mem::forget(g);
+            }
             return;
         }
         release(self.consumer.mem.header(), self.rec.next);

@@ -8,39 +8,35 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
+use super::record::{
+    self, passed, read_record, record_size, this_process, write_message_header, Found, Record,
+};
 use super::{Notifier, RingError, RingHeader, RingMemory, RECORD_HEADER};
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::loom::hint;
 use crate::park::{Park, ParkResult};
-
-/// The tag of a message record (`"RMSG"`).
-const TAG_MSG: u32 = 0x4753_4d52;
-/// The tag of a padding record (`"RPAD"`), which fills the area up to its end.
-const TAG_PAD: u32 = 0x4441_5052;
 
 /// "asleep" word bit: the side sleeps on the word's futex.
 const ASLEEP_FUTEX: u32 = 1;
 /// "asleep" word bit: the side is about to block in its event loop, on its notifier.
 const ASLEEP_NOTIFY: u32 = 2;
 
-/// Bytes a record of `len` payload bytes takes: header plus payload rounded up to 8.
-fn record_size(len: usize) -> usize {
-    RECORD_HEADER + ((len + 7) & !7)
-}
-
-fn passed(deadline: Option<Instant>) -> bool {
-    crate::loom::time::passed(deadline)
-}
-
-fn encode_header(len: u32, tag: u32) -> [u8; RECORD_HEADER] {
-    let mut h = [0u8; RECORD_HEADER];
-    h[..4].copy_from_slice(&len.to_ne_bytes());
-    h[4..].copy_from_slice(&tag.to_ne_bytes());
-    h
+/// `Err(ForkedCopy)` for an end attached by process `owner`, used in another: a copy that
+/// a `fork`ed child inherited.
+fn check_owner(owner: u32, side: &'static str) -> Result<(), RingError> {
+    let pid = this_process();
+    if owner == pid {
+        Ok(())
+    } else {
+        Err(RingError::ForkedCopy { side, owner, pid })
+    }
 }
 
 /// Announces a sleeper on `asleep`, re-checks `ready`, and parks until it holds, the
 /// deadline passes, or a wake-up comes (the caller re-checks in every case).
+///
+/// A deadline that has passed (a `try_` call) never announces: `ready` is checked once and
+/// the call returns, so the other side pays no wake-up for a sleeper that is not there.
 ///
 /// `ready` must load the other side's index (or closed flag) with `Acquire`.
 fn sleep_until<P: Park>(
@@ -49,6 +45,9 @@ fn sleep_until<P: Park>(
     mut ready: impl FnMut() -> bool,
 ) -> Result<(), RingError> {
     loop {
+        if passed(deadline) {
+            return if ready() { Ok(()) } else { Err(RingError::Timeout) };
+        }
         // The announcement and the waker's check are read-modify-writes of the same word,
         // so they are totally ordered. If the waker's comes first, our swap reads from it
         // (AcqRel: it synchronizes with the waker's), so the index store the waker made
@@ -64,11 +63,8 @@ fn sleep_until<P: Park>(
             asleep.fetch_and(!ASLEEP_FUTEX, Ordering::AcqRel);
             return Ok(());
         }
-        if passed(deadline) {
-            asleep.fetch_and(!ASLEEP_FUTEX, Ordering::AcqRel);
-            return Err(RingError::Timeout);
-        }
-        // Returns at once if the waker already cleared the word (it no longer holds
+        // A deadline that passed since the check above: the wait returns at once, timed
+        // out. Returns at once if the waker already cleared the word (it no longer holds
         // `announced`).
         let r = P::wait(asleep, announced, deadline);
         // An RMW, not a store: a plain store would end the release sequence of the waker's
@@ -169,6 +165,8 @@ pub struct Producer<M: RingMemory, P: Park> {
     spin: u32,
     /// Signalled when the consumer armed its event-loop wait.
     notifier: Option<Notifier>,
+    /// The process that attached this end: a copy in a `fork`ed child refuses to work.
+    owner: u32,
     _park: PhantomData<fn() -> P>,
 }
 
@@ -211,6 +209,7 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             cached_tail,
             spin: hint::SPIN_LIMIT,
             notifier,
+            owner: this_process(),
             _park: PhantomData,
         })
     }
@@ -227,8 +226,9 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     /// attached meanwhile), `arm` says "do not block", so the caller can watch it first.
     ///
     /// Errors: [`RingError::TooLarge`]; [`RingError::Invalid`] if the ring has no
-    /// notifier.
+    /// notifier; [`RingError::ForkedCopy`] in a `fork`ed child.
     pub fn arm(&mut self, len: usize, known_peer: u32) -> Result<bool, RingError> {
+        self.check_owner()?;
         let max = self.max_message();
         if len > max {
             return Err(RingError::TooLarge { size: len, max });
@@ -237,8 +237,8 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             return Err(no_notifier());
         }
         let size = record_size(len) as u32;
-        let to_end = self.cap - (self.head & (self.cap - 1));
-        let need = if size <= to_end { size } else { to_end };
+        let (_, _, need) = record::placement(self.cap, self.head, size)
+            .map_err(|reason| RingError::Corrupt { reason })?;
         let (cap, head) = (self.cap, self.head);
         let h = self.mem.header();
         let mut tail = self.cached_tail;
@@ -278,8 +278,19 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         self.header().consumer_pid()
     }
 
+    /// Whether this end belongs to the calling process (and not a copy of it that a
+    /// `fork`ed child inherited, which refuses to send: [`RingError::ForkedCopy`]).
+    pub fn is_owned(&self) -> bool {
+        self.owner == this_process()
+    }
+
+    fn check_owner(&self) -> Result<(), RingError> {
+        check_owner(self.owner, "producer")
+    }
+
     /// Gives back the memory without closing the ring: for a copy of this end that a
-    /// `fork`ed child inherited, whose drop must not close the parent's ring.
+    /// `fork`ed child inherited, whose drop must not close the parent's ring. (Dropping
+    /// such a copy does the same: only the process that attached an end closes it.)
     pub fn leave_open(self) -> M {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped or used again, so `mem` is moved out exactly
@@ -319,11 +330,15 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     /// Reserves room for a message of `len` bytes, waiting until `deadline`; write it
     /// through the loan and [`commit`](WriteLoan::commit) it. A loan dropped uncommitted
     /// sends nothing.
+    ///
+    /// [`RingError::ForkedCopy`] if this end is a copy a `fork`ed child inherited: attach
+    /// a producer in the child instead (if the parent has none).
     pub fn loan(
         &mut self,
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<WriteLoan<'_, M, P>, RingError> {
+        self.check_owner()?;
         let max = self.max_message();
         if len > max {
             return Err(RingError::TooLarge { size: len, max });
@@ -333,18 +348,9 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             if self.header().consumer_closed() {
                 return Err(RingError::Disconnected);
             }
-            let off = self.head & (self.cap - 1);
-            // Records start on 8-byte boundaries. A head that is not one was written by a
-            // misbehaving peer (before this producer attached): refuse it rather than
-            // compute a padding record past the end of the area.
-            if off % 8 != 0 {
-                return Err(RingError::Corrupt {
-                    reason: format!("head index {} is not 8-aligned", self.head),
-                });
-            }
-            let to_end = self.cap - off;
             // A record that does not fit before the end needs a padding record first.
-            let need = if size <= to_end { size } else { to_end };
+            let (off, to_end, need) = record::placement(self.cap, self.head, size)
+                .map_err(|reason| RingError::Corrupt { reason })?;
             if self.free() < need {
                 self.cached_tail = self.header().tail.word.load(Ordering::Acquire);
                 self.check_tail()?;
@@ -357,11 +363,11 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             if size <= to_end {
                 return Ok(WriteLoan { off: off as usize, len, producer: self });
             }
-            let pad = encode_header(to_end - RECORD_HEADER as u32, TAG_PAD);
-            // SAFETY: `off..off + 8` is in bounds (`to_end >= 8`: offsets are multiples of
-            // 8 and the capacity a power of two >= 16) and free (`to_end <= free`): the
-            // consumer released it and reads nothing past `head`, which we have not moved.
-            unsafe { self.mem.data().write(off as usize, &pad) };
+            // SAFETY: `off` is 8-aligned with `to_end >= 8` (offsets are multiples of 8 and
+            // the capacity a power of two >= 16), and `off..cap` is free (`to_end <= free`):
+            // the consumer released it and reads nothing past `head`, which we have not
+            // moved.
+            unsafe { record::write_padding(self.mem.data(), off, to_end) };
             self.publish(self.head.wrapping_add(to_end));
         }
     }
@@ -390,6 +396,9 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     }
 
     fn publish(&mut self, head: u32) {
+        if !self.is_owned() {
+            return; // a loan taken before a fork, committed in the child: not ours
+        }
         self.head = head;
         let h = self.mem.header();
         h.head.word.store(head, Ordering::Release);
@@ -399,6 +408,9 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
 
 impl<M: RingMemory, P: Park> Drop for Producer<M, P> {
     fn drop(&mut self) {
+        if !self.is_owned() {
+            return; // a fork child's copy: the parent's end stays open
+        }
         let h = self.mem.header();
         h.peers.producer_closed.store(1, Ordering::Release);
         wake_if_asleep::<P>(&h.consumer_asleep.word, self.notifier.as_ref());
@@ -441,35 +453,27 @@ impl<M: RingMemory, P: Park> WriteLoan<'_, M, P> {
     ///
     /// If `at + src.len()` exceeds [`len`](WriteLoan::len).
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
-        assert!(
-            at.checked_add(src.len()).is_some_and(|end| end <= self.len),
-            "write of {} bytes at {at} past the end of a {}-byte loan",
-            src.len(),
-            self.len
-        );
-        // SAFETY: in bounds (checked, and the record fits before the end of the area) and
-        // owned by this loan (see the type's documentation).
-        unsafe { self.producer.mem.data().write(self.off + RECORD_HEADER + at, src) };
+        // SAFETY: the record lies before the end of the area and is owned by this loan
+        // (see the type's documentation).
+        unsafe { record::write_payload(self.producer.mem.data(), self.off, self.len, at, src) };
     }
 
     /// The reserved bytes, to write in place. They hold whatever an earlier message left
     /// there (shared memory is always initialised, but treat it as garbage).
     #[cfg(not(interproc_loom))]
     pub fn as_uninit_mut(&mut self) -> &mut [MaybeUninit<u8>] {
-        let p = self.producer.mem.data().ptr_at(self.off + RECORD_HEADER);
-        // SAFETY: `p..p + len` lies in the data area (the record fits before its end),
-        // and only this loan accesses it until it commits (see the type's documentation);
-        // the borrow of `self` keeps the loan, and so the reservation, alive.
-        unsafe { std::slice::from_raw_parts_mut(p.cast::<MaybeUninit<u8>>(), self.len) }
+        // SAFETY: the record lies in the data area (it fits before its end), and only this
+        // loan accesses it until it commits (see the type's documentation); the borrow of
+        // `self` keeps the loan, and so the reservation, alive.
+        unsafe { record::payload_mut(self.producer.mem.data(), self.off, self.len) }
     }
 
     /// Publishes the message: the consumer may read it from now on.
     pub fn commit(self) {
         let (off, len) = (self.off, self.len);
         let p = self.producer;
-        let header = encode_header(len as u32, TAG_MSG);
-        // SAFETY: the record header's 8 bytes are part of the reservation.
-        unsafe { p.mem.data().write(off, &header) };
+        // SAFETY: the record starts the reservation.
+        unsafe { write_message_header(p.mem.data(), off, len) };
         p.publish(p.head.wrapping_add(record_size(len) as u32));
     }
 
@@ -501,17 +505,9 @@ pub struct Consumer<M: RingMemory, P: Park> {
     spin: u32,
     /// Signalled when the producer armed its event-loop wait.
     notifier: Option<Notifier>,
+    /// The process that attached this end: a copy in a `fork`ed child refuses to work.
+    owner: u32,
     _park: PhantomData<fn() -> P>,
-}
-
-/// A committed message found at the tail.
-#[derive(Clone, Copy, Debug)]
-struct Record {
-    /// Offset of the payload in the data area.
-    at: usize,
-    len: usize,
-    /// The tail after the record.
-    next: u32,
 }
 
 impl<M: RingMemory, P: Park> Consumer<M, P> {
@@ -551,6 +547,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
             held: None,
             spin: hint::SPIN_LIMIT,
             notifier,
+            owner: this_process(),
             _park: PhantomData,
         })
     }
@@ -571,8 +568,10 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     /// block", so the caller can watch it first. (The producer's attach swaps the word
     /// after recording its pid, so the announcement pairs with it as with a commit.)
     ///
-    /// [`RingError::Invalid`] if the ring has no notifier.
+    /// [`RingError::Invalid`] if the ring has no notifier; [`RingError::ForkedCopy`] in a
+    /// `fork`ed child.
     pub fn arm(&mut self, known_peer: u32) -> Result<bool, RingError> {
+        self.check_owner()?;
         if !self.header().has_notifier() {
             return Err(no_notifier());
         }
@@ -618,20 +617,40 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         self.header().producer_pid()
     }
 
+    /// Whether this end belongs to the calling process (and not a copy of it that a
+    /// `fork`ed child inherited, which refuses to receive: [`RingError::ForkedCopy`]).
+    pub fn is_owned(&self) -> bool {
+        self.owner == this_process()
+    }
+
+    fn check_owner(&self) -> Result<(), RingError> {
+        check_owner(self.owner, "consumer")
+    }
+
     /// Receives the next message into `buf` (cleared first), waiting until `deadline`.
+    ///
+    /// This is the safe way to take a message from a peer you do not trust: the bytes are
+    /// copied out of the shared memory (through a raw pointer, never a `&[u8]` over it)
+    /// before anything reads them, so a buggy or malicious producer that rewrites a
+    /// committed message cannot change them under the reader. `buf` is reused: no
+    /// allocation once it has grown to the message size.
     pub fn recv(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RingError> {
         let rec = self.next_record(deadline)?;
-        buf.clear();
-        buf.resize(rec.len, 0);
         // SAFETY: the record is committed (before the `head` we loaded with Acquire) and
         // not yet released, so the producer does not write it during the copy.
-        unsafe { self.mem.data().read(rec.at, buf) };
+        unsafe { record::copy_out(self.mem.data(), rec, buf) };
         self.release(rec.next);
         Ok(())
     }
 
     /// Waits until `deadline` for the next message and lends it in place; dropping the
     /// loan releases it.
+    ///
+    /// The loan derefs to a `&[u8]` over the ring's shared memory. The protocol keeps a
+    /// conforming producer off it until it is released, but the memory is writable by the
+    /// peer process: a buggy or malicious producer could change it while you read it. Use
+    /// the in-place paths with a peer you trust; with one you do not, copy first
+    /// ([`ReadLoan::copy_to`], [`Consumer::recv`]) and decode the copy.
     pub fn recv_loan(
         &mut self,
         deadline: Option<Instant>,
@@ -641,7 +660,8 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     }
 
     /// Waits until `deadline` for the next message and calls `f` with it in place; the
-    /// message is released when `f` returns.
+    /// message is released when `f` returns. The slice is the ring's shared memory: see
+    /// [`recv_loan`](Consumer::recv_loan) for what that means with an untrusted peer.
     #[cfg(not(interproc_loom))]
     pub fn recv_in_place<R>(
         &mut self,
@@ -655,29 +675,45 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     /// Releases the message the previous `hold` returned, then waits until `deadline` for
     /// the next one and returns it in place; it stays valid (and unreleased) until the next
     /// `hold`, [`release_held`](Consumer::release_held), or the drop of the consumer. This
-    /// is the shape of a channel's "the slice is valid until the next call".
+    /// is the shape of a channel's "the slice is valid until the next call". The slice is
+    /// the ring's shared memory: see [`recv_loan`](Consumer::recv_loan) for what that
+    /// means with an untrusted peer.
     #[cfg(not(interproc_loom))]
     pub fn hold(&mut self, deadline: Option<Instant>) -> Result<&[u8], RingError> {
         self.release_held();
         let rec = self.next_record(deadline)?;
         self.held = Some(rec);
-        let p = self.mem.data().ptr_at(rec.at);
         // The record is released only through `&mut self` (next `hold`, `release_held`,
         // `recv*`, drop), which the returned borrow of `self` excludes.
-        // SAFETY: a committed, unreleased record: the producer does not write it while
-        // the slice lives.
-        let bytes = unsafe { std::slice::from_raw_parts(p, rec.len) };
-        Ok(bytes)
+        // SAFETY: a committed, unreleased record in the data area: the producer does not
+        // write it while the slice lives.
+        Ok(unsafe { record::payload(self.mem.data(), rec) })
     }
 
     /// The message the last [`hold`](Consumer::hold) returned, if it is still held.
     #[cfg(not(interproc_loom))]
     pub fn held(&self) -> Option<&[u8]> {
         let rec = self.held?;
-        let p = self.mem.data().ptr_at(rec.at);
         // SAFETY: as in `hold`: committed, unreleased while `held` names it, and the borrow
         // of `self` keeps it so.
-        Some(unsafe { std::slice::from_raw_parts(p, rec.len) })
+        Some(unsafe { record::payload(self.mem.data(), rec) })
+    }
+
+    /// The length of the message [`hold`](Consumer::hold) returned, if it is still held.
+    pub fn held_len(&self) -> Option<usize> {
+        self.held.map(|rec| rec.len)
+    }
+
+    /// Copies the message [`hold`](Consumer::hold) returned into `buf` (cleared first)
+    /// through a raw pointer, never a `&[u8]` over the shared memory: the copy is private
+    /// to this process, so a peer that rewrites the ring cannot change it while it is
+    /// decoded. `false` (and `buf` untouched) if no message is held. `buf` is reused: no
+    /// allocation once it has grown to the message size.
+    pub fn copy_held(&self, buf: &mut Vec<u8>) -> bool {
+        let Some(rec) = self.held else { return false };
+        // SAFETY: committed, and unreleased while `held` names it.
+        unsafe { record::copy_out(self.mem.data(), rec, buf) };
+        true
     }
 
     /// Gives back the memory without closing the ring (see [`Producer::leave_open`]).
@@ -688,7 +724,8 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         unsafe { std::ptr::read(&this.mem) }
     }
 
-    /// Releases the message [`hold`](Consumer::hold) returned, if any.
+    /// Releases the message [`hold`](Consumer::hold) returned, if any (not in a copy of
+    /// this end that a `fork`ed child inherited: the message is the parent's).
     pub fn release_held(&mut self) {
         if let Some(rec) = self.held.take() {
             self.release(rec.next);
@@ -705,6 +742,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     }
 
     fn next_record(&mut self, deadline: Option<Instant>) -> Result<Record, RingError> {
+        self.check_owner()?;
         self.release_held();
         loop {
             if self.cached_head == self.tail {
@@ -714,47 +752,13 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
                     continue;
                 }
             }
-            let avail = self.cached_head.wrapping_sub(self.tail);
-            let off = self.tail & (self.cap - 1);
-            let to_end = self.cap - off;
-            let corrupt = |reason: String| Err(RingError::Corrupt { reason });
-            if avail > self.cap || avail < RECORD_HEADER as u32 || off % 8 != 0 {
-                return corrupt(format!(
-                    "head {} and tail {} leave {avail} bytes in a {}-byte ring",
-                    self.cached_head, self.tail, self.cap
-                ));
-            }
-            let mut hdr = [0u8; RECORD_HEADER];
-            // SAFETY: `off..off + 8` is in bounds (off is 8-aligned, below cap, and cap a
-            // multiple of 8) and committed (avail >= 8), so the producer does not write it.
-            unsafe { self.mem.data().read(off as usize, &mut hdr) };
-            let len = u32::from_ne_bytes(hdr[..4].try_into().unwrap());
-            let tag = u32::from_ne_bytes(hdr[4..].try_into().unwrap());
-            match tag {
-                TAG_PAD => {
-                    if len != to_end - RECORD_HEADER as u32 || avail < to_end {
-                        return corrupt(format!(
-                            "padding of {len} bytes at offset {off} does not reach the end"
-                        ));
-                    }
-                    self.release(self.tail.wrapping_add(to_end));
-                }
-                TAG_MSG => {
-                    let size = record_size(len as usize);
-                    if len as usize > self.max_message() || size as u32 > avail.min(to_end) {
-                        return corrupt(format!(
-                            "message of {len} bytes at offset {off} overruns the committed data"
-                        ));
-                    }
-                    return Ok(Record {
-                        at: off as usize + RECORD_HEADER,
-                        len: len as usize,
-                        next: self.tail.wrapping_add(size as u32),
-                    });
-                }
-                other => {
-                    return corrupt(format!("bad record tag {other:#x} at offset {off}"));
-                }
+            // SAFETY: the data area holds `cap` bytes, and `tail..cached_head` is committed
+            // (we loaded `head` with Acquire) and unreleased: the producer does not write it.
+            let found =
+                unsafe { read_record(self.mem.data(), self.cap, self.cached_head, self.tail) };
+            match found.map_err(|reason| RingError::Corrupt { reason })? {
+                Found::Padding { next } => self.release(next),
+                Found::Message(rec) => return Ok(rec),
             }
         }
     }
@@ -791,6 +795,9 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     }
 
     fn release(&mut self, tail: u32) {
+        if !self.is_owned() {
+            return; // a loan taken before a fork, dropped in the child: not ours
+        }
         self.tail = tail;
         let h = self.mem.header();
         h.tail.word.store(tail, Ordering::Release);
@@ -800,6 +807,9 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
 
 impl<M: RingMemory, P: Park> Drop for Consumer<M, P> {
     fn drop(&mut self) {
+        if !self.is_owned() {
+            return; // a fork child's copy: the parent's end stays open
+        }
         self.release_held();
         let h = self.mem.header();
         h.peers.consumer_closed.store(1, Ordering::Release);
@@ -816,7 +826,9 @@ impl<M: RingMemory, P: Park> fmt::Debug for Consumer<M, P> {
 /// A received message, lent in place; dropping the loan releases it to the producer.
 ///
 /// The bytes are committed and not yet released, so the producer does not write them while
-/// the loan lives: that is why it may hand out `&[u8]` over shared memory.
+/// the loan lives: that is why it may hand out `&[u8]` over shared memory. That holds for
+/// a producer that follows the protocol; the memory stays writable by the peer process,
+/// so with a peer you do not trust, [`copy_to`](ReadLoan::copy_to) and decode the copy.
 pub struct ReadLoan<'a, M: RingMemory, P: Park> {
     consumer: &'a mut Consumer<M, P>,
     rec: Record,
@@ -833,12 +845,11 @@ impl<M: RingMemory, P: Park> ReadLoan<'_, M, P> {
         self.rec.len == 0
     }
 
-    /// Copies the message into `buf` (cleared first).
+    /// Copies the message into `buf` (cleared first), through a raw pointer: decode the
+    /// copy, not the loan, when the peer is not trusted.
     pub fn copy_to(&self, buf: &mut Vec<u8>) {
-        buf.clear();
-        buf.resize(self.rec.len, 0);
         // SAFETY: committed and unreleased while the loan lives (see the type's docs).
-        unsafe { self.consumer.mem.data().read(self.rec.at, buf) };
+        unsafe { record::copy_out(self.consumer.mem.data(), self.rec, buf) };
     }
 }
 
@@ -847,10 +858,9 @@ impl<M: RingMemory, P: Park> std::ops::Deref for ReadLoan<'_, M, P> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        let p = self.consumer.mem.data().ptr_at(self.rec.at);
         // SAFETY: the record lies in the data area, is committed, and stays unreleased
         // while the loan (which the returned borrow keeps alive) lives.
-        unsafe { std::slice::from_raw_parts(p, self.rec.len) }
+        unsafe { record::payload(self.consumer.mem.data(), self.rec) }
     }
 }
 

@@ -27,8 +27,12 @@
 //!   JSON and the table header say which.
 //! - **Limits**: memcpy bandwidth at each size (one buffer copied into another, same
 //!   process), and the one-way latency of a cache-line ping-pong between two processes
-//!   over a `MAP_SHARED` anonymous mapping, both sides *spinning* (every other row
-//!   blocks in the kernel).
+//!   over a `MAP_SHARED` anonymous mapping, both sides *spinning* (like the rows of mode
+//!   `spin`; the others block in the kernel or poll).
+//! - **Peers**: ipc-channel, the shared_memory crate (`shared_memory-spin`), and, in a
+//!   build with the `bench-iceoryx2` feature, iceoryx2 (`iceoryx2`, copy in and out, and
+//!   `iceoryx2-loan`, written and read in place): see `bench_iceoryx2.rs`. Asking for an
+//!   iceoryx2 row in a build without the feature is an error that names it.
 //!
 //! # Interrupts
 //!
@@ -76,6 +80,14 @@ use serde_bytes::ByteBuf;
 
 #[path = "bench_shared_memory.rs"]
 mod shared_memory_peer;
+
+#[cfg(feature = "bench-iceoryx2")]
+#[path = "bench_iceoryx2.rs"]
+mod iceoryx2_peer;
+
+/// What to say when an iceoryx2 row is asked for in a build without it.
+const NO_ICEORYX2: &str = "the iceoryx2 rows need a build with the `bench-iceoryx2` feature \
+(about 50 more crates): cargo build --release -p interproc-demos --features bench-iceoryx2";
 
 use crate::procs::Children;
 
@@ -125,9 +137,15 @@ pub enum Kind {
     /// out), both sides spinning: it has nothing to sleep on.
     #[value(name = "shared_memory-spin")]
     SharedMemorySpin,
+    /// iceoryx2 publish-subscribe (feature `bench-iceoryx2`): the sender copies the
+    /// message into a loaned sample, the receiver copies it out; both sides spin.
+    Iceoryx2,
+    /// iceoryx2's zero-copy mode (feature `bench-iceoryx2`): the sender writes the stamps
+    /// in a loaned sample in place, the receiver reads the sample in place; both spin.
+    Iceoryx2Loan,
 }
 
-const ALL: [Kind; 18] = [
+const ALL: [Kind; 20] = [
     Kind::RawPipe,
     Kind::RawUnix,
     Kind::RawMsgq,
@@ -146,6 +164,8 @@ const ALL: [Kind; 18] = [
     Kind::ShmZeroCopy,
     Kind::ShmSpin,
     Kind::SharedMemorySpin,
+    Kind::Iceoryx2,
+    Kind::Iceoryx2Loan,
 ];
 
 impl Kind {
@@ -169,6 +189,8 @@ impl Kind {
             Kind::ShmZeroCopy => "shm-zero-copy",
             Kind::ShmSpin => "shm-spin",
             Kind::SharedMemorySpin => "shared_memory-spin",
+            Kind::Iceoryx2 => "iceoryx2",
+            Kind::Iceoryx2Loan => "iceoryx2-loan",
         }
     }
 
@@ -176,12 +198,16 @@ impl Kind {
     fn mode(self) -> &'static str {
         match self {
             Kind::MsgqWatched => "poll",
-            Kind::ShmSpin | Kind::SharedMemorySpin => "spin",
+            Kind::ShmSpin | Kind::SharedMemorySpin | Kind::Iceoryx2 | Kind::Iceoryx2Loan => "spin",
             _ => "block",
         }
     }
 
     /// The raw syscall loop on the same kernel object, if there is one.
+    fn is_iceoryx2(self) -> bool {
+        matches!(self, Kind::Iceoryx2 | Kind::Iceoryx2Loan)
+    }
+
     fn baseline(self) -> Option<Kind> {
         match self {
             Kind::Pipe | Kind::Fifo | Kind::TypedPipe => Some(Kind::RawPipe),
@@ -287,6 +313,16 @@ fn stamp(buf: &mut [u8], seq: u64) {
     }
 }
 
+/// [`stamp`] into memory that is written in place (a loan), not through a `&mut [u8]`.
+fn stamp_uninit(buf: &mut [std::mem::MaybeUninit<u8>], seq: u64) {
+    let s = seq.to_le_bytes();
+    for o in stamp_offsets(buf.len()) {
+        for (d, b) in buf[o..o + 8].iter_mut().zip(s) {
+            d.write(b);
+        }
+    }
+}
+
 /// Whether `msg` has `size` bytes and carries `seq` in every stamp.
 fn check(msg: &[u8], size: usize, seq: u64) -> bool {
     let s = seq.to_le_bytes();
@@ -306,6 +342,9 @@ enum Tx {
     IpcBytes(IpcBytesSender),
     /// A shared-memory ring's sink, written in place through loans.
     ShmLoan(ShmSink),
+    /// An iceoryx2 publisher; `true`: written in place through loans.
+    #[cfg(feature = "bench-iceoryx2")]
+    Ice(iceoryx2_peer::Sink, bool),
 }
 
 impl Tx {
@@ -326,16 +365,14 @@ impl Tx {
                     }
                     Err(e) => return Err(format!("shm ring: {e}")),
                 };
-                let s = seq.to_le_bytes();
-                let buf = loan.as_uninit_mut();
-                for o in stamp_offsets(len) {
-                    for (d, b) in buf[o..o + 8].iter_mut().zip(s) {
-                        d.write(b);
-                    }
-                }
+                stamp_uninit(loan.as_uninit_mut(), seq);
                 loan.commit();
                 return Ok(());
             }
+        }
+        #[cfg(feature = "bench-iceoryx2")]
+        if let Tx::Ice(sink, true) = self {
+            return sink.send_in_place(|buf| stamp_uninit(buf, seq));
         }
         stamp(out, seq);
         self.send(out)
@@ -366,6 +403,8 @@ impl Tx {
             Tx::Ipc(s) => s.send(msg.to_vec()).map_err(|e| format!("{e:?}")),
             Tx::IpcBytes(s) => s.send(msg).map_err(|e| e.to_string()),
             Tx::ShmLoan(s) => s.send(msg, None).map_err(|e| e.to_string()),
+            #[cfg(feature = "bench-iceoryx2")]
+            Tx::Ice(s, _) => s.send(msg),
         }
     }
 }
@@ -379,6 +418,9 @@ enum Rx {
     Raw(File),
     Ipc(IpcReceiver<Vec<u8>>),
     IpcBytes(IpcBytesReceiver),
+    /// An iceoryx2 subscriber (it copies out, or hands out the sample in loan mode).
+    #[cfg(feature = "bench-iceoryx2")]
+    Ice(iceoryx2_peer::Source),
 }
 
 struct RxEnd {
@@ -430,6 +472,8 @@ impl RxEnd {
                 *buf = r.recv().map_err(|e| format!("{e:?}"))?;
                 Ok(buf)
             }
+            #[cfg(feature = "bench-iceoryx2")]
+            Rx::Ice(r) => r.recv(),
         }
     }
 }
@@ -691,6 +735,25 @@ impl Plan {
                     Box::new(move |pid| ends(&fwd_id, &back_id, Some(pid))),
                 )
             }
+            #[cfg(feature = "bench-iceoryx2")]
+            Kind::Iceoryx2 | Kind::Iceoryx2Loan => {
+                // Each side makes its node, services and ports after the fork, on services
+                // named after this row; the bench side waits for the peer's ports.
+                let loan = kind == Kind::Iceoryx2Loan;
+                let base = names::unique_name("bench-iceoryx2");
+                let theirs = base.clone();
+                let ends =
+                    move |base: &str, bench: bool, peer: Option<Pid>| -> Result<Ends, String> {
+                        let (sink, src) = iceoryx2_peer::ends(base, bench, size, loan, peer)?;
+                        Ok((Tx::Ice(sink, loan), RxEnd::new(Rx::Ice(src), size)))
+                    };
+                (
+                    Box::new(move || ends(&theirs, false, None)),
+                    Box::new(move |pid| ends(&base, true, Some(pid))),
+                )
+            }
+            #[cfg(not(feature = "bench-iceoryx2"))]
+            Kind::Iceoryx2 | Kind::Iceoryx2Loan => return Err(NO_ICEORYX2.into()),
             Kind::IpcChannel => {
                 let (ft, fr) = ipc_channel::ipc::channel::<Vec<u8>>().map_err(err)?;
                 let (bt, br) = ipc_channel::ipc::channel::<Vec<u8>>().map_err(err)?;
@@ -1312,10 +1375,21 @@ pub fn run(args: BenchArgs) -> i32 {
     sizes.sort_unstable();
     sizes.dedup();
     let kinds: Vec<Kind> = if args.transports.is_empty() {
-        ALL.to_vec()
+        // Every row this build has.
+        ALL.iter()
+            .copied()
+            .filter(|k| cfg!(feature = "bench-iceoryx2") || !k.is_iceoryx2())
+            .collect()
     } else {
         ALL.iter().copied().filter(|k| args.transports.contains(k)).collect()
     };
+    if !cfg!(feature = "bench-iceoryx2") && kinds.iter().any(|k| k.is_iceoryx2()) {
+        eprintln!("interproc bench: {NO_ICEORYX2}");
+        return 2;
+    }
+    // Removes what iceoryx2 leaves in /dev/shm, once every row is over.
+    #[cfg(feature = "bench-iceoryx2")]
+    let iceoryx2_cleanup = kinds.iter().any(|k| k.is_iceoryx2()).then(iceoryx2_peer::Cleanup::new);
 
     // Pinning: parent on the first allowed CPU, peers on the second.
     let saved = get_affinity();
@@ -1379,6 +1453,8 @@ pub fn run(args: BenchArgs) -> i32 {
         }
     }
     bar.finish_and_clear();
+    #[cfg(feature = "bench-iceoryx2")]
+    drop(iceoryx2_cleanup);
     if let Some(s) = saved {
         set_affinity(&s);
     }

@@ -157,3 +157,68 @@ fn an_interrupted_run_stops_after_its_row_and_leaves_nothing() {
     assert!(stdout.contains("interrupted: stopped after the row in progress"), "{stdout}");
     assert!(s.leftovers().is_empty(), "left behind: {:?}", s.leftovers());
 }
+
+#[cfg(not(feature = "bench-iceoryx2"))]
+#[test]
+fn iceoryx2_rows_without_the_feature_name_it() {
+    let s = Scratch::new("bench-test");
+    let out = bench(&s, &["--quick", "--sizes", "64", "--transports", "pipe,iceoryx2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr.contains("--features bench-iceoryx2"), "{stderr}");
+    // Refused before anything ran.
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// What iceoryx2 keeps in `/dev/shm` (its files all start with `iox2_`).
+#[cfg(feature = "bench-iceoryx2")]
+fn iceoryx2_files() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("iox2_"))
+        .collect()
+}
+
+/// Only in a build with the feature:
+/// `cargo test -p interproc-demos --features bench-iceoryx2 --test bench iceoryx2`.
+/// (It assumes no other iceoryx2 program on the machine makes files in `/dev/shm` while
+/// it runs.)
+#[cfg(feature = "bench-iceoryx2")]
+#[test]
+fn iceoryx2_rows_run_across_processes_and_leave_nothing() {
+    let s = Scratch::new("bench-test");
+    let json = s.file("out.json");
+    let before = iceoryx2_files();
+    let out = bench(
+        &s,
+        &[
+            "--quick",
+            "--sizes",
+            "64,65536",
+            "--transports",
+            "shm,iceoryx2,iceoryx2-loan",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    let j = read_json(&json);
+    for size in [64, 65536] {
+        for t in ["iceoryx2", "iceoryx2-loan"] {
+            let r = row(&j, t, size);
+            assert_eq!(r["mode"], "spin", "{r}");
+            assert_eq!(r["note"], "", "{r}");
+            let (mps, mbps) = (num(r, "msgs_per_sec"), num(r, "mb_per_sec"));
+            assert!(mps > 0.0 && close(mbps, mps * size as f64 / 1e6), "{r}");
+            assert!(num(r, "p50_ns") > 0.0 && num(r, "p50_ns") <= num(r, "p99_ns"), "{r}");
+            assert!(num(r, "cpu_ns_per_msg") > 0.0, "{r}");
+        }
+    }
+    let left: Vec<String> = iceoryx2_files().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "iceoryx2 left in /dev/shm: {left:?}");
+    assert!(s.leftovers().is_empty(), "left behind: {:?}", s.leftovers());
+}

@@ -47,6 +47,8 @@ const VERSION: u8 = 1;
 const KIND_DATA: u8 = 0;
 /// The largest length the header can carry.
 const MAX_WIRE_FRAME: usize = u32::MAX as usize;
+/// The largest capacity a sink grows a pipe or FIFO to (the default `fs.pipe-max-size`).
+const MAX_PIPE_GROWTH: usize = 1 << 20;
 
 /// How a call with a deadline keeps from sleeping in a read or write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +93,11 @@ fn header(len: usize) -> [u8; FRAME_HEADER_LEN] {
 /// Several processes must not write frames larger than `PIPE_BUF` (4096 bytes) into one
 /// pipe or FIFO: the kernel keeps only writes up to `PIPE_BUF` atomic (pipe(7)). Use one
 /// stream per writer.
+///
+/// On a pipe or FIFO, the first frame larger than the pipe's capacity grows the pipe to
+/// fit it (`F_SETPIPE_SZ`, to the next power of two, at most 1 MiB; a refusal leaves the
+/// pipe as it is), so that a frame goes into an empty pipe whole: a 64 KiB payload is a
+/// 65,544-byte frame, over a default pipe's 65,536 bytes.
 #[derive(Debug)]
 pub struct StreamSink<F: AsFd> {
     fd: F,
@@ -101,6 +108,9 @@ pub struct StreamSink<F: AsFd> {
     /// A write failed after part of a frame went out: the stream is out of step with
     /// its framing for good, and every later send fails with this.
     failed: Option<Errno>,
+    /// A pipe or FIFO's capacity (`None` for a socket): a frame larger than it is grown
+    /// into, once.
+    pipe_cap: Option<usize>,
 }
 
 impl<F: AsFd> StreamSink<F> {
@@ -108,6 +118,10 @@ impl<F: AsFd> StreamSink<F> {
     /// deadline still never sleep past it).
     pub fn new(fd: F) -> Result<Self> {
         let nowait = NoWait::setup(&fd)?;
+        let pipe_cap = match nowait {
+            NoWait::Socket => None,
+            _ => sys::pipe_capacity(&fd).ok(),
+        };
         Ok(StreamSink {
             fd,
             max: DEFAULT_MAX_FRAME,
@@ -115,7 +129,24 @@ impl<F: AsFd> StreamSink<F> {
             pending: Vec::new(),
             pending_off: 0,
             failed: None,
+            pipe_cap,
         })
+    }
+
+    /// Grows a pipe or FIFO that cannot hold a frame of `total` bytes whole, up to
+    /// [`MAX_PIPE_GROWTH`]. A writer whose frame does not fit blocks mid-frame on every
+    /// frame until the reader drains the pipe: one more sleep and wake-up per frame than
+    /// a plain write of the payload alone (a 64 KiB payload is a 65,544-byte frame, over
+    /// a default pipe's 65,536 bytes). Tried once per size class; a refusal (the user's
+    /// pipe page quota, `fs.pipe-max-size`) leaves the pipe as it is.
+    fn fit_pipe(&mut self, total: usize) {
+        let Some(cap) = self.pipe_cap else { return };
+        if total <= cap || cap >= MAX_PIPE_GROWTH {
+            return;
+        }
+        let want = total.next_power_of_two().min(MAX_PIPE_GROWTH);
+        // On a refusal, stop trying: remember the wanted size as if it were granted.
+        self.pipe_cap = Some(sys::set_pipe_capacity(&self.fd, want).unwrap_or(want));
     }
 
     /// One write; with `block` false it does not sleep (`EAGAIN` instead).
@@ -185,6 +216,7 @@ impl<F: AsFd + Send> FrameSink for StreamSink<F> {
         self.flush_pending(deadline)?;
         let head = header(payload.len());
         let total = FRAME_HEADER_LEN + payload.len();
+        self.fit_pipe(total);
         let mut written = 0;
         while written < total {
             let block = deadline.is_none();
@@ -447,6 +479,25 @@ mod tests {
         w.write_all(&[0; 10]).unwrap();
         assert!(matches!(src.recv_frame(Some(Instant::now())), Err(Error::Timeout)));
         assert!(src.buf.len() <= 2 * INITIAL_BUF, "buffer grew to {} bytes", src.buf.len());
+    }
+
+    /// Regression: a 64 KiB payload makes a frame 8 bytes over a default pipe's 64 KiB,
+    /// so the writer blocked mid-frame on every frame; the sink grows the pipe to fit
+    /// it, and the frame goes into an empty pipe whole, without a reader.
+    #[test]
+    fn a_frame_over_the_pipe_capacity_grows_the_pipe() {
+        let (_r, w) = crate::pipe::pipe().unwrap();
+        let before = sys::pipe_capacity(&w).unwrap();
+        let mut sink = StreamSink::new(w).unwrap();
+        let payload = vec![7u8; before];
+        sink.send_frame(&payload, Some(Instant::now())).unwrap();
+        assert!(sink.pending.is_empty(), "{} bytes of the frame left over", sink.pending.len());
+        assert!(sys::pipe_capacity(sink.get_ref()).unwrap() >= FRAME_HEADER_LEN + before);
+        // Frames that fit leave the pipe as it is.
+        let (_r2, w2) = crate::pipe::pipe().unwrap();
+        let mut small = StreamSink::new(w2).unwrap();
+        small.send_frame(&[1; 100], None).unwrap();
+        assert_eq!(sys::pipe_capacity(small.get_ref()).unwrap(), before);
     }
 
     /// Large frames still arrive whole, the buffer growing as their bytes come in.

@@ -83,6 +83,20 @@ pub(crate) fn set_nonblocking(fd: impl AsFd, on: bool) -> nix::Result<()> {
     Ok(())
 }
 
+/// The capacity of the pipe or FIFO `fd`, in bytes (`F_GETPIPE_SZ`).
+pub(crate) fn pipe_capacity(fd: impl AsFd) -> nix::Result<usize> {
+    fcntl(fd.as_fd(), FcntlArg::F_GETPIPE_SZ).map(|n| n as usize)
+}
+
+/// Sets the capacity of the pipe or FIFO `fd` to at least `bytes` (`F_SETPIPE_SZ`; the
+/// kernel rounds up to a power-of-two number of pages); returns the new capacity. Fails
+/// with `EPERM` above `fs.pipe-max-size` or over the user's pipe page quota (unprivileged),
+/// and with `EBUSY` below what the pipe holds now.
+pub(crate) fn set_pipe_capacity(fd: impl AsFd, bytes: usize) -> nix::Result<usize> {
+    let bytes = libc::c_int::try_from(bytes).map_err(|_| Errno::EINVAL)?;
+    fcntl(fd.as_fd(), FcntlArg::F_SETPIPE_SZ(bytes)).map(|n| n as usize)
+}
+
 /// Whether `O_NONBLOCK` is set on `fd`'s open file description.
 pub(crate) fn is_nonblocking(fd: impl AsFd) -> nix::Result<bool> {
     let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);

@@ -94,8 +94,11 @@ use crate::procs::Children;
 /// The rows `interproc bench` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Kind {
-    /// Plain `write`/`read` on a pipe, no framing: the baseline for pipe and FIFO rows.
+    /// Plain `write`/`read` on a pipe, no framing: the baseline for pipe rows.
     RawPipe,
+    /// Plain `write`/`read` on two FIFOs, no framing: the baseline for FIFO rows (a FIFO
+    /// takes a slower kernel path than an anonymous pipe: it updates its inode's times).
+    RawFifo,
     /// Plain `write`/`read` on a Unix stream socketpair: the baseline for unix rows.
     RawUnix,
     /// Plain blocking `msgsnd`/`msgrcv` on a System V queue: the baseline for msgq rows.
@@ -145,8 +148,9 @@ pub enum Kind {
     Iceoryx2Loan,
 }
 
-const ALL: [Kind; 20] = [
+const ALL: [Kind; 21] = [
     Kind::RawPipe,
+    Kind::RawFifo,
     Kind::RawUnix,
     Kind::RawMsgq,
     Kind::IpcChannel,
@@ -172,6 +176,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::RawPipe => "raw-pipe",
+            Kind::RawFifo => "raw-fifo",
             Kind::RawUnix => "raw-unix",
             Kind::RawMsgq => "raw-msgq",
             Kind::Pipe => "pipe",
@@ -210,7 +215,8 @@ impl Kind {
 
     fn baseline(self) -> Option<Kind> {
         match self {
-            Kind::Pipe | Kind::Fifo | Kind::TypedPipe => Some(Kind::RawPipe),
+            Kind::Pipe | Kind::TypedPipe => Some(Kind::RawPipe),
+            Kind::Fifo => Some(Kind::RawFifo),
             Kind::Unix | Kind::TypedUnix => Some(Kind::RawUnix),
             Kind::Msgq | Kind::MsgqWatched => Some(Kind::RawMsgq),
             _ => None,
@@ -221,7 +227,7 @@ impl Kind {
 /// Options of `interproc bench`.
 #[derive(Args, Debug)]
 #[command(after_long_help = "Ratios: vs_raw = msgs/s over the raw syscall loop on the same \
-kernel object (pipe and FIFO rows vs raw-pipe, unix rows vs raw-unix, msgq rows vs raw-msgq); vs_ipc_channel = msgs/s \
+kernel object (pipe rows vs raw-pipe, FIFO rows vs raw-fifo, unix rows vs raw-unix, msgq rows vs raw-msgq); vs_ipc_channel = msgs/s \
 over ipc-channel's at the same size; vs_limit = MB/s over memcpy's at the same size; \
 p50/pingpong = one-way p50 over the spinning cache-line ping-pong. A ratio is empty when its \
 reference row was not run (see --transports).")]
@@ -568,7 +574,8 @@ impl Plan {
                     Box::new(move |_| streams(fw, br, typed, size)),
                 )
             }
-            Kind::Fifo => {
+            Kind::Fifo | Kind::RawFifo => {
+                let framed = kind == Kind::Fifo;
                 let (dir, guard) = bench_dir()?;
                 let fwd = Fifo::create(dir.join("fwd")).map_err(err)?;
                 let back = Fifo::create(dir.join("back")).map_err(err)?;
@@ -581,12 +588,20 @@ impl Plan {
                     Box::new(move || {
                         let r = fifo::open_reader_timeout(&f, OPEN_TIMEOUT).map_err(err)?;
                         let w = fifo::open_writer_timeout(&b, OPEN_TIMEOUT).map_err(err)?;
-                        streams(w, r, false, size)
+                        if framed {
+                            streams(w, r, false, size)
+                        } else {
+                            Ok(raw(w, r, size))
+                        }
                     }),
                     Box::new(move |_| {
                         let w = fifo::open_writer_timeout(&f2, OPEN_TIMEOUT).map_err(err)?;
                         let r = fifo::open_reader_timeout(&b2, OPEN_TIMEOUT).map_err(err)?;
-                        streams(w, r, false, size)
+                        if framed {
+                            streams(w, r, false, size)
+                        } else {
+                            Ok(raw(w, r, size))
+                        }
                     }),
                 )
             }

@@ -143,6 +143,28 @@ fn a_size_below_the_stamp_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("from 8 bytes"));
 }
 
+/// The FIFO row is measured against a raw loop over FIFOs, not over anonymous pipes: a
+/// FIFO's kernel path costs more (it updates the inode's times), and that is not the
+/// channel's cost.
+#[test]
+fn the_fifo_row_refers_to_the_raw_fifo_loop() {
+    let s = Scratch::new("bench-test");
+    let json = s.file("out.json");
+    let args = ["--quick", "--sizes", "64", "--transports", "raw-fifo,fifo", "--json"];
+    let mut args = args.to_vec();
+    args.push(json.to_str().unwrap());
+    let out = bench(&s, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let j = read_json(&json);
+    let (fifo, raw) = (row(&j, "fifo", 64), row(&j, "raw-fifo", 64));
+    assert_eq!(fifo["raw_baseline"], "raw-fifo", "{fifo}");
+    assert!(raw["raw_baseline"].is_null(), "{raw}");
+    assert_eq!(raw["note"], "", "{raw}");
+    assert!(close(num(fifo, "vs_raw"), num(fifo, "msgs_per_sec") / num(raw, "msgs_per_sec")));
+    assert!(s.leftovers().is_empty(), "left behind: {:?}", s.leftovers());
+}
+
 #[test]
 fn an_interrupted_run_stops_after_its_row_and_leaves_nothing() {
     let s = Scratch::new("bench-test");

@@ -225,8 +225,10 @@ impl<T, P: Park> Monitor<T, P> {
         self
     }
 
-    /// Takes the lock with the deadlock hooks (see `RawMutex::lock_tracked`); an entered
-    /// thread is attached (it may notify).
+    /// Takes the lock with the deadlock hooks (see `RawMutex::lock_tracked`). The thread is
+    /// attached (a party that may notify) before it can get in: attached only once inside,
+    /// it was for a moment inside but unknown, and a condition waiter checking then could
+    /// be told that nobody was left to signal.
     #[inline]
     fn acquire(
         &self,
@@ -234,11 +236,8 @@ impl<T, P: Park> Monitor<T, P> {
         checked: bool,
         at: Site,
     ) -> Result<bool, BlockError> {
-        let locked = self.raw.lock_tracked(&self.meta, deadline, checked, at)?;
-        if locked {
-            self.meta.attach();
-        }
-        Ok(locked)
+        self.meta.attach();
+        self.raw.lock_tracked(&self.meta, deadline, checked, at)
     }
 
     fn guard(&self) -> MonitorGuard<'_, T, P> {
@@ -280,9 +279,9 @@ impl<T, P: Park> Monitor<T, P> {
     /// [`Error::WouldBlock`] if another thread is inside.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_enter(&self) -> Result<MonitorGuard<'_, T, P>, Error> {
+        self.meta.attach(); // before it can get in, as in `acquire`
         if self.raw.try_lock() {
             self.meta.acquired(deadlock::caller());
-            self.meta.attach();
             Ok(self.guard())
         } else {
             Err(Error::WouldBlock)

@@ -132,17 +132,18 @@ impl<P: Park> Semaphore<P> {
         checked: bool,
         at: Site,
     ) -> Result<Option<Permit<'_, P>>, BlockError> {
+        // The thread counts as a party that may release before the count can change
+        // hands: attached only once it held the permit, a winner still running was for a
+        // moment neither a holder nor attached, and a thread blocking then was told that
+        // nobody was left to signal. (One thread-local read and one load once attached.)
+        self.meta.attach();
         let got = {
             // The wait record lives while the thread may block, and goes at the block's end;
-            // it is made (and the thread attached, as a party that may release) at the first
-            // park, so the uncontended path only tests for it.
+            // it is made at the first park, so the uncontended path only tests for it.
             let mut slot = None;
             self.acquire_until(n, deadline, || {
-                slot.get_or_insert_with(|| {
-                    self.meta.attach();
-                    self.meta.wait_slot(WaitKind::Permits(n), at, checked)
-                })
-                .block()
+                slot.get_or_insert_with(|| self.meta.wait_slot(WaitKind::Permits(n), at, checked))
+                    .block()
             })?
         };
         Ok(got.then(|| Permit { sem: self, n, tag: self.meta.took(n, at) }))
@@ -219,6 +220,7 @@ impl<P: Park> Semaphore<P> {
     /// [`Error::WouldBlock`] if fewer than `n` are free.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
+        self.meta.attach(); // before the count changes hands, as in `take`
         if self.try_take(n) {
             Ok(Permit { sem: self, n, tag: self.meta.took(n, deadlock::caller()) })
         } else {

@@ -125,6 +125,14 @@ pub struct StreamSink<F: AsFd> {
 impl<F: AsFd> StreamSink<F> {
     /// Wraps a connected stream fd and switches it to blocking mode (calls with a
     /// deadline still never sleep past it).
+    ///
+    /// Over a pipe or FIFO, a frame larger than the pipe grows it once to the frame's
+    /// power of two (at most 1 MiB; `F_SETPIPE_SZ`), so that the frame goes in whole. The
+    /// pages count against the owning user's pipe quota (`fs.pipe-user-pages-soft`, 64 MiB
+    /// by default; root is exempt): past it the kernel gives that user's new pipes one
+    /// page, whoever makes them. Programs that keep hundreds of pipes carrying frames over
+    /// 64 KiB should bound their frame size instead. A refused growth leaves the pipe as
+    /// it is; the frame then goes in pieces.
     pub fn new(fd: F) -> Result<Self> {
         let nowait = NoWait::setup(&fd)?;
         let pipe_cap = match nowait {
@@ -154,7 +162,14 @@ impl<F: AsFd> StreamSink<F> {
         if total <= cap || cap >= MAX_PIPE_GROWTH {
             return;
         }
-        let want = total.next_power_of_two().min(MAX_PIPE_GROWTH);
+        // The peer may have grown the pipe since (the capacity is the pipe's, not this
+        // end's): never ask for less than it has now.
+        let now = sys::pipe_capacity(&self.fd).unwrap_or(cap);
+        if total <= now {
+            self.pipe_cap = Some(now);
+            return;
+        }
+        let want = total.next_power_of_two().min(MAX_PIPE_GROWTH).max(now);
         // On a refusal, stop trying: remember the wanted size as if it were granted.
         self.pipe_cap = Some(sys::set_pipe_capacity(&self.fd, want).unwrap_or(want));
     }
@@ -368,6 +383,14 @@ const INITIAL_BUF: usize = 64 << 10;
 impl<F: AsFd> StreamSource<F> {
     /// Wraps a connected stream fd and switches it to blocking mode (calls with a
     /// deadline still never sleep past it).
+    ///
+    /// Over a pipe or FIFO, a frame larger than the pipe grows it once to the frame's
+    /// power of two (at most 1 MiB; `F_SETPIPE_SZ`), so that the frame goes in whole. The
+    /// pages count against the owning user's pipe quota (`fs.pipe-user-pages-soft`, 64 MiB
+    /// by default; root is exempt): past it the kernel gives that user's new pipes one
+    /// page, whoever makes them. Programs that keep hundreds of pipes carrying frames over
+    /// 64 KiB should bound their frame size instead. A refused growth leaves the pipe as
+    /// it is; the frame then goes in pieces.
     pub fn new(fd: F) -> Result<Self> {
         let nowait = NoWait::setup(&fd)?;
         Ok(StreamSource {
@@ -561,6 +584,20 @@ mod tests {
         w.write_all(&[0; 10]).unwrap();
         assert!(matches!(src.recv_frame(Some(Instant::now())), Err(Error::Timeout)));
         assert!(src.buf.len() <= 2 * INITIAL_BUF, "buffer grew to {} bytes", src.buf.len());
+    }
+
+    /// A pipe the reader grew after the sink was made is never shrunk back by the sink's
+    /// own growth (it asked for the frame's size class from the capacity it read at
+    /// creation; found in review).
+    #[test]
+    fn the_sink_never_shrinks_a_pipe_the_peer_grew() {
+        let (r, w) = crate::pipe::pipe().unwrap();
+        let before = sys::pipe_capacity(&w).unwrap();
+        let mut sink = StreamSink::new(w).unwrap();
+        let grown = sys::set_pipe_capacity(&r, 1 << 20).unwrap();
+        assert!(grown >= 1 << 20);
+        sink.send_frame(&vec![7u8; before + 4096], Some(Instant::now())).unwrap();
+        assert_eq!(sys::pipe_capacity(sink.get_ref()).unwrap(), grown);
     }
 
     /// Regression: a 64 KiB payload makes a frame 8 bytes over a default pipe's 64 KiB,

@@ -59,10 +59,11 @@ struct Undo {
 ///
 /// # Deadlock detection
 ///
-/// With the cargo feature `deadlock-detection`, a thread that parks for permits registers
-/// in the cross-process registry (see the `deadlock::shared` module) as waiting on the
-/// processes the ledger lists as holders, so `interproc deadlocks` shows the wait and a
-/// wait-for cycle through the semaphore and other process-shared locks is reported.
+/// With the cargo feature `deadlock-detection`, a thread that parks for permits without a
+/// timeout registers in the cross-process registry (see the `deadlock::shared` module) as
+/// waiting on the processes the ledger lists as holders, so `interproc deadlocks` shows the
+/// wait and a wait-for cycle through the semaphore and other process-shared locks is
+/// reported.
 ///
 /// # Example
 ///
@@ -405,8 +406,13 @@ impl<P: RobustPark> Semaphore<P> {
             self.waiters.fetch_add(1, Ordering::Relaxed);
             let seq = self.seq.load(Ordering::Relaxed);
             drop(inside);
-            // `false` only under the Error policy of a checked call, which this is not.
-            let _ = wait.parked_permits(n, || self.holders_snapshot());
+            // `false` only under the Error policy of a checked call, which this is not. A
+            // timed wait does not register (as `process::Mutex::lock_timeout`): it ends by
+            // itself, so it is no party to a deadlock, and a report (or the Panic policy)
+            // would be wrong about it.
+            if deadline.is_none() {
+                let _ = wait.parked_permits(n, || self.holders_snapshot());
+            }
             let r = P::poll_wait(&self.seq, seq, deadline, poll, None);
             inside = self.inside();
             self.waiters.fetch_sub(1, Ordering::Relaxed);

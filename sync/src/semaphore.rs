@@ -138,13 +138,27 @@ impl<P: Park> Semaphore<P> {
         // nobody was left to signal. (One thread-local read and one load once attached.)
         self.meta.attach();
         let got = {
-            // The wait record lives while the thread may block, and goes at the block's end;
-            // it is made at the first park, so the uncontended path only tests for it.
-            let mut slot = None;
-            self.acquire_until(n, deadline, || {
-                slot.get_or_insert_with(|| self.meta.wait_slot(WaitKind::Permits(n), at, checked))
-                    .block()
-            })?
+            // The wait record is made at the first park, so the uncontended path only tests
+            // for it, and it is registered while parked only: a woken thread that takes the
+            // permits is never seen blocked while not yet in the ledger.
+            let slot = std::cell::RefCell::new(None);
+            self.acquire_until(
+                n,
+                deadline,
+                || {
+                    slot.borrow_mut()
+                        .get_or_insert_with(|| {
+                            self.meta.wait_slot(WaitKind::Permits(n), at, checked)
+                        })
+                        // A report is dropped if the permits came back meanwhile.
+                        .block_unless(|| self.word.load(Ordering::Relaxed) & COUNT >= n)
+                },
+                || {
+                    if let Some(s) = slot.borrow_mut().as_mut() {
+                        s.woken();
+                    }
+                },
+            )?
         };
         Ok(got.then(|| Permit { sem: self, n, tag: self.meta.took(n, at) }))
     }
@@ -312,6 +326,7 @@ impl<P: Park> Semaphore<P> {
         n: u32,
         deadline: Option<Instant>,
         mut on_block: impl FnMut() -> Result<(), E>,
+        mut on_wake: impl FnMut(),
     ) -> Result<bool, E> {
         assert!(n <= COUNT, "cannot acquire more than {COUNT} permits");
         loop {
@@ -340,7 +355,9 @@ impl<P: Park> Semaphore<P> {
             on_block()?;
             // Parks only while the word still says "too few, waiters flagged": any release
             // changes it, so the futex compare closes the race with a release.
-            if P::wait(&self.word, expected, deadline) == ParkResult::TimedOut {
+            let parked = P::wait(&self.word, expected, deadline);
+            on_wake();
+            if parked == ParkResult::TimedOut {
                 // Every parked thread is woken by a release, so timing out consumes no
                 // wake-up that another thread needed. Permits may have come back since.
                 return Ok(self.try_take(n));

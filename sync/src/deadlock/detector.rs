@@ -1117,6 +1117,14 @@ impl WaitSlot<'_> {
     /// Called each time the thread is about to park (after its spin phase). The first call
     /// registers the wait and analyses the graph; the policy decides what a deadlock does.
     pub(crate) fn block(&mut self) -> Result<(), Deadlock> {
+        self.block_unless(|| false)
+    }
+
+    /// [`block`](Self::block), except that a report is dropped if `ready()` says, read
+    /// after the check, that the wait is over after all (a semaphore's permits came back:
+    /// a holder that gave them back and exited is gone from the registry, and its release
+    /// came before).
+    pub(crate) fn block_unless(&mut self, ready: impl Fn() -> bool) -> Result<(), Deadlock> {
         if self.registered != 0 {
             return Ok(());
         }
@@ -1140,8 +1148,22 @@ impl WaitSlot<'_> {
             reg.check(me)
         };
         match report {
-            Some(r) => deliver(r, self.meta.policy(), self.checked),
-            None => Ok(()),
+            Some(r) if !ready() => deliver(r, self.meta.policy(), self.checked),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl WaitSlot<'_> {
+    /// The thread woke from a park and is about to try again: it is no longer blocked (it
+    /// may take what it waited for before the next `block`, which registers it anew). A
+    /// thread still recorded as waiting while it already took the permits, but had not yet
+    /// entered them in the ledger, made another thread's check see a semaphore held by
+    /// nobody with every party blocked: a false "nobody left to signal".
+    pub(crate) fn woken(&mut self) {
+        if self.registered != 0 {
+            unregister(self.registered);
+            self.registered = 0;
         }
     }
 }

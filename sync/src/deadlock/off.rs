@@ -99,6 +99,14 @@ impl WaitSlot<'_> {
     pub(crate) fn block(&mut self) -> Result<(), BlockError> {
         Ok(())
     }
+
+    #[inline(always)]
+    pub(crate) fn block_unless(&mut self, _ready: impl Fn() -> bool) -> Result<(), BlockError> {
+        Ok(())
+    }
+
+    #[inline(always)]
+    pub(crate) fn woken(&mut self) {}
 }
 
 /// A blocking call on a process-shared lock: zero-sized when detection is off.

@@ -65,30 +65,40 @@ fn lock_timeout_excludes_or_times_out_cleanly() {
     });
 }
 
-/// A waiter that times out must not take the wake-up meant for a blocking waiter: with
-/// one timed and one untimed locker queued behind the holder, both always finish.
-#[test]
-fn timed_out_waiter_does_not_strand_another() {
-    loom::model(|| {
+/// One timed and one untimed locker queued behind the holder; `pause` runs in the untimed
+/// locker's thread before it locks. Both always finish.
+fn timed_and_blocking_lockers(timeout: Duration, pause: impl Fn() + Send + Sync + 'static) {
+    let pause = std::sync::Arc::new(pause);
+    loom::model(move || {
         let m = Arc::new(Mutex::new(0u32));
         let g = m.lock().unwrap();
         let timed = {
             let m = m.clone();
             thread::spawn(move || {
-                if let Ok(mut g) = m.lock_timeout(Duration::from_millis(10)) {
+                if let Ok(mut g) = m.lock_timeout(timeout) {
                     *g += 1;
                 }
             })
         };
         let blocking = {
-            let m = m.clone();
-            thread::spawn(move || *m.lock().unwrap() += 100)
+            let (m, pause) = (m.clone(), pause.clone());
+            thread::spawn(move || {
+                pause();
+                *m.lock().unwrap() += 100
+            })
         };
         drop(g);
         timed.join().unwrap();
         blocking.join().unwrap();
         assert!(*m.lock().unwrap() >= 100);
     });
+}
+
+/// A waiter that times out must not take the wake-up meant for a blocking waiter: with
+/// one timed and one untimed locker queued behind the holder, both always finish.
+#[test]
+fn timed_out_waiter_does_not_strand_another() {
+    timed_and_blocking_lockers(Duration::from_millis(10), || {});
 }
 
 /// Real time passing during an execution changes nothing in the model: the timed locker's
@@ -100,30 +110,9 @@ fn timed_out_waiter_does_not_strand_another() {
 #[test]
 fn wall_clock_time_does_not_leak_into_the_model() {
     let executions = std::sync::atomic::AtomicU64::new(0);
-    loom::model(move || {
-        let slow = executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16 == 0;
-        let m = Arc::new(Mutex::new(0u32));
-        let g = m.lock().unwrap();
-        let timed = {
-            let m = m.clone();
-            thread::spawn(move || {
-                if let Ok(mut g) = m.lock_timeout(Duration::from_millis(1)) {
-                    *g += 1;
-                }
-            })
-        };
-        let blocking = {
-            let m = m.clone();
-            thread::spawn(move || {
-                if slow {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                *m.lock().unwrap() += 100
-            })
-        };
-        drop(g);
-        timed.join().unwrap();
-        blocking.join().unwrap();
-        assert!(*m.lock().unwrap() >= 100);
+    timed_and_blocking_lockers(Duration::from_millis(1), move || {
+        if executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     });
 }

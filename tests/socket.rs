@@ -200,10 +200,9 @@ fn child_entry() {
             "fork_then_drop_in_child" => {
                 let path = Path::new(arg);
                 let listener = UnixListener::bind(&UnixAddr::path(path).unwrap()).unwrap();
-                // SAFETY: this child process runs one test; the only other thread is
-                // libtest's main thread, blocked waiting for that test, holding no lock
-                // the forked child could need. The forked child only drops the listener
-                // and calls _exit.
+                // This child process runs one test; the only other thread is libtest's main
+                // thread, blocked waiting for it. The forked child only drops and `_exit`s.
+                // SAFETY: no other thread holds a lock the forked child could need.
                 match unsafe { nix::unistd::fork() }.unwrap() {
                     nix::unistd::ForkResult::Child => {
                         drop(listener);

@@ -194,11 +194,10 @@ impl Sink {
     ) -> Result<(), String> {
         let mut sample = self.loan()?;
         fill(sample.payload_mut());
-        // SAFETY: the payload lies in iceoryx2's data segment, a shared-memory mapping
-        // that the kernel zero-filled when it was created and into which publishers only
-        // ever write whole bytes: every byte already holds a valid `u8`, whether or not
-        // `fill` wrote it. (`MaybeUninit` is iceoryx2's type-level caution for arbitrary
-        // payload types; for `u8` any byte value is valid.)
+        // The payload lies in iceoryx2's data segment, a mapping the kernel zero-filled
+        // and into which publishers only write whole bytes. (`MaybeUninit` is iceoryx2's
+        // caution for arbitrary payload types; for `u8` any byte value is valid.)
+        // SAFETY: every payload byte already holds a valid `u8`, written by `fill` or not.
         let sample = unsafe { sample.assume_init() };
         sample.send().map(drop).map_err(|e| self.failed("send", e))
     }

@@ -964,14 +964,12 @@ impl LockMeta {
     }
 
     /// The calling thread took `n` permits of this semaphore. Without a lock while the
-    /// semaphore has at most [`FAST_HOLDERS`] holders at a time.
+    /// semaphore has at most [`FAST_HOLDERS`] holders at a time. The caller attached
+    /// (`attach`) before the permits could change hands.
     #[inline]
     pub(crate) fn took(&self, n: u32, at: Site) -> HolderTag {
         let me = me();
         let Some(ledger) = self.ledger() else { return HolderTag { thread: me, entry: SLOW_HOLD } };
-        if me != 0 && ledger.attached_hint.load(Relaxed) != me {
-            self.attach_slow(ledger, me); // the same as `attach`, with `me` at hand
-        }
         let low = me & 0xFFFF_FFFF;
         if low != 0 {
             if let Some(entry) = Self::take_fast(ledger, low, n) {

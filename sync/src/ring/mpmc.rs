@@ -95,9 +95,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::record::{self, passed, read_record, record_size, write_message_header, Found, Record};
+use super::record::{self, read_record, record_size, write_message_header, Found, Record};
 use super::{DataArea, HeapMemory, RECORD_HEADER};
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::time::passed;
 use crate::loom::{death_point, hint};
 use crate::park::{DefaultSharedPark, Park, ParkResult, RobustPark, TaskId};
 use crate::robust::{Acquired, RawRobust};
@@ -557,8 +558,7 @@ impl Drop for SideLock<'_> {
 /// Takes a side lock, repairing after a dead holder: a holder's work becomes visible only
 /// through the single index store at its end, so there is nothing to undo.
 fn lock(raw: &RawRobust<P>, deadline: Option<Instant>) -> Result<SideLock<'_>, MpmcError> {
-    let got =
-        if crate::loom::time::passed(deadline) { raw.try_lock() } else { raw.lock_until(deadline) };
+    let got = if passed(deadline) { raw.try_lock() } else { raw.lock_until(deadline) };
     match got {
         Acquired::Locked => Ok(SideLock { raw }),
         Acquired::OwnerDied => {

@@ -7,8 +7,6 @@
 //! 8 bytes; a record that does not fit before the end of the area is preceded by a padding
 //! record that fills the rest (see the [module documentation](super)).
 
-use std::time::Instant;
-
 use super::{DataArea, MAX_CAPACITY, MIN_CAPACITY, RECORD_HEADER};
 
 /// The tag of a message record (`"RMSG"`).
@@ -19,11 +17,6 @@ pub(super) const TAG_PAD: u32 = 0x4441_5052;
 /// Bytes a record of `len` payload bytes takes: header plus payload rounded up to 8.
 pub(super) fn record_size(len: usize) -> usize {
     RECORD_HEADER + ((len + 7) & !7)
-}
-
-/// Whether `deadline` has passed (`None` never passes).
-pub(super) fn passed(deadline: Option<Instant>) -> bool {
-    crate::loom::time::passed(deadline)
 }
 
 /// The header of a record of `len` bytes with `tag`.

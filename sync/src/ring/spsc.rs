@@ -9,11 +9,12 @@ use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use super::record::{
-    self, passed, read_record, record_size, this_process, write_message_header, Found, Record,
+    self, read_record, record_size, this_process, write_message_header, Found, Record,
 };
 use super::{Notifier, RingError, RingHeader, RingMemory, RECORD_HEADER};
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::loom::hint;
+use crate::loom::time::passed;
 use crate::park::{Park, ParkResult};
 
 /// "asleep" word bit: the side sleeps on the word's futex.
@@ -363,10 +364,9 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             if size <= to_end {
                 return Ok(WriteLoan { off: off as usize, len, producer: self });
             }
-            // SAFETY: `off` is 8-aligned with `to_end >= 8` (offsets are multiples of 8 and
-            // the capacity a power of two >= 16), and `off..cap` is free (`to_end <= free`):
-            // the consumer released it and reads nothing past `head`, which we have not
-            // moved.
+            // Offsets are multiples of 8 and the capacity a power of two >= 16; the consumer
+            // released `off..cap` and reads nothing past `head`, which we have not moved.
+            // SAFETY: `off` is 8-aligned, `to_end >= 8`, and `off..cap` is free.
             unsafe { record::write_padding(self.mem.data(), off, to_end) };
             self.publish(self.head.wrapping_add(to_end));
         }

@@ -7,6 +7,10 @@
 //! Both ends implement [`Read`]/[`Write`] and [`AsFd`]. For messages, wrap them in a
 //! channel with [`channel()`] or [`PipeWriter::into_sender`]/[`PipeReader::into_receiver`].
 //!
+//! [`Read`]: std::io::Read
+//! [`Write`]: std::io::Write
+//! [`AsFd`]: std::os::fd::AsFd
+//!
 //! ```
 //! use std::io::{Read, Write};
 //! let (mut r, mut w) = interproc_ipc::pipe::pipe()?;

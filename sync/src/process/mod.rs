@@ -56,7 +56,7 @@ use std::fmt;
 
 pub use monitor::{Monitor, MonitorGuard};
 pub use mutex::{Mutex, MutexGuard};
-pub use semaphore::{Permit, Semaphore};
+pub use semaphore::{Permit, Semaphore, MAX_HOLDERS};
 
 /// The first bytes of every process-shared primitive.
 #[repr(C)]

@@ -40,21 +40,75 @@ fn every_response(j: &Value, clients: u64, requests: u64) {
     assert!(j["seconds"].as_f64().unwrap() > 0.0);
 }
 
+/// Runs `interproc demo server <args> --json` in a fresh runtime directory, checks that
+/// it succeeded and left nothing behind, and returns its JSON summary.
+fn server(args: &[&str]) -> Value {
+    let rt = Scratch::new("server-test");
+    let argv: Vec<&str> =
+        ["demo", "server"].iter().chain(args).chain(&["--json"]).copied().collect();
+    let j = run_ok(&rt, &argv);
+    assert_eq!(rt.leftovers(), Vec::<String>::new(), "{args:?}");
+    j
+}
+
+/// `clients` clients of `requests` requests each, over every transport and `backend`
+/// with `trigger`, served by `workers` workers: every request is answered.
+fn every_response_with(transports: &str, backend: &str, trigger: &str, workers: &str) {
+    let j = server(&[
+        "--clients",
+        "9",
+        "--requests",
+        "50",
+        "--transports",
+        transports,
+        "--backend",
+        backend,
+        "--trigger",
+        trigger,
+        "--workers",
+        workers,
+    ]);
+    every_response(&j, 9, 50);
+    assert_eq!(j["backend"], backend);
+    assert_eq!(j["trigger"], trigger);
+}
+
+/// 24 clients over `transports`, 3 workers: 10 are killed half-way, 3 send a malformed
+/// frame half-way, 11 are healthy. Every client sent half its requests before its fault
+/// and got an answer to each; the faulty ones are counted, the others fully served.
+fn faulty_clients_are_counted(transports: &str) {
+    let j = server(&[
+        "--clients",
+        "24",
+        "--requests",
+        "200",
+        "--transports",
+        transports,
+        "--workers",
+        "3",
+        "--kill-clients",
+        "10",
+        "--malformed-clients",
+        "3",
+    ]);
+    assert_eq!(j["completed_clients"], 11, "{j}");
+    assert_eq!(j["disconnected_clients"], 13, "{j}");
+    assert_eq!(j["errors"], 3, "{j}");
+    assert_eq!(j["requests_sent"], 11 * 200 + 13 * 100, "{j}");
+    assert_eq!(j["responses_received"], 11 * 200 + 3 * 100, "{j}");
+}
+
 #[test]
 fn sixteen_clients_over_three_transports() {
-    let rt = Scratch::new("server-test");
-    let j = run_ok(&rt, &["demo", "server", "--clients", "16", "--requests", "100", "--json"]);
+    let j = server(&["--clients", "16", "--requests", "100"]);
     every_response(&j, 16, 100);
     assert_eq!(j["transports"], serde_json::json!(["unix", "fifo", "pipe"]));
-    assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
 #[test]
 fn sixty_four_clients_a_thousand_requests_each() {
-    let rt = Scratch::new("server-test");
-    let j = run_ok(&rt, &["demo", "server", "--clients", "64", "--requests", "1000", "--json"]);
+    let j = server(&["--clients", "64", "--requests", "1000"]);
     every_response(&j, 64, 1000);
-    assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -62,87 +116,31 @@ fn every_backend_and_trigger() {
     for (backend, trigger, workers) in
         [("poll", "lt", "1"), ("select", "lt", "2"), ("epoll", "et", "1"), ("epoll", "et", "3")]
     {
-        let rt = Scratch::new("server-test");
-        let j = run_ok(
-            &rt,
-            &[
-                "demo",
-                "server",
-                "--clients",
-                "9",
-                "--requests",
-                "50",
-                "--backend",
-                backend,
-                "--trigger",
-                trigger,
-                "--workers",
-                workers,
-                "--json",
-            ],
-        );
-        every_response(&j, 9, 50);
-        assert_eq!(j["backend"], backend);
-        assert_eq!(j["trigger"], trigger);
-        assert_eq!(rt.leftovers(), Vec::<String>::new());
+        every_response_with("unix,fifo,pipe", backend, trigger, workers);
     }
 }
 
 #[test]
 fn killed_and_malformed_clients_do_not_disturb_the_others() {
-    let rt = Scratch::new("server-test");
-    // 10 killed half-way, 3 malformed half-way, 11 healthy; pre-forked workers.
-    let j = run_ok(
-        &rt,
-        &[
-            "demo",
-            "server",
-            "--clients",
-            "24",
-            "--requests",
-            "200",
-            "--workers",
-            "3",
-            "--kill-clients",
-            "10",
-            "--malformed-clients",
-            "3",
-            "--json",
-        ],
-    );
-    assert_eq!(j["completed_clients"], 11, "{j}");
-    assert_eq!(j["disconnected_clients"], 13, "{j}");
-    assert_eq!(j["errors"], 3, "{j}");
-    // Every client sent half its requests before its fault, and got an answer to each.
-    assert_eq!(j["requests_sent"], 11 * 200 + 13 * 100, "{j}");
-    assert_eq!(j["responses_received"], 11 * 200 + 3 * 100, "{j}");
-    assert_eq!(rt.leftovers(), Vec::<String>::new());
+    faulty_clients_are_counted("unix,fifo,pipe");
 }
 
 /// Shared-memory rings as a fourth transport: each shm client's ring notifier sits in
 /// the same poller as the sockets, FIFOs and pipes.
 #[test]
 fn sixty_four_clients_over_four_transports_with_shm() {
-    let rt = Scratch::new("server-test");
-    let j = run_ok(
-        &rt,
-        &[
-            "demo",
-            "server",
-            "--clients",
-            "64",
-            "--requests",
-            "500",
-            "--transports",
-            "unix,fifo,pipe,shm",
-            "--workers",
-            "2",
-            "--json",
-        ],
-    );
+    let j = server(&[
+        "--clients",
+        "64",
+        "--requests",
+        "500",
+        "--transports",
+        "unix,fifo,pipe,shm",
+        "--workers",
+        "2",
+    ]);
     every_response(&j, 64, 500);
     assert_eq!(j["transports"], serde_json::json!(["unix", "fifo", "pipe", "shm"]));
-    assert_eq!(rt.leftovers(), Vec::<String>::new());
 }
 
 /// Only shm clients, under every backend (the notifier fd is an epoll set, which poll
@@ -152,29 +150,7 @@ fn shm_clients_under_every_backend_and_trigger() {
     for (backend, trigger, workers) in
         [("epoll", "lt", "1"), ("poll", "lt", "2"), ("select", "lt", "1"), ("epoll", "et", "2")]
     {
-        let rt = Scratch::new("server-test");
-        let j = run_ok(
-            &rt,
-            &[
-                "demo",
-                "server",
-                "--clients",
-                "8",
-                "--requests",
-                "200",
-                "--transports",
-                "shm",
-                "--backend",
-                backend,
-                "--trigger",
-                trigger,
-                "--workers",
-                workers,
-                "--json",
-            ],
-        );
-        every_response(&j, 8, 200);
-        assert_eq!(rt.leftovers(), Vec::<String>::new());
+        every_response_with("shm", backend, trigger, workers);
     }
 }
 
@@ -183,33 +159,7 @@ fn shm_clients_under_every_backend_and_trigger() {
 /// a killed shm client through the pidfd in the ring's notifier set.
 #[test]
 fn killed_and_malformed_shm_clients_are_counted_like_the_others() {
-    let rt = Scratch::new("server-test");
-    let j = run_ok(
-        &rt,
-        &[
-            "demo",
-            "server",
-            "--clients",
-            "24",
-            "--requests",
-            "200",
-            "--transports",
-            "unix,fifo,pipe,shm",
-            "--workers",
-            "3",
-            "--kill-clients",
-            "10",
-            "--malformed-clients",
-            "3",
-            "--json",
-        ],
-    );
-    assert_eq!(j["completed_clients"], 11, "{j}");
-    assert_eq!(j["disconnected_clients"], 13, "{j}");
-    assert_eq!(j["errors"], 3, "{j}");
-    assert_eq!(j["requests_sent"], 11 * 200 + 13 * 100, "{j}");
-    assert_eq!(j["responses_received"], 11 * 200 + 3 * 100, "{j}");
-    assert_eq!(rt.leftovers(), Vec::<String>::new());
+    faulty_clients_are_counted("unix,fifo,pipe,shm");
 }
 
 #[test]

@@ -129,7 +129,8 @@ pub enum Policy {
     Panic,
 }
 
-/// Sets the global policy (locks with their own `deadlock_policy` keep theirs).
+/// Sets the global policy of this process (locks with their own `deadlock_policy`, or a
+/// process-shared lock given one by this process's `set_deadlock_policy`, keep theirs).
 pub fn set_policy(policy: Policy) {
     detector::set_policy(policy);
 }

@@ -69,9 +69,10 @@
 //! left to end. Without the feature it costs nothing: no detector code is compiled in.
 //! Locks can be labelled either way ([`Mutex::labelled`]), so reports name them.
 //!
-//! Across processes, [`process::Mutex`] and [`process::Monitor`] register their blocked
-//! waiters in a registry in shared memory (`deadlock::shared`, read from outside by
-//! `interproc deadlocks`), so a wait-for cycle between processes is found too.
+//! Across processes, [`process::Mutex`], [`process::Monitor`] and [`process::Semaphore`]
+//! register their blocked waiters in a registry in shared memory (`deadlock::shared`, read
+//! from outside by `interproc deadlocks`), so a wait-for cycle between processes is found
+//! too, under the global policy or each lock's own (`set_deadlock_policy`).
 //!
 //! ## Between processes, robust to a crash
 //!

@@ -493,3 +493,361 @@ fn a_condition_wait_shows_in_the_graph() {
     std::mem::forget(kids); // reaped
     assert!(gone(&reg), "the registry is removed when the wait ends");
 }
+
+// ---------------------------------------------------------------------------------------
+// Per-lock policies (`set_deadlock_policy`) and the semaphore's checked acquire. Each test
+// orders the two parties: A blocks first (the parent waits until the registry shows it),
+// then B closes the cycle, so B is the party that reports, and the lock B waits on is the
+// one whose policy (in B's process) decides.
+
+/// What a party's blocking call ended with.
+const OK: u32 = 1;
+const DEADLOCK: u32 = 2;
+const OWNER_DIED: u32 = 3;
+const PANICKED: u32 = 4;
+const BAD: u32 = 5;
+
+/// Shared by the parent and the two parties of a policy test.
+#[repr(C)]
+struct Pair {
+    m: [Mutex<u32>; 2],
+    mon: interproc_sync::process::Monitor<u32>,
+    sem: interproc_sync::process::Semaphore,
+    /// 1: A holds its first lock; 2: B holds its own; 3: A is blocked, B may go on.
+    stage: AtomicU32,
+    /// B saw its own report (the `Report` policy test), or the holder pid its semaphore
+    /// report names (the semaphore tests).
+    reported: AtomicU32,
+    /// A's and B's results (`OK`, `DEADLOCK`, ...).
+    outcome: [AtomicU32; 2],
+}
+
+// SAFETY: `#[repr(C)]`; process-shared primitives and atomics, no pointers.
+unsafe impl ShmSafe for Pair {}
+
+fn pair(permits: u32) -> Segment<Pair> {
+    Segment::anonymous(Pair {
+        m: [Mutex::new(0), Mutex::new(0)],
+        mon: interproc_sync::process::Monitor::new(0),
+        sem: interproc_sync::process::Semaphore::new(permits),
+        stage: AtomicU32::new(0),
+        reported: AtomicU32::new(0),
+        outcome: [AtomicU32::new(0), AtomicU32::new(0)],
+    })
+    .unwrap()
+}
+
+/// Labels the pair's locks in this process (each child labels its own view).
+fn label(r: &Pair) {
+    r.m[0].set_label("M0");
+    r.m[1].set_label("M1");
+    r.mon.set_label("MON");
+    r.sem.set_label("S");
+}
+
+fn await_stage(r: &Pair, stage: u32) {
+    while r.stage.load(SeqCst) < stage {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until the registry shows `pid` blocked on the lock labelled `lock`.
+fn await_blocked(reg: &str, pid: Pid, lock: &str) {
+    let give_up = Instant::now() + WATCHDOG;
+    loop {
+        let g = shared::read_wait_graph(reg, Duration::ZERO).unwrap();
+        if g.waits.iter().any(|w| w.thread.pid == pid.as_raw() as u32 && w.lock.label == lock) {
+            return;
+        }
+        assert!(Instant::now() < give_up, "watchdog: {pid} never showed up blocked on {lock}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether `d` reports the two-party cycle between A and B through `locks` (sorted).
+fn names_the_cycle(d: &deadlock::Deadlock, locks: &[&str]) -> bool {
+    let rep = d.report();
+    let mut named = rep.locks();
+    named.sort();
+    let ok = rep.kind == ReportKind::WaitCycle && rep.parties.len() == 2 && named == locks;
+    if !ok {
+        eprintln!("the report does not name the cycle through {locks:?}: {rep}");
+    }
+    ok
+}
+
+/// The lock-result code of a `lock_checked` / `enter_checked` call.
+fn code<G>(got: Result<G, LockError<G>>, locks: &[&str]) -> u32 {
+    match got {
+        Ok(_) => OK,
+        Err(LockError::Deadlock(d)) if names_the_cycle(&d, locks) => DEADLOCK,
+        Err(LockError::OwnerDied(_)) => OWNER_DIED,
+        Err(e) => {
+            eprintln!("unexpected: {e}");
+            BAD
+        }
+    }
+}
+
+/// Party A of the mutex and monitor tests: holds `first` (taken by `hold`), then blocks
+/// on M1 with `lock_checked` once B holds it, under the global policy `global`.
+fn party_a<'a, G>(reg: &str, r: &'a Pair, global: Policy, hold: impl FnOnce(&'a Pair) -> G) -> Pid {
+    child(reg, move || {
+        label(r);
+        deadlock::set_policy(global);
+        let first = hold(r);
+        r.stage.store(1, SeqCst);
+        await_stage(r, 2);
+        let got = code(r.m[1].lock_checked(), &[]);
+        r.outcome[0].store(got, SeqCst);
+        drop(first);
+    })
+}
+
+/// Forks A (holding `a_holds`), then B, which takes M1, waits until A is blocked on it,
+/// and closes the cycle with `b_blocks` (returning its outcome code). Returns (A, B).
+fn two_party_cycle<'a, G>(
+    reg: &str,
+    r: &'a Pair,
+    global: Policy,
+    a_holds: impl FnOnce(&'a Pair) -> G,
+    b_blocks: impl FnOnce(&'a Pair) -> u32,
+) -> (Pid, Pid) {
+    let a = party_a(reg, r, global, a_holds);
+    await_stage(r, 1);
+    let b = child(reg, move || {
+        label(r);
+        deadlock::set_policy(global);
+        let _m1 = r.m[1].lock().unwrap();
+        r.stage.store(2, SeqCst);
+        await_stage(r, 3);
+        let got = b_blocks(r);
+        r.outcome[1].store(got, SeqCst);
+    });
+    await_blocked(reg, a, "M1");
+    r.stage.store(3, SeqCst);
+    (a, b)
+}
+
+/// The global policy is `Report`, but B's process gave M0 the `Error` policy: B, which
+/// closes the cycle waiting on M0, gets `LockError::Deadlock`; dropping M1 lets A finish.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_mutex_policy_of_error_overrides_a_global_report() {
+    let (reg, _cleanup) = registry("policy-error");
+    let r = pair(1);
+    let (a, b) = two_party_cycle(
+        &reg,
+        &r,
+        Policy::Report,
+        |r| r.m[0].lock().unwrap(),
+        |r| {
+            r.m[0].set_deadlock_policy(Policy::Error);
+            code(r.m[0].lock_checked(), &["M0", "M1"])
+        },
+    );
+    assert_eq!(wait_all(&[a, b]), [WaitStatus::Exited(a, 0), WaitStatus::Exited(b, 0)]);
+    assert_eq!([r.outcome[0].load(SeqCst), r.outcome[1].load(SeqCst)], [OK, DEADLOCK]);
+    assert!(gone(&reg), "the registry is removed when its last entry goes");
+}
+
+/// As above with a monitor: B closes the cycle entering a monitor that A is inside, and
+/// the monitor's own `Error` policy gives B `LockError::Deadlock` from `enter_checked`.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_monitor_policy_of_error_overrides_a_global_report() {
+    let (reg, _cleanup) = registry("policy-monitor");
+    let r = pair(1);
+    let (a, b) = two_party_cycle(
+        &reg,
+        &r,
+        Policy::Report,
+        |r| r.mon.enter().unwrap(),
+        |r| {
+            r.mon.set_deadlock_policy(Policy::Error);
+            code(r.mon.enter_checked(), &["M1", "MON"])
+        },
+    );
+    assert_eq!(wait_all(&[a, b]), [WaitStatus::Exited(a, 0), WaitStatus::Exited(b, 0)]);
+    assert_eq!([r.outcome[0].load(SeqCst), r.outcome[1].load(SeqCst)], [OK, DEADLOCK]);
+    assert!(gone(&reg), "the registry is removed when its last entry goes");
+}
+
+/// The global policy is `Error`, but M0's is `Panic` (in B's process): B panics with the
+/// report out of `lock_checked` instead of getting the error; the unwinding drops M1 and A
+/// finishes.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_mutex_policy_of_panic_overrides_a_global_error() {
+    let (reg, _cleanup) = registry("policy-panic");
+    let r = pair(1);
+    let (a, b) = two_party_cycle(
+        &reg,
+        &r,
+        Policy::Error,
+        |r| r.m[0].lock().unwrap(),
+        |r| {
+            r.m[0].set_deadlock_policy(Policy::Panic);
+            std::panic::set_hook(Box::new(|_| {})); // the message is checked below
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                code(r.m[0].lock_checked(), &[])
+            }));
+            let _ = std::panic::take_hook();
+            match got {
+                Ok(code) => code,
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| p.downcast_ref::<&str>().copied())
+                        .unwrap_or("");
+                    if msg.contains("wait for each other in a cycle") {
+                        PANICKED
+                    } else {
+                        eprintln!("unexpected panic: {msg}");
+                        BAD
+                    }
+                }
+            }
+        },
+    );
+    assert_eq!(wait_all(&[a, b]), [WaitStatus::Exited(a, 0), WaitStatus::Exited(b, 0)]);
+    assert_eq!([r.outcome[0].load(SeqCst), r.outcome[1].load(SeqCst)], [OK, PANICKED]);
+    assert!(gone(&reg), "the registry is removed when its last entry goes");
+}
+
+/// The global policy is `Error`, but M0's is `Report` (in B's process): B reports the
+/// cycle (a thread of its own sees the report) and keeps waiting in `lock_checked`, until
+/// the parent kills A, who holds M0: B then gets `OwnerDied`, never `Deadlock`.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_mutex_policy_of_report_overrides_a_global_error() {
+    let (reg, _cleanup) = registry("policy-report");
+    let r = pair(1);
+    let (a, b) = two_party_cycle(
+        &reg,
+        &r,
+        Policy::Error,
+        |r| r.m[0].lock().unwrap(),
+        |r| {
+            r.m[0].set_deadlock_policy(Policy::Report);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    // Watches this process's reports until B's own shows up.
+                    let give_up = Instant::now() + WATCHDOG;
+                    while Instant::now() < give_up {
+                        let reports = deadlock::take_reports();
+                        if reports.iter().any(|rep| {
+                            let mut locks = rep.locks();
+                            locks.sort();
+                            rep.kind == ReportKind::WaitCycle && locks == ["M0", "M1"]
+                        }) {
+                            r.reported.store(1, SeqCst);
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                });
+                match r.m[0].lock_checked() {
+                    Err(LockError::OwnerDied(mut g)) => {
+                        g.make_consistent();
+                        OWNER_DIED
+                    }
+                    other => code(other, &[]),
+                }
+            })
+        },
+    );
+    let kids = Reap(vec![a, b]);
+    let give_up = Instant::now() + WATCHDOG;
+    while r.reported.load(SeqCst) == 0 {
+        assert!(Instant::now() < give_up, "watchdog: B never reported the cycle");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    kill(a, Signal::SIGKILL).unwrap();
+    assert_eq!(
+        wait_all(&[a, b]),
+        [WaitStatus::Signaled(a, Signal::SIGKILL, false), WaitStatus::Exited(b, 0)]
+    );
+    std::mem::forget(kids); // reaped
+    assert_eq!(r.outcome[1].load(SeqCst), OWNER_DIED, "B kept waiting until A died");
+    // A's entry outlived it: B's leaving freed it and removed the registry.
+    assert!(gone(&reg), "the registry is removed when its last entry goes");
+}
+
+/// The semaphore's checked acquire: A holds S's permits and blocks on M0, which B holds;
+/// B's `acquire_many_checked(n)` closes the cycle and gets `AcquireError::Deadlock` (its
+/// report names A as holding the `n` permits), under `global` and S's own `policy`.
+/// Dropping M0 lets A finish.
+fn semaphore_cycle(test: &str, n: u32, global: Policy, policy: Option<Policy>) {
+    use interproc_sync::process::AcquireError;
+    let (reg, _cleanup) = registry(test);
+    let r = pair(n);
+    let a = child(&reg, || {
+        label(&r);
+        deadlock::set_policy(global);
+        let permits = r.sem.acquire_many(n).unwrap();
+        r.stage.store(1, SeqCst);
+        await_stage(&r, 2);
+        let got = code(r.m[0].lock_checked(), &[]);
+        r.outcome[0].store(got, SeqCst);
+        drop(permits);
+    });
+    await_stage(&r, 1);
+    let b = child(&reg, || {
+        label(&r);
+        deadlock::set_policy(global);
+        if let Some(p) = policy {
+            r.sem.set_deadlock_policy(p);
+        }
+        let _m0 = r.m[0].lock().unwrap();
+        r.stage.store(2, SeqCst);
+        await_stage(&r, 3);
+        let got = if n == 1 { r.sem.acquire_checked() } else { r.sem.acquire_many_checked(n) };
+        let got = match got {
+            Ok(_) => OK,
+            Err(AcquireError::Deadlock(d)) if names_the_cycle(&d, &["M0", "S"]) => {
+                let on_sem = d.report().parties.iter().find(|p| p.waits_for.label == "S");
+                match on_sem {
+                    Some(p)
+                        if p.wait == deadlock::WaitFor::Permits(n)
+                            && p.held_by.len() == 1
+                            && p.held_by[0].permits == n =>
+                    {
+                        r.reported.store(p.held_by[0].thread.pid, SeqCst);
+                        DEADLOCK
+                    }
+                    _ => {
+                        eprintln!("the semaphore's party is wrong: {d}");
+                        BAD
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("unexpected: {e}");
+                BAD
+            }
+        };
+        r.outcome[1].store(got, SeqCst);
+    });
+    await_blocked(&reg, a, "M0");
+    r.stage.store(3, SeqCst);
+    assert_eq!(wait_all(&[a, b]), [WaitStatus::Exited(a, 0), WaitStatus::Exited(b, 0)]);
+    assert_eq!([r.outcome[0].load(SeqCst), r.outcome[1].load(SeqCst)], [OK, DEADLOCK]);
+    assert_eq!(r.reported.load(SeqCst), a.as_raw() as u32, "the report names A as the holder");
+    assert_eq!(r.sem.available_permits(), n, "B took nothing; A gave its permits back");
+    assert!(gone(&reg), "the registry is removed when its last entry goes");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn acquire_checked_gets_the_deadlock_across_processes() {
+    semaphore_cycle("sem-checked", 1, Policy::Error, None);
+}
+
+/// The semaphore's own `Error` policy, under a global `Report`, with several permits.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn acquire_many_checked_follows_the_semaphores_own_policy() {
+    semaphore_cycle("sem-policy", 3, Policy::Report, Some(Policy::Error));
+}

@@ -114,9 +114,14 @@ fn deliver(report: Report, policy: Policy, can_err: bool) -> Result<(), Deadlock
     }
 }
 
-/// Delivers a cross-process report (`shared.rs`) under this process's global policy.
-pub(super) fn deliver_shared(report: Report, can_err: bool) -> Result<(), Deadlock> {
-    deliver(report, policy(), can_err)
+/// Delivers a cross-process report (`shared.rs`) under the policy this process gave the
+/// lock, or else its global policy.
+pub(super) fn deliver_shared(
+    report: Report,
+    lock_policy: Option<Policy>,
+    can_err: bool,
+) -> Result<(), Deadlock> {
+    deliver(report, lock_policy.unwrap_or_else(policy), can_err)
 }
 
 /// The text of a call site, for the cross-process registry.

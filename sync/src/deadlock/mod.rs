@@ -30,13 +30,18 @@
 //! What happens on a deadlock is a [`Policy`], global ([`set_policy`]) or per lock
 //! (`deadlock_policy` on [`Mutex`](crate::Mutex::deadlock_policy),
 //! [`Semaphore`](crate::Semaphore::deadlock_policy),
-//! [`Monitor`](crate::Monitor::deadlock_policy)); the lock the closing thread waits on
+//! [`Monitor`](crate::Monitor::deadlock_policy); `set_deadlock_policy` on the
+//! process-shared [`process::Mutex`](crate::process::Mutex::set_deadlock_policy),
+//! [`process::Semaphore`](crate::process::Semaphore::set_deadlock_policy) and
+//! [`process::Monitor`](crate::process::Monitor::set_deadlock_policy), where it belongs to
+//! the process that sets it, like their labels); the lock the closing thread waits on
 //! decides. Under [`Policy::Error`] the thread that closed the cycle gets
 //! `Err(`[`Deadlock`]`)` from the `_checked` calls ([`Mutex::lock_checked`](crate::Mutex::lock_checked),
 //! [`Semaphore::acquire_checked`](crate::Semaphore::acquire_checked),
 //! [`Monitor::enter_checked`](crate::Monitor::enter_checked),
-//! [`MonitorGuard::wait_checked`](crate::MonitorGuard::wait_checked)); it releases nothing
-//! by itself: dropping its guards is what lets the others go on. The plain calls cannot
+//! [`MonitorGuard::wait_checked`](crate::MonitorGuard::wait_checked), and the
+//! process-shared ones below); it releases nothing by itself: dropping its guards is what
+//! lets the others go on. The plain calls cannot
 //! return the error, so under `Error` they report and keep waiting. Inversions and hazards
 //! are never errors (nothing is blocked): `Error` reports them.
 //!
@@ -50,16 +55,20 @@
 //! [`process::Semaphore`](crate::process::Semaphore) register a thread that has to park
 //! in a registry in shared memory, and find wait-for cycles across processes: see
 //! [`shared`] for where it lives, how it is cleaned and bounded, and how a cycle is
-//! confirmed. `lock_checked` / `enter_checked` return
-//! [`process::LockError::Deadlock`](crate::process::LockError::Deadlock) under
-//! [`Policy::Error`].
+//! confirmed. Under [`Policy::Error`] (the lock's own, set by this process, or else the
+//! global one), `lock_checked` / `enter_checked` return
+//! [`process::LockError::Deadlock`](crate::process::LockError::Deadlock), and
+//! `acquire_checked` / `acquire_many_checked` return
+//! [`process::AcquireError::Deadlock`](crate::process::AcquireError::Deadlock).
 //!
 //! # Limits (this release)
 //!
 //! Across processes there is no lock-order graph; condition waits are listed but never
-//! in a cycle; a semaphore wait is only reported (no `_checked` call returns the error),
-//! and its holders are listed per process (at most 8 per wait; more counts as live);
-//! all under the per-process global policy. Threads that wait outside
+//! in a cycle (and have no `_checked` call); a semaphore's holders are listed per process
+//! (at most 8 per wait; more counts as live). A process-shared lock's label and policy
+//! are this process's, kept by the address it is mapped at: another process applies its
+//! own (the one whose thread closes the cycle decides), and a lock mapped later at the
+//! address of an unmapped one inherits them until they are set again. Threads that wait outside
 //! these primitives (`join`, I/O, std's locks) count as able to make progress, so they
 //! never cause a report. "Attached" parties of a monitor or semaphore are its creator and
 //! every thread that entered, acquired, released or waited on it.
@@ -120,7 +129,8 @@ pub enum Policy {
     Panic,
 }
 
-/// Sets the global policy (locks with their own `deadlock_policy` keep theirs).
+/// Sets the global policy of this process (locks with their own `deadlock_policy`, or a
+/// process-shared lock given one by this process's `set_deadlock_policy`, keep theirs).
 pub fn set_policy(policy: Policy) {
     detector::set_policy(policy);
 }

@@ -16,7 +16,8 @@
 //!   phase, on the contended path): its pid, tid and start stamp, its name, the lock it
 //!   waits on — named by the (device, inode, offset) of its mapping, so that every process
 //!   names it alike, whatever the address — with the label this process gave it
-//!   ([`process::Mutex::set_label`](crate::process::Mutex::set_label)) and the call site,
+//!   ([`process::Mutex::set_label`](crate::process::Mutex::set_label), and likewise on the
+//!   semaphore and monitor) and the call site,
 //!   the owner's tid read from the lock word, and when it started waiting. Locks nobody
 //!   waits for are not recorded: the uncontended path touches nothing.
 //! - **Stale entries.** A slot whose thread has died (its tid is gone, or names a thread
@@ -46,9 +47,11 @@
 //! is seen twice, with every other party having refreshed its edge in between: all of them
 //! were blocked throughout (a blocked thread releases nothing), and each edge held at a
 //! moment inside that interval, so all of them hold at the end. Of the parties around a
-//! cycle, the one that blocked last reports it and applies its process's
-//! [`Policy`](super::Policy). An owner that has died is "owner died" (the robust lock hands
-//! its lock to a waiter), never a deadlock.
+//! cycle, the one that blocked last reports it and applies the [`Policy`]
+//! its process gave the lock it waits on
+//! ([`process::Mutex::set_deadlock_policy`](crate::process::Mutex::set_deadlock_policy)
+//! and the like), or else its process's global one. An owner that has died is "owner
+//! died" (the robust lock hands its lock to a waiter), never a deadlock.
 //!
 //! # Example
 //!
@@ -79,7 +82,7 @@ use serde::Serialize;
 
 use super::detector::{deliver_shared, Site};
 use super::report::{Holding, LockInfo, LockKind, Party, Report, ReportKind, ThreadInfo, WaitFor};
-use super::Deadlock;
+use super::{Deadlock, Policy};
 use crate::park::{SharedFutex, TaskId};
 use crate::robust::{Acquired, RawRobust};
 use crate::shm::{Segment, ShmError, ShmSafe};
@@ -385,6 +388,19 @@ pub(crate) fn set_label(addr: usize, label: &str) {
 
 fn label_of(addr: usize) -> Option<String> {
     LABELS.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).cloned()
+}
+
+/// Policies given to process-shared locks in this process, by address (as the labels:
+/// the lock lives in shared memory, whose layout the feature must not change).
+static POLICIES: StdMutex<BTreeMap<usize, Policy>> = StdMutex::new(BTreeMap::new());
+
+pub(crate) fn set_policy(addr: usize, policy: Policy) {
+    POLICIES.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, policy);
+}
+
+/// The policy this process gave the lock at `addr`; `None`: the global one applies.
+fn policy_of(addr: usize) -> Option<Policy> {
+    POLICIES.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).copied()
 }
 
 fn key_text(s: &Slot) -> String {
@@ -745,7 +761,7 @@ impl SharedWait {
                 }
             }
         };
-        match report.map(|r| deliver_shared(r, self.checked)) {
+        match report.map(|r| deliver_shared(r, policy_of(self.addr), self.checked)) {
             Some(Err(d)) => {
                 self.deadlock = Some(d);
                 false

@@ -56,6 +56,8 @@ use std::fmt;
 
 pub use monitor::{Monitor, MonitorGuard};
 pub use mutex::{Mutex, MutexGuard};
+#[cfg(feature = "deadlock-detection")]
+pub use semaphore::AcquireError;
 pub use semaphore::{Permit, Semaphore, MAX_HOLDERS};
 
 /// The first bytes of every process-shared primitive.

@@ -126,8 +126,10 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     }
 
     /// Enters like [`enter`](Monitor::enter), but under
-    /// [`Policy::Error`](crate::deadlock::Policy::Error) a caller that closes a wait-for
-    /// cycle across processes gets [`LockError::Deadlock`] instead of waiting forever.
+    /// [`Policy::Error`](crate::deadlock::Policy::Error) (this lock's own
+    /// [`set_deadlock_policy`](Monitor::set_deadlock_policy), or else the global one) a caller
+    /// that closes a wait-for cycle across processes gets [`LockError::Deadlock`] instead of
+    /// waiting forever.
     ///
     /// # Errors
     ///
@@ -150,6 +152,17 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     /// this does nothing), for this process and children it forks afterwards.
     pub fn set_label(&self, label: &str) {
         crate::deadlock::shared::set_label(self.addr(), label);
+    }
+
+    /// What a wait-for cycle found by a thread of this process blocked entering this
+    /// monitor does, instead of the global [`deadlock::policy`](crate::deadlock::policy):
+    /// under [`Policy::Error`](crate::deadlock::Policy::Error),
+    /// [`enter_checked`](Monitor::enter_checked) returns [`LockError::Deadlock`]. As for
+    /// [`Mutex::set_deadlock_policy`](super::Mutex::set_deadlock_policy), the policy
+    /// belongs to this process, keyed by the monitor's address here.
+    #[cfg(feature = "deadlock-detection")]
+    pub fn set_deadlock_policy(&self, policy: crate::deadlock::Policy) {
+        crate::deadlock::shared::set_policy(self.addr(), policy);
     }
 
     fn addr(&self) -> usize {

@@ -104,8 +104,10 @@ impl<T, P: RobustPark> Mutex<T, P> {
     }
 
     /// Locks like [`lock`](Mutex::lock), but under
-    /// [`Policy::Error`](crate::deadlock::Policy::Error) a caller that closes a wait-for
-    /// cycle across processes gets [`LockError::Deadlock`] instead of waiting forever. It
+    /// [`Policy::Error`](crate::deadlock::Policy::Error) (this lock's own
+    /// [`set_deadlock_policy`](Mutex::set_deadlock_policy), or else the global one) a caller
+    /// that closes a wait-for cycle across processes gets [`LockError::Deadlock`] instead of
+    /// waiting forever. It
     /// holds no new lock; dropping the guards it holds lets the others go on.
     ///
     /// # Errors
@@ -129,6 +131,17 @@ impl<T, P: RobustPark> Mutex<T, P> {
     /// labels its own view of it.
     pub fn set_label(&self, label: &str) {
         crate::deadlock::shared::set_label(self.addr(), label);
+    }
+
+    /// What a wait-for cycle found by a thread of this process blocked on this lock does,
+    /// instead of the global [`deadlock::policy`](crate::deadlock::policy): under
+    /// [`Policy::Error`](crate::deadlock::Policy::Error),
+    /// [`lock_checked`](Mutex::lock_checked) returns [`LockError::Deadlock`]. Like the
+    /// label, the policy belongs to this process (and to children it forks afterwards),
+    /// keyed by the lock's address here; it is not stored in the shared lock.
+    #[cfg(feature = "deadlock-detection")]
+    pub fn set_deadlock_policy(&self, policy: crate::deadlock::Policy) {
+        crate::deadlock::shared::set_policy(self.addr(), policy);
     }
 
     fn addr(&self) -> usize {

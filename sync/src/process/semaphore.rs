@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::{Header, Kind};
 use crate::deadlock::{caller, LockKind, SharedWait};
+#[cfg(feature = "deadlock-detection")]
+use crate::deadlock::{Deadlock, Policy};
 use crate::error::Error;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::loom::death_point;
@@ -63,7 +65,9 @@ struct Undo {
 /// timeout registers in the cross-process registry (see the `deadlock::shared` module) as
 /// waiting on the processes the ledger lists as holders, so `interproc deadlocks` shows the
 /// wait and a wait-for cycle through the semaphore and other process-shared locks is
-/// reported.
+/// reported. The policy is the global one, or the one this process gave the semaphore
+/// (`set_deadlock_policy`); under `Policy::Error`, `acquire_checked` and
+/// `acquire_many_checked` return `AcquireError::Deadlock` instead of waiting forever.
 ///
 /// # Example
 ///
@@ -276,6 +280,10 @@ impl<P: RobustPark> Semaphore<P> {
     /// # Errors
     ///
     /// [`Error::TooManyHolders`] if [`MAX_HOLDERS`] other processes hold permits.
+    ///
+    /// With the feature `deadlock-detection`, a caller that has to park is registered in
+    /// the cross-process registry and a wait-for cycle through it is reported (it keeps
+    /// waiting; see [`acquire_checked`](Semaphore::acquire_checked) for the error).
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) -> Result<Permit<'_, P>, Error> {
         self.acquire_many(1)
@@ -288,7 +296,68 @@ impl<P: RobustPark> Semaphore<P> {
     /// As [`acquire`](Semaphore::acquire).
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
-        self.acquire_until(n, None)
+        self.acquire_unchecked(n, None)
+    }
+
+    /// Takes one permit like [`acquire`](Semaphore::acquire), but under
+    /// [`Policy::Error`](crate::deadlock::Policy::Error) a caller whose wait for the
+    /// permit closes a wait-for cycle across processes gets [`AcquireError::Deadlock`]
+    /// instead of waiting forever. It takes no permit; dropping the guards and permits it
+    /// holds lets the others go on.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Deadlock`] as above; [`AcquireError::TooManyHolders`] as
+    /// [`Error::TooManyHolders`] for `acquire`.
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn acquire_checked(&self) -> Result<Permit<'_, P>, AcquireError> {
+        self.acquire_many_checked(1)
+    }
+
+    /// Takes `n` permits at once like [`acquire_many`](Semaphore::acquire_many), with the
+    /// deadlock check of [`acquire_checked`](Semaphore::acquire_checked).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_checked`](Semaphore::acquire_checked).
+    #[cfg(feature = "deadlock-detection")]
+    #[track_caller]
+    pub fn acquire_many_checked(&self, n: u32) -> Result<Permit<'_, P>, AcquireError> {
+        let mut wait = SharedWait::new(self.addr(), LockKind::Semaphore, caller(), true);
+        match self.acquire_until(n, None, &mut wait) {
+            Ok(Some(permit)) => Ok(permit),
+            Ok(None) => Err(AcquireError::Deadlock(
+                wait.take_deadlock().expect("a checked wait gives up only on a deadlock"),
+            )),
+            Err(Error::TooManyHolders { max }) => Err(AcquireError::TooManyHolders { max }),
+            Err(e @ (Error::WouldBlock | Error::Timeout)) => {
+                unreachable!("an acquire without deadline waits instead of failing with {e}")
+            }
+        }
+    }
+
+    /// Names this semaphore in deadlock reports and in `interproc deadlocks` (feature
+    /// `deadlock-detection`; otherwise this does nothing). The label belongs to this
+    /// process (and to children it forks afterwards), as for
+    /// [`Mutex::set_label`](super::Mutex::set_label).
+    pub fn set_label(&self, label: &str) {
+        crate::deadlock::shared::set_label(self.addr(), label);
+    }
+
+    /// What a wait-for cycle found by a thread of this process waiting for permits of this
+    /// semaphore does, instead of the global [`deadlock::policy`](crate::deadlock::policy):
+    /// under [`Policy::Error`], [`acquire_checked`](Semaphore::acquire_checked) returns
+    /// [`AcquireError::Deadlock`]. As for
+    /// [`Mutex::set_deadlock_policy`](super::Mutex::set_deadlock_policy), the policy
+    /// belongs to this process, keyed by the semaphore's address here.
+    #[cfg(feature = "deadlock-detection")]
+    pub fn set_deadlock_policy(&self, policy: Policy) {
+        crate::deadlock::shared::set_policy(self.addr(), policy);
+    }
+
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self).addr()
     }
 
     /// Takes one permit if one is free (after taking back the permits of dead holders),
@@ -333,7 +402,7 @@ impl<P: RobustPark> Semaphore<P> {
     /// As [`acquire_timeout`](Semaphore::acquire_timeout).
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_many_timeout(&self, n: u32, timeout: Duration) -> Result<Permit<'_, P>, Error> {
-        self.acquire_until(n, crate::loom::time::now().checked_add(timeout))
+        self.acquire_unchecked(n, crate::loom::time::now().checked_add(timeout))
     }
 
     /// Adds `n` permits that nobody held, and wakes the waiters.
@@ -381,24 +450,33 @@ impl<P: RobustPark> Semaphore<P> {
             .collect()
     }
 
+    /// [`acquire_until`](Self::acquire_until) with a wait that reports and never gives up.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
-    fn acquire_until(&self, n: u32, deadline: Option<Instant>) -> Result<Permit<'_, P>, Error> {
+    fn acquire_unchecked(&self, n: u32, deadline: Option<Instant>) -> Result<Permit<'_, P>, Error> {
+        let mut wait = SharedWait::new(self.addr(), LockKind::Semaphore, caller(), false);
+        let permit = self.acquire_until(n, deadline, &mut wait)?;
+        Ok(permit.expect("an unchecked wait never gives up"))
+    }
+
+    /// Takes `n` permits, waiting until `deadline` (`None`: as long as it takes). A thread
+    /// that parks without a deadline registers through `wait` in the cross-process
+    /// registry as waiting on the holders (zero-sized and empty without the feature).
+    /// `Ok(None)`: `wait` gave up (a checked wait that closed a wait-for cycle under the
+    /// `Error` policy; the deadlock is in `wait`).
+    fn acquire_until(
+        &self,
+        n: u32,
+        deadline: Option<Instant>,
+        wait: &mut SharedWait,
+    ) -> Result<Option<Permit<'_, P>>, Error> {
         assert!(n <= Self::MAX_PERMITS, "cannot acquire more than {} permits", Self::MAX_PERMITS);
         let me = P::current_process();
-        // Deadlock detection: a thread that parks registers in the cross-process registry
-        // as waiting on the holders (zero-sized and empty without the feature).
-        let mut wait = SharedWait::new(
-            std::ptr::from_ref(self) as usize,
-            LockKind::Semaphore,
-            caller(),
-            false,
-        );
         let mut poll = POLL_FIRST;
         let mut last_check = crate::loom::time::now();
         let mut inside = self.inside();
         loop {
             if inside.count() >= n {
-                return self.take(inside, me, n);
+                return self.take(inside, me, n).map(Some);
             }
             if crate::loom::time::passed(deadline) {
                 return Err(Error::Timeout);
@@ -406,12 +484,15 @@ impl<P: RobustPark> Semaphore<P> {
             self.waiters.fetch_add(1, Ordering::Relaxed);
             let seq = self.seq.load(Ordering::Relaxed);
             drop(inside);
-            // `false` only under the Error policy of a checked call, which this is not. A
-            // timed wait does not register (as `process::Mutex::lock_timeout`): it ends by
+            // A timed wait does not register (as `process::Mutex::lock_timeout`): it ends by
             // itself, so it is no party to a deadlock, and a report (or the Panic policy)
-            // would be wrong about it.
-            if deadline.is_none() {
-                let _ = wait.parked_permits(n, || self.holders_snapshot());
+            // would be wrong about it. `false` only for a checked wait under the Error
+            // policy: it leaves without taking anything.
+            if deadline.is_none() && !wait.parked_permits(n, || self.holders_snapshot()) {
+                let inside = self.inside();
+                self.waiters.fetch_sub(1, Ordering::Relaxed);
+                drop(inside);
+                return Ok(None);
             }
             let r = P::poll_wait(&self.seq, seq, deadline, poll, None);
             inside = self.inside();
@@ -419,7 +500,7 @@ impl<P: RobustPark> Semaphore<P> {
             match r {
                 ParkResult::TimedOut => {
                     inside.reclaim_dead();
-                    return self.take(inside, me, n).map_err(|_| Error::Timeout);
+                    return self.take(inside, me, n).map(Some).map_err(|_| Error::Timeout);
                 }
                 // A poll period has passed since the last check (whether or not other
                 // permits came and went meanwhile: under churn the sequence word keeps
@@ -445,6 +526,54 @@ impl<P: RobustPark> fmt::Debug for Semaphore<P> {
         f.debug_struct("process::Semaphore")
             .field("available", &self.available_permits())
             .finish_non_exhaustive()
+    }
+}
+
+/// Why [`Semaphore::acquire_checked`] or [`Semaphore::acquire_many_checked`] took no
+/// permits (feature `deadlock-detection`).
+#[cfg(feature = "deadlock-detection")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AcquireError {
+    /// `max` other processes hold permits (the ledger is full), as
+    /// [`Error::TooManyHolders`]: release some, or use fewer processes.
+    TooManyHolders {
+        /// The size of the ledger.
+        max: usize,
+    },
+    /// Under [`Policy::Error`]: the calling thread's wait for permits closed a wait-for
+    /// cycle across processes. It holds no new permit; the report names every party
+    /// (pid, tid, thread name) and lock, and the processes holding the permits.
+    Deadlock(Deadlock),
+}
+
+#[cfg(feature = "deadlock-detection")]
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::TooManyHolders { max } => Error::TooManyHolders { max: *max }.fmt(f),
+            AcquireError::Deadlock(d) => d.fmt(f),
+        }
+    }
+}
+
+#[cfg(feature = "deadlock-detection")]
+impl std::error::Error for AcquireError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AcquireError::TooManyHolders { .. } => None,
+            AcquireError::Deadlock(d) => Some(d),
+        }
+    }
+}
+
+#[cfg(feature = "deadlock-detection")]
+impl From<AcquireError> for std::io::Error {
+    fn from(e: AcquireError) -> Self {
+        match e {
+            AcquireError::TooManyHolders { max } => Error::TooManyHolders { max }.into(),
+            AcquireError::Deadlock(d) => d.into(),
+        }
     }
 }
 

@@ -13,8 +13,16 @@
 //!   `memcpy` in, `memcpy` out, spin-waiting, no framing, no liveness checks;
 //! - `raw_futex_ring/raw`: the same ring, sleeping on a futex when empty or full and
 //!   waking the other side after every message (a raw futex ping-pong at 1 slot);
-//! - `cacheline/spin` (64 B only): a one-slot spinning mailbox, the cache-line ping-pong
-//!   that bounds one-way latency between two processes;
+//! - `cacheline/spin` (64 B only): a one-slot spinning mailbox: the raw ring above with one
+//!   slot, so each message loads the reader's tail, copies 64 bytes into the slot and
+//!   stores the head, and the reader copies the slot out and stores the tail (three lines
+//!   per direction). It is **not** the one-word cache-line ping-pong of `interproc bench`
+//!   (one shared 64-bit word, one line), which is faster: a ratio against this row is not
+//!   the same ratio as `interproc bench`'s `p50/pp` (see docs/BENCHMARKS.md);
+//! - `cacheline/word` (latency at 64 B only): that one-word ping-pong: each side stores a
+//!   counter (and the message's flag byte) into its own 64-bit word of one shared cache
+//!   line and spins on the other's, so one line crosses per one-way trip. The payload is
+//!   not moved: it is the hardware floor that `interproc bench`'s `p50/pp` divides by;
 //! - `pipe/raw`: plain `write`/`read` on two pipes;
 //! - `memcpy/in_process` (throughput only): copying `size` bytes within one process, the
 //!   bandwidth bound for the copy API.
@@ -25,7 +33,7 @@ mod common;
 
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use common::{Bytes, Link, Peer, RawStream, Typed};
@@ -219,6 +227,65 @@ impl Link for Raw {
     }
 }
 
+/// One side of the one-word ping-pong: it writes word `mine` of one shared cache line and
+/// spins on word `theirs`. Each value is a counter shifted left by 8 with the message's
+/// flag byte below, so every send is a new value.
+struct Word {
+    base: NonNull<AtomicU64>,
+    mine: usize,
+    theirs: usize,
+    sent: u64,
+    seen: u64,
+}
+
+// SAFETY: the mapping is shared memory used only through atomics.
+unsafe impl Send for Word {}
+
+impl Word {
+    fn word(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: words 0 and 1 lie in the first line of the live, never unmapped mapping
+        // made in `word_pair`, zeroed by mmap.
+        unsafe { self.base.add(i).as_ref() }
+    }
+}
+
+impl Link for Word {
+    fn send(&mut self, msg: &[u8]) {
+        self.sent += 1;
+        self.word(self.mine).store(self.sent << 8 | u64::from(msg[0]), Ordering::Release);
+    }
+
+    fn recv(&mut self) -> Option<u8> {
+        loop {
+            let v = self.word(self.theirs).load(Ordering::Acquire);
+            if v != self.seen {
+                self.seen = v;
+                return Some(v as u8);
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The one-word ping-pong's two sides, over one line of a new shared mapping: (ours, theirs).
+fn word_pair() -> (Word, Word) {
+    // SAFETY: an anonymous shared mapping, no fd, no address hint; checked below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap");
+    let base = NonNull::new(p.cast()).unwrap();
+    let side = |mine, theirs| Word { base, mine, theirs, sent: 0, seen: 0 };
+    (side(0, 1), side(1, 0))
+}
+
 /// A raw ring pair for `size`-byte messages: (ours, theirs).
 fn raw_pair(size: usize, futex: bool, one_slot: bool) -> (Raw, Raw) {
     let ring = |size| {
@@ -309,6 +376,9 @@ fn main() {
         raw_row(&mut c, "raw_futex_ring/raw", size, true, false);
         if size == 64 {
             raw_row(&mut c, "cacheline/spin", size, false, true);
+            let (ours, theirs) = word_pair();
+            let peer = Peer::fork(size, move || Box::new(theirs), move || Box::new(ours));
+            common::latency_row_with(&mut c, "cacheline/word", size, peer);
         }
         let ((r1, w1), (r2, w2)) = (pipe::pipe().unwrap(), pipe::pipe().unwrap());
         let ours = RawStream::boxed(r2, w1, size);

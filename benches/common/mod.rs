@@ -136,6 +136,17 @@ pub fn row(c: &mut Criterion, name: &str, size: usize, ours: Box<dyn Link>, thei
 
 /// Measures one row, `name` at `size`, in both groups against `peer`.
 pub fn row_with(c: &mut Criterion, name: &str, size: usize, mut peer: Peer) {
+    latency(c, name, size, &mut peer);
+    throughput(c, name, size, &mut peer);
+}
+
+/// Measures one row, `name` at `size`, in the `latency` group only (for a link that
+/// cannot stream: a one-word mailbox).
+pub fn latency_row_with(c: &mut Criterion, name: &str, size: usize, mut peer: Peer) {
+    latency(c, name, size, &mut peer);
+}
+
+fn latency(c: &mut Criterion, name: &str, size: usize, peer: &mut Peer) {
     let ping = message(size, ECHO);
     let mut g = c.benchmark_group(format!("latency/{size}"));
     g.throughput(Throughput::Bytes(size as u64));
@@ -151,7 +162,9 @@ pub fn row_with(c: &mut Criterion, name: &str, size: usize, mut peer: Peer) {
         })
     });
     g.finish();
+}
 
+fn throughput(c: &mut Criterion, name: &str, size: usize, peer: &mut Peer) {
     let quiet = message(size, QUIET);
     let last = message(size, ACK);
     let mut g = c.benchmark_group(format!("throughput/{size}"));

@@ -28,7 +28,12 @@
 //! - **Limits**: memcpy bandwidth at each size (one buffer copied into another, same
 //!   process), and the one-way latency of a cache-line ping-pong between two processes
 //!   over a `MAP_SHARED` anonymous mapping, both sides *spinning* (like the rows of mode
-//!   `spin`; the others block in the kernel or poll).
+//!   `spin`; the others block in the kernel or poll). Both ping-pongs are timed like the
+//!   rows: one clock read per round trip, whose cost is measured and shown.
+//! - **References** (not limits), measured in the same run: a two-line ping-pong (a data
+//!   word, then a flag in another line: what a ring whose reader waits on an index and then
+//!   reads the record must cross at least), and the copying sender's own work at each size
+//!   (stamp a buffer, copy it into a ring-sized destination, one process).
 //! - **Peers**: ipc-channel, the shared_memory crate (`shared_memory-spin`), and, in a
 //!   build with the `bench-iceoryx2` feature, iceoryx2 (`iceoryx2`, copy in and out, and
 //!   `iceoryx2-loan`, written and read in place): see `bench_iceoryx2.rs`. Asking for an
@@ -710,7 +715,7 @@ impl Plan {
             Kind::Shm | Kind::ShmZeroCopy | Kind::ShmSpin => {
                 // One ring each way (memfds, shared by the fork); each side attaches its
                 // ends after the fork, so each records its own pid.
-                let cap = (4 * size.next_power_of_two()).max(256 << 10);
+                let cap = shm_capacity(size);
                 let fwd = ShmRing::anonymous(cap).map_err(err)?;
                 let back = ShmRing::anonymous(cap).map_err(err)?;
                 let (fwd2, back2) = (fwd.clone(), back.clone());
@@ -971,10 +976,60 @@ fn memcpy_gbps(size: usize, budget: u64) -> f64 {
     (size as u64 * n) as f64 / t.elapsed().as_nanos().max(1) as f64
 }
 
+/// The capacity of each of the shm rows' rings for `size`-byte messages.
+fn shm_capacity(size: usize) -> usize {
+    (4 * size.next_power_of_two()).max(256 << 10)
+}
+
+/// The copy rows' sending work alone, in GB/s: [`stamp`] a `size`-byte buffer, then copy
+/// it into the next `size` bytes of a destination as large as an shm row's ring (so the
+/// copy lands where the ring's would), in one process, with no peer. Not a physical limit:
+/// the reference for what the harness makes every copying sender do.
+fn stamp_copy_gbps(size: usize, budget: u64) -> f64 {
+    // Non-zero fills: every page is touched (faulted in) before the clock starts.
+    let mut out = vec![1u8; size];
+    let mut dst = vec![1u8; shm_capacity(size)];
+    let slots = dst.len() / size;
+    let n = (budget / size as u64).clamp(16, 50_000_000);
+    let t = Instant::now();
+    for i in 0..n {
+        stamp(&mut out, i);
+        let at = (i as usize % slots) * size;
+        dst[at..at + size].copy_from_slice(black_box(&out));
+        black_box(&mut dst);
+    }
+    (size as u64 * n) as f64 / t.elapsed().as_nanos().max(1) as f64
+}
+
+/// What one clock read adds to a timed sample: the median gap between two consecutive
+/// reads of [`Instant::now`], in ns.
+fn clock_read_ns() -> f64 {
+    let mut gaps: Vec<f64> = (0..10_001)
+        .map(|_| {
+            let a = Instant::now();
+            let b = Instant::now();
+            (b - a).as_nanos() as f64
+        })
+        .collect();
+    percentiles(&mut gaps).0
+}
+
 /// The cache-line ping-pong's outcome: one-way p50 and p99, in ns.
 struct Pingpong {
     p50: f64,
     p99: f64,
+}
+
+/// Which ping-pong: one word in one shared line, or a data word and a flag in two lines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// Both sides write and spin on one 64-bit word: one line crosses per one-way trip.
+    One,
+    /// Each direction has a data line and a flag line: the writer stores the data word,
+    /// then the flag (Release); the reader spins on the flag (Acquire), then reads the data
+    /// word and checks it. Two lines cross, one after the other: the floor of any ring
+    /// whose reader waits on an index and then reads the record it publishes.
+    Two,
 }
 
 /// Spins until `word` holds `want`. Every 2^16 spins, checks that the peer is alive
@@ -994,7 +1049,35 @@ fn spin_until(word: &AtomicU64, want: u64, alive: &mut dyn FnMut() -> bool, yiel
     true
 }
 
-fn pingpong(children: &Children, iters: u64, peer_cpu: Option<usize>) -> Result<Pingpong, String> {
+/// The words of one direction of a ping-pong: the flag the reader spins on, and for
+/// [`Lines::Two`] the data word in a line of its own.
+struct Way<'a> {
+    flag: &'a AtomicU64,
+    data: Option<&'a AtomicU64>,
+}
+
+impl Way<'_> {
+    fn send(&self, v: u64) {
+        if let Some(d) = self.data {
+            d.store(v, Ordering::Relaxed);
+        }
+        self.flag.store(v, Ordering::Release);
+    }
+
+    /// Waits for `v`, then reads the data word: `false` if the peer died or the data word
+    /// did not hold `v`.
+    fn recv(&self, v: u64, alive: &mut dyn FnMut() -> bool, yield_: bool) -> bool {
+        spin_until(self.flag, v, alive, yield_)
+            && self.data.is_none_or(|d| d.load(Ordering::Relaxed) == v)
+    }
+}
+
+fn pingpong(
+    children: &Children,
+    iters: u64,
+    peer_cpu: Option<usize>,
+    lines: Lines,
+) -> Result<Pingpong, String> {
     let len = NonZeroUsize::new(4096).expect("nonzero");
     use nix::sys::mman::{MapFlags, ProtFlags};
     // SAFETY: a fresh anonymous mapping with no address hint overlaps nothing.
@@ -1007,13 +1090,23 @@ fn pingpong(children: &Children, iters: u64, peer_cpu: Option<usize>) -> Result<
         )
     }
     .map_err(|e| format!("mmap: {e}"))?;
-    // SAFETY: the mapping is page-aligned (so aligned for AtomicU64), zero-filled (a
-    // valid AtomicU64), and stays mapped until the munmap below, after the peer has been
-    // reaped. Both processes touch it only through atomic operations.
-    let word: &AtomicU64 = unsafe { ptr.cast::<AtomicU64>().as_ref() };
+    // SAFETY: the mapping is page-aligned, zero-filled (valid AtomicU64s), and holds 512
+    // of them; it stays mapped until the munmap below, after the peer has been reaped.
+    // Both processes touch it only through atomic operations.
+    let words: &[AtomicU64] = unsafe { std::slice::from_raw_parts(ptr.cast().as_ptr(), 512) };
+    // One line: both directions use word 0. Two lines: parent-to-peer data in line 0 and
+    // flag in line 1, peer-to-parent data in line 2 and flag in line 3.
+    let (fwd, back) = match lines {
+        Lines::One => (Way { flag: &words[0], data: None }, Way { flag: &words[0], data: None }),
+        Lines::Two => (
+            Way { flag: &words[8], data: Some(&words[0]) },
+            Way { flag: &words[24], data: Some(&words[16]) },
+        ),
+    };
     let yield_ = peer_cpu.is_none();
     let warm = iters / 10;
     let parent = nix::unistd::getpid();
+    // The values: odd from the parent, even from the peer (one word serves both ways).
     // SAFETY: `interproc bench` never starts a thread (see the module docs).
     let pid = unsafe {
         children.spawn(|| {
@@ -1022,10 +1115,10 @@ fn pingpong(children: &Children, iters: u64, peer_cpu: Option<usize>) -> Result<
             }
             let mut alive = || nix::unistd::getppid() == parent;
             for i in 0..warm + iters {
-                if !spin_until(word, 2 * i + 1, &mut alive, yield_) {
+                if !fwd.recv(2 * i + 1, &mut alive, yield_) {
                     return 1;
                 }
-                word.store(2 * i + 2, Ordering::Release);
+                back.send(2 * i + 2);
             }
             0
         })
@@ -1037,8 +1130,8 @@ fn pingpong(children: &Children, iters: u64, peer_cpu: Option<usize>) -> Result<
     let mut ok = true;
     for i in 0..warm + iters {
         let t = Instant::now();
-        word.store(2 * i + 1, Ordering::Release);
-        if !spin_until(word, 2 * i + 2, &mut alive, yield_) {
+        fwd.send(2 * i + 1);
+        if !back.recv(2 * i + 2, &mut alive, yield_) {
             ok = false;
             break;
         }
@@ -1050,11 +1143,11 @@ fn pingpong(children: &Children, iters: u64, peer_cpu: Option<usize>) -> Result<
         children.kill_all();
     }
     let code = children.wait(pid);
-    // SAFETY: the peer is reaped, so no process uses the mapping any more, and `word`
+    // SAFETY: the peer is reaped, so no process uses the mapping any more, and `words`
     // is not used after this point.
     unsafe { nix::sys::mman::munmap(ptr, len.get()) }.map_err(|e| format!("munmap: {e}"))?;
     if !ok || code != 0 {
-        return Err(format!("ping-pong peer stopped (status {code})"));
+        return Err(format!("ping-pong peer stopped, or a data word was wrong (status {code})"));
     }
     let (p50, p99) = percentiles(&mut times);
     Ok(Pingpong { p50, p99 })
@@ -1151,6 +1244,10 @@ struct Row {
     vs_ipc_channel: Option<f64>,
     vs_limit: Option<f64>,
     p50_vs_pingpong: Option<f64>,
+    /// p50 over the two-line ping-pong's p50.
+    p50_vs_pingpong_2line: Option<f64>,
+    /// MB/s over the stamp-and-copy reference's MB/s at the same size.
+    vs_stamp_copy: Option<f64>,
     /// The raw row `vs_raw` refers to.
     raw_baseline: Option<&'static str>,
     latency_iterations: u64,
@@ -1175,6 +1272,8 @@ impl Row {
             vs_ipc_channel: None,
             vs_limit: None,
             p50_vs_pingpong: None,
+            p50_vs_pingpong_2line: None,
+            vs_stamp_copy: None,
             raw_baseline: kind.baseline().map(Kind::name),
             latency_iterations: 0,
             messages: 0,
@@ -1336,6 +1435,16 @@ struct Limits {
     pingpong_ns: Option<f64>,
     pingpong_p99_ns: Option<f64>,
     pingpong_mode: String,
+    /// One-way p50 and p99 of the two-line ping-pong (a data line, then a flag line), in
+    /// ns: the floor of a ring whose reader waits on an index, then reads the record.
+    pingpong_2line_ns: Option<f64>,
+    pingpong_2line_p99_ns: Option<f64>,
+    /// The median cost of one clock read, in ns: every latency sample (the ping-pongs'
+    /// and the rows' alike) holds one.
+    clock_read_ns: f64,
+    /// Not a limit: the copying sender's own work (stamp a buffer, copy it into a
+    /// ring-sized destination) in one process, in GB/s, by message size.
+    stamp_copy_gbps: BTreeMap<usize, f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -1372,6 +1481,14 @@ fn method() -> BTreeMap<&'static str, &'static str> {
             "ratios",
             "vs_raw and vs_ipc_channel: msgs/s ratio at the same size; vs_limit: MB/s over \
              memcpy MB/s at the same size; p50_vs_pingpong: p50 over the ping-pong p50",
+        ),
+        (
+            "references",
+            "pingpong_2line: a data word, then a flag in another line, both spinning: two \
+             dependent line transfers, the floor of a ring whose reader waits on an index; \
+             stamp_copy: stamp a buffer and copy it into a ring-sized destination in one \
+             process, the sending work of every copy row (vs_stamp_copy: MB/s over it); \
+             clock_read_ns: one clock read, inside every latency sample alike",
         ),
     ])
 }
@@ -1428,23 +1545,30 @@ pub fn run(args: BenchArgs) -> i32 {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
-    let mut memcpy = BTreeMap::new();
+    let (mut memcpy, mut stamp_copy) = (BTreeMap::new(), BTreeMap::new());
     for &s in &sizes {
         bar.set_message(format!("memcpy {s} B"));
         memcpy.insert(s, memcpy_gbps(s, b.memcpy_bytes));
+        stamp_copy.insert(s, stamp_copy_gbps(s, b.memcpy_bytes));
         bar.inc(1);
     }
     bar.set_message("cache-line ping-pong");
-    let pp = pingpong(&children, b.pingpong, cpus.map(|c| c.1));
-    bar.inc(1);
     let mut errors = Vec::new();
-    let pp = match pp {
+    let mut pingpong = |lines: Lines, what: &str| match pingpong(
+        &children,
+        b.pingpong,
+        cpus.map(|c| c.1),
+        lines,
+    ) {
         Ok(p) => Some(p),
         Err(e) => {
-            errors.push(format!("cache-line ping-pong: {e}"));
+            errors.push(format!("{what}: {e}"));
             None
         }
     };
+    let pp = pingpong(Lines::One, "cache-line ping-pong");
+    let pp2 = pingpong(Lines::Two, "two-line ping-pong");
+    bar.inc(1);
     let limits = Limits {
         memcpy_gbps: memcpy,
         pingpong_ns: pp.as_ref().map(|p| p.p50),
@@ -1454,6 +1578,10 @@ pub fn run(args: BenchArgs) -> i32 {
         } else {
             "spinning with sched_yield (one CPU)".into()
         },
+        pingpong_2line_ns: pp2.as_ref().map(|p| p.p50),
+        pingpong_2line_p99_ns: pp2.as_ref().map(|p| p.p99),
+        clock_read_ns: clock_read_ns(),
+        stamp_copy_gbps: stamp_copy,
     };
 
     let mut rows = Vec::new();
@@ -1518,6 +1646,12 @@ fn ratios(rows: &mut [Row], limits: &Limits) {
             .zip(r.mb_per_sec)
             .map(|(&gbps, mbps)| mbps / (gbps * 1000.0));
         r.p50_vs_pingpong = limits.pingpong_ns.zip(r.p50_ns).map(|(pp, p50)| p50 / pp);
+        r.p50_vs_pingpong_2line = limits.pingpong_2line_ns.zip(r.p50_ns).map(|(pp, p50)| p50 / pp);
+        r.vs_stamp_copy = limits
+            .stamp_copy_gbps
+            .get(&r.size)
+            .zip(r.mb_per_sec)
+            .map(|(&gbps, mbps)| mbps / (gbps * 1000.0));
     }
 }
 
@@ -1533,10 +1667,22 @@ fn print_table(m: &Machine, l: &Limits, rows: &[Row]) {
     let mc: Vec<String> = l.memcpy_gbps.iter().map(|(s, g)| format!("{s} B {g:.1} GB/s")).collect();
     println!("limits: memcpy {}", mc.join(", "));
     println!(
-        "limits: cache-line ping-pong one-way p50 {} ns, p99 {} ns ({})",
+        "limits: cache-line ping-pong one-way p50 {} ns, p99 {} ns ({}); two lines (data, \
+         then flag) p50 {} ns, p99 {} ns",
         fmt_opt(l.pingpong_ns, 0),
         fmt_opt(l.pingpong_p99_ns, 0),
-        l.pingpong_mode
+        l.pingpong_mode,
+        fmt_opt(l.pingpong_2line_ns, 0),
+        fmt_opt(l.pingpong_2line_p99_ns, 0),
+    );
+    let sc: Vec<String> =
+        l.stamp_copy_gbps.iter().map(|(s, g)| format!("{s} B {g:.1} GB/s")).collect();
+    println!(
+        "reference, not a limit: a copying sender's own work (stamp, then copy into a \
+         ring-sized buffer), one process: {}; one clock read (inside every latency sample, \
+         ping-pongs included): {:.0} ns",
+        sc.join(", "),
+        l.clock_read_ns
     );
     println!(
         "{:<18} {:<5} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>7}  note",

@@ -62,7 +62,18 @@ fn quick_run_writes_consistent_json_and_plot() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
-    for t in ["raw-pipe", "pipe", "msgq", "ipc-channel", "memcpy", "ping-pong", "pinning"] {
+    for t in [
+        "raw-pipe",
+        "pipe",
+        "msgq",
+        "ipc-channel",
+        "memcpy",
+        "ping-pong",
+        "two lines",
+        "stamp, then copy",
+        "clock read",
+        "pinning",
+    ] {
         assert!(stdout.contains(t), "table lacks {t}:\n{stdout}");
     }
 
@@ -78,6 +89,11 @@ fn quick_run_writes_consistent_json_and_plot() {
     assert!(num(&l["memcpy_gbps"], "64") > 0.0, "{l}");
     let pp = num(l, "pingpong_ns");
     assert!(pp > 0.0 && pp <= num(l, "pingpong_p99_ns"), "{l}");
+    let pp2 = num(l, "pingpong_2line_ns");
+    assert!(pp2 > 0.0 && pp2 <= num(l, "pingpong_2line_p99_ns"), "{l}");
+    assert!(num(l, "clock_read_ns") >= 0.0, "{l}");
+    let stamp_copy = num(&l["stamp_copy_gbps"], "64");
+    assert!(stamp_copy > 0.0, "{l}");
 
     let rows = j["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4, "{j}");
@@ -93,6 +109,8 @@ fn quick_run_writes_consistent_json_and_plot() {
         let limit = mbps / (num(&l["memcpy_gbps"], "64") * 1000.0);
         assert!(close(num(r, "vs_limit"), limit), "{r}");
         assert!(close(num(r, "p50_vs_pingpong"), num(r, "p50_ns") / pp), "{r}");
+        assert!(close(num(r, "p50_vs_pingpong_2line"), num(r, "p50_ns") / pp2), "{r}");
+        assert!(close(num(r, "vs_stamp_copy"), mbps / (stamp_copy * 1000.0)), "{r}");
         let ipc = num(row(&j, "ipc-channel", 64), "msgs_per_sec");
         assert!(close(num(r, "vs_ipc_channel"), mps / ipc), "{r}");
     }

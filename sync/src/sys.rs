@@ -272,11 +272,19 @@ pub(crate) fn current_thread() -> TaskId {
 
 /// The calling process's identity: its pid and start stamp, cached for the whole process
 /// after the first call that could read the stamp.
+#[inline]
 pub(crate) fn current_process() -> TaskId {
     let cached = PROCESS.load(std::sync::atomic::Ordering::Relaxed);
     if cached != 0 {
         return TaskId::unpack(cached);
     }
+    first_process_lookup()
+}
+
+/// [`current_process`] before the identity is cached: reads and caches it.
+#[cold]
+#[inline(never)]
+fn first_process_lookup() -> TaskId {
     register_fork_handler();
     let me = TaskId { id: std::process::id(), stamp: stamp_of("/proc/self/stat") };
     if me.stamp != 0 {

@@ -86,9 +86,9 @@ pub(super) unsafe fn read_record(
     let off = tail & (cap - 1);
     let to_end = cap - off;
     if avail > cap || avail < RECORD_HEADER as u32 || off % 8 != 0 {
-        return Err(format!(
+        return Err(corrupt(format_args!(
             "head {head} and tail {tail} leave {avail} bytes in a {cap}-byte ring"
-        ));
+        )));
     }
     let mut hdr = [0u8; RECORD_HEADER];
     // SAFETY: `off..off + 8` is in bounds (off is 8-aligned, below cap, and cap a multiple
@@ -99,18 +99,18 @@ pub(super) unsafe fn read_record(
     match tag {
         TAG_PAD => {
             if len != to_end - RECORD_HEADER as u32 || avail < to_end {
-                return Err(format!(
+                return Err(corrupt(format_args!(
                     "padding of {len} bytes at offset {off} does not reach the end"
-                ));
+                )));
             }
             Ok(Found::Padding { next: tail.wrapping_add(to_end) })
         }
         TAG_MSG => {
             let size = record_size(len as usize);
             if len as usize > cap as usize - RECORD_HEADER || size as u32 > avail.min(to_end) {
-                return Err(format!(
+                return Err(corrupt(format_args!(
                     "message of {len} bytes at offset {off} overruns the committed data"
-                ));
+                )));
             }
             Ok(Found::Message(Record {
                 at: off as usize + RECORD_HEADER,
@@ -118,7 +118,7 @@ pub(super) unsafe fn read_record(
                 next: tail.wrapping_add(size as u32),
             }))
         }
-        other => Err(format!("bad record tag {other:#x} at offset {off}")),
+        other => Err(corrupt(format_args!("bad record tag {other:#x} at offset {off}"))),
     }
 }
 
@@ -127,10 +127,18 @@ pub(super) unsafe fn read_record(
 /// (`size` if it fits before the end, else `to_end` for the padding record that comes
 /// first). `Err` if `head` is not 8-aligned: written by a misbehaving peer, refused
 /// rather than computing a padding record past the end of the area.
+/// The message of a corrupt-ring error, built out of the way of the hot paths.
+#[cold]
+#[inline(never)]
+fn corrupt(args: std::fmt::Arguments<'_>) -> String {
+    args.to_string()
+}
+
+#[inline]
 pub(super) fn placement(cap: u32, head: u32, size: u32) -> Result<(u32, u32, u32), String> {
     let off = head & (cap - 1);
     if off % 8 != 0 {
-        return Err(format!("head index {head} is not 8-aligned"));
+        return Err(corrupt(format_args!("head index {head} is not 8-aligned")));
     }
     let to_end = cap - off;
     Ok((off, to_end, if size <= to_end { size } else { to_end }))
@@ -236,6 +244,7 @@ pub(super) unsafe fn copy_out(data: DataArea<'_>, rec: Record, buf: &mut Vec<u8>
 /// inherited (the cached identity of the robust primitives: a relaxed load, reset in the
 /// child by a `pthread_atfork` handler). 0 in the loom models, whose threads are one
 /// process.
+#[inline]
 pub(super) fn this_process() -> u32 {
     #[cfg(not(interproc_loom))]
     return crate::sys::current_process().id;

@@ -24,13 +24,21 @@ const ASLEEP_NOTIFY: u32 = 2;
 
 /// `Err(ForkedCopy)` for an end attached by process `owner`, used in another: a copy that
 /// a `fork`ed child inherited.
+#[inline]
 fn check_owner(owner: u32, side: &'static str) -> Result<(), RingError> {
     let pid = this_process();
     if owner == pid {
         Ok(())
     } else {
-        Err(RingError::ForkedCopy { side, owner, pid })
+        Err(forked_copy(side, owner, pid))
     }
+}
+
+/// The error of [`check_owner`], out of the way of its inlined fast path.
+#[cold]
+#[inline(never)]
+fn forked_copy(side: &'static str, owner: u32, pid: u32) -> RingError {
+    RingError::ForkedCopy { side, owner, pid }
 }
 
 /// Announces a sleeper on `asleep`, re-checks `ready`, and parks until it holds, the

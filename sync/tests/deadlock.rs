@@ -542,3 +542,117 @@ fn first_uncontended_acquire_is_not_a_deadlock() {
         );
     });
 }
+
+/// A thread that blocks for permits while another keeps taking and giving back the last
+/// one is never told it closed a cycle through the permits' other holder: the churning
+/// holder counts as one all along, also in the moments between its change of the count
+/// and its ledger entry. (With the ledger in the semaphore, entered after the count changed
+/// hands and left before it changed back, the blocked thread could see only the stuck
+/// holder and report a wait cycle that was not there.)
+#[test]
+fn a_churning_holder_is_never_missed() {
+    scenario("a_churning_holder_is_never_missed", || {
+        deadlock::set_policy(Policy::Error);
+        let mut false_positives = Vec::new();
+        for _ in 0..200 {
+            let sem = Semaphore::new(2).labelled("churned");
+            let m = Mutex::new(()).labelled("M");
+            let stop = std::sync::OnceLock::new();
+            let ready = Barrier::new(3);
+            thread::scope(|s| {
+                let guard = m.lock().unwrap();
+                // H holds one permit and blocks on M, which this thread holds.
+                s.spawn(|| {
+                    let _p = sem.acquire();
+                    ready.wait();
+                    drop(m.lock());
+                });
+                // R takes and gives back the other permit until told to stop.
+                s.spawn(|| {
+                    ready.wait();
+                    let mut rounds = 0u32;
+                    while stop.get().is_none() || rounds < 20_000 {
+                        drop(sem.acquire());
+                        rounds += 1;
+                        if rounds >= 200_000 {
+                            break;
+                        }
+                    }
+                });
+                ready.wait();
+                // Blocks while R holds the last permit; R is live, so this wait is not a
+                // cycle through H.
+                for _ in 0..50 {
+                    match sem.acquire_checked() {
+                        Ok(p) => drop(p),
+                        Err(d) => false_positives.push(d.into_report().to_string()),
+                    }
+                }
+                let _ = stop.set(());
+                drop(guard);
+            });
+        }
+        let _ = deadlock::take_reports();
+        assert!(
+            false_positives.is_empty(),
+            "{} false reports, e.g.:\n{}",
+            false_positives.len(),
+            false_positives[0]
+        );
+    });
+}
+
+/// A woken waiter that has taken a mutex but not yet recorded itself as its owner is
+/// never mistaken for the previous owner: P gives M to the parked W and at once blocks on
+/// K, which this thread holds; this thread then blocks on M (W holds it, or soon will). M's
+/// owner reads as W or as nobody, never as P, so no wait cycle through P is reported.
+#[test]
+fn a_woken_mutex_waiter_is_not_taken_for_the_previous_owner() {
+    scenario("a_woken_mutex_waiter_is_not_taken_for_the_previous_owner", || {
+        deadlock::set_policy(Policy::Error);
+        let mut false_positives = Vec::new();
+        for _ in 0..300 {
+            let m = Mutex::new(()).labelled("M");
+            let k = Mutex::new(()).labelled("K");
+            let p_holds_m = Barrier::new(3);
+            thread::scope(|s| {
+                let k_guard = k.lock().unwrap();
+                // P: holds M, lets W park on it, then gives it up and blocks on K.
+                s.spawn(|| {
+                    let g = m.lock().unwrap();
+                    p_holds_m.wait();
+                    thread::sleep(Duration::from_micros(200)); // W parks meanwhile
+                    drop(g);
+                    drop(k.lock());
+                });
+                // W: parks on M, takes it when P lets go, holds it briefly.
+                s.spawn(|| {
+                    p_holds_m.wait();
+                    let g = m.lock().unwrap();
+                    thread::sleep(Duration::from_micros(50));
+                    drop(g);
+                });
+                p_holds_m.wait();
+                thread::sleep(Duration::from_micros(200));
+                // Around the hand-over from P to W: M's owner is running (W), or nobody.
+                for _ in 0..3 {
+                    match m.lock_checked() {
+                        Ok(g) => drop(g),
+                        Err(deadlock::CheckedLockError::Deadlock(d)) => {
+                            false_positives.push(d.into_report().to_string())
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                drop(k_guard);
+            });
+        }
+        let _ = deadlock::take_reports();
+        assert!(
+            false_positives.is_empty(),
+            "{} false reports, e.g.:\n{}",
+            false_positives.len(),
+            false_positives[0]
+        );
+    });
+}

@@ -171,6 +171,9 @@ struct Held {
 /// The site of an unused entry of the inline held stack.
 const NO_SITE: Site = Location::caller();
 
+/// A spilled held entry that can no longer be read (see `Local::spilled`).
+const UNKNOWN_HELD: Held = Held { lock: 0, class: NO_CLASS, at: NO_SITE };
+
 /// How many held locks a thread keeps inline (no allocation); deeper nesting spills into a
 /// `Vec`.
 const INLINE_HELD: usize = 16;
@@ -289,38 +292,53 @@ impl Local {
         }
     }
 
+    /// A spilled entry; [`UNKNOWN_HELD`] once the spill is gone (the thread's
+    /// thread-locals are being destroyed, and a destructor still holds deep nesting).
     #[cold]
     fn spilled(i: usize) -> Held {
-        SPILL.with_borrow(|s| s[i - INLINE_HELD])
+        SPILL
+            .try_with(|s| s.borrow().get(i - INLINE_HELD).copied())
+            .ok()
+            .flatten()
+            .unwrap_or(UNKNOWN_HELD)
     }
 
+    /// Sets the `i`th entry; false if it belongs in the spill and the spill is gone.
     #[inline]
-    fn set(&self, i: usize, h: Held) {
+    fn set(&self, i: usize, h: Held) -> bool {
         if i < INLINE_HELD {
             self.locks[i].set(h.lock);
             self.classes[i].set(h.class);
             self.sites[i].set(h.at);
+            true
         } else {
-            Self::spill(i, h);
+            Self::spill(i, h)
         }
     }
 
+    /// Spills the `i`th entry. A lock taken in a thread-local destructor after the spill
+    /// was destroyed is not recorded (the hooks degrade, never panic: a panic there would
+    /// abort the process).
     #[cold]
-    fn spill(i: usize, h: Held) {
-        SPILL.with_borrow_mut(|s| {
-            if i - INLINE_HELD < s.len() {
-                s[i - INLINE_HELD] = h;
-            } else {
-                s.push(h);
-            }
-        });
+    fn spill(i: usize, h: Held) -> bool {
+        SPILL
+            .try_with(|s| {
+                let mut s = s.borrow_mut();
+                if i - INLINE_HELD < s.len() {
+                    s[i - INLINE_HELD] = h;
+                } else {
+                    s.push(h);
+                }
+            })
+            .is_ok()
     }
 
     #[inline]
     fn push(&self, h: Held) {
         let d = self.depth.get();
-        self.set(d, h);
-        self.depth.set(d + 1);
+        if self.set(d, h) {
+            self.depth.set(d + 1);
+        }
     }
 
     #[inline]
@@ -342,16 +360,18 @@ impl Local {
             self.set(j, self.get(j + 1));
         }
         if d > INLINE_HELD {
-            SPILL.with_borrow_mut(|s| {
-                s.pop();
-            });
+            let _ = SPILL.try_with(|s| s.borrow_mut().pop());
         }
         self.depth.set(d - 1);
     }
 
     /// The held locks' classes and sites, oldest first.
     fn held(&self) -> Vec<(u32, Site)> {
-        (0..self.depth.get()).map(|i| self.get(i)).map(|h| (h.class, h.at)).collect()
+        (0..self.depth.get())
+            .map(|i| self.get(i))
+            .filter(|h| h.class != NO_CLASS)
+            .map(|h| (h.class, h.at))
+            .collect()
     }
 
     /// Whether the edge `a -> b` is in the cache; puts it there if not.
@@ -495,12 +515,15 @@ impl Registry {
         id
     }
 
-    /// A permit book for the new thread `id`: one left by an exited thread with nothing
-    /// recorded in it, or a new one.
+    /// A permit book for the new thread `id`: one that an exited thread of this process
+    /// left empty (at its exit, or later, when the last permit it took was given back by
+    /// another thread), or a new one. Never one of another process's threads (in a forked
+    /// child, the forking thread goes on using its copy of its book under its old id).
     fn book_for(&mut self, id: u64) -> &'static PermitBook {
         let reusable = self.books.iter().copied().find(|b| {
             let owner = b.owner.load(Relaxed);
-            (owner == 0 || !self.alive(owner)) && b.slots.iter().all(|s| s.lock.load(Acquire) == 0)
+            (owner == 0 || (!self.alive(owner) && owner >> 32 == u64::from(std::process::id())))
+                && b.slots.iter().all(|s| s.lock.load(Acquire) == 0)
         });
         let book = reusable.unwrap_or_else(|| {
             let b: &'static PermitBook = Box::leak(Box::default());
@@ -512,8 +535,8 @@ impl Registry {
     }
 
     /// The exited thread `id` no longer records permits in its book. A book that still
-    /// records some (permits sent to another thread, not yet given back) keeps the dead id:
-    /// their holder counts as unknown, so as able to give them back.
+    /// records some (permits sent to another thread, not yet given back) keeps the dead id
+    /// until they are: their holder counts as unknown, so as able to give them back.
     fn retire_book(&mut self, id: u64) {
         if let Some(b) = self.books.iter().find(|b| b.owner.load(Relaxed) == id) {
             if b.slots.iter().all(|s| s.lock.load(Acquire) == 0) {
@@ -978,12 +1001,12 @@ impl LockMeta {
             }
             let b = self.class();
             for i in 0..d {
-                let h = l.get(i);
-                let a = h.class;
+                // Only the class on this path: the held lock's site is read if the edge is new.
+                let a = if i < INLINE_HELD { l.classes[i].get() } else { Local::spilled(i).class };
                 if a == b || l.edge_cached(a, b) {
                     continue; // nesting within one class is not ordered (see the module docs)
                 }
-                self.edge_seen(a, b, at, h.at);
+                self.edge_seen(a, b, at, l.get(i).at);
             }
         });
     }
@@ -992,7 +1015,8 @@ impl LockMeta {
     /// cache by another.
     #[cold]
     fn edge_seen(&self, a: u32, b: u32, at: Site, holding_since: Site) {
-        if SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
+        // A held lock that can no longer be read (`UNKNOWN_HELD`) orders nothing.
+        if a != NO_CLASS && SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
             self.new_edge(a, b, at, holding_since);
         }
     }

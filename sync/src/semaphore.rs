@@ -144,40 +144,52 @@ impl<P: Park> Semaphore<P> {
         // told that nobody was left to signal (or, with another holder stuck, that they
         // formed a cycle). Plain stores to the thread's own record.
         let tag = self.meta.claim(n, at);
-        let got = {
-            // The wait record is made at the first park, so the uncontended path only tests
-            // for it, and it is registered while parked only: a woken thread that takes the
-            // permits is never seen blocked while not yet a holder again.
-            let slot = std::cell::RefCell::new(None);
-            self.acquire_until(
-                n,
-                deadline,
-                |expected| {
-                    // Parked, the thread holds nothing it claimed.
-                    tag.parked();
-                    slot.borrow_mut()
-                        .get_or_insert_with(|| {
-                            self.meta.wait_slot(WaitKind::Permits(n), at, checked)
-                        })
-                        // No wait while the word moved or the permits came back (read by
-                        // a read-modify-write: see `block_unless`).
-                        .block_unless(|| {
-                            let s = self.word.fetch_add(0, Ordering::AcqRel);
-                            s != expected || s & COUNT >= n
-                        })
-                },
-                || {
-                    if let Some(s) = slot.borrow_mut().as_mut() {
-                        s.woken();
-                    }
-                    tag.unparked(&self.meta);
-                },
-            )?
-        };
+        let got = self.try_take(n) || self.take_contended(&tag, n, deadline, checked, at)?;
         Ok(got.then(|| {
             self.meta.took(&tag, n, at);
             Permit { sem: self, n, tag }
         }))
+    }
+
+    /// The rest of [`take`](Self::take) after a failed first try, out of line: the
+    /// uncontended acquire stays small enough to inline, with no wait record or hook
+    /// closures to set up.
+    #[cold]
+    fn take_contended(
+        &self,
+        tag: &HolderTag,
+        n: u32,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<bool, BlockError> {
+        assert!(n <= COUNT, "cannot acquire more than {COUNT} permits");
+        // The wait record is made at the first park, and it is registered while parked
+        // only: a woken thread that takes the permits is never seen blocked while not yet a
+        // holder again.
+        let slot = std::cell::RefCell::new(None);
+        self.acquire_contended(
+            n,
+            deadline,
+            |expected| {
+                // Parked, the thread holds nothing it claimed.
+                tag.parked();
+                slot.borrow_mut()
+                    .get_or_insert_with(|| self.meta.wait_slot(WaitKind::Permits(n), at, checked))
+                    // No wait while the word moved or the permits came back (read by a
+                    // read-modify-write: see `block_unless`).
+                    .block_unless(|| {
+                        let s = self.word.fetch_add(0, Ordering::AcqRel);
+                        s != expected || s & COUNT >= n
+                    })
+            },
+            || {
+                if let Some(s) = slot.borrow_mut().as_mut() {
+                    s.woken();
+                }
+                tag.unparked(&self.meta);
+            },
+        )
     }
 
     /// Takes `n` permits, waiting as long as needed, unless waiting would never end: under
@@ -338,27 +350,11 @@ impl<P: Park> Semaphore<P> {
         false
     }
 
-    /// Takes `n` permits, waiting until `deadline`. `on_block` runs each time before the
-    /// thread parks, with the word it parks on (deadlock detection; `|_| Ok(())` without
-    /// it); its `Err` makes the acquire give up like a timeout (a release wakes every
-    /// waiter, so leaving strands nobody) and is returned.
-    fn acquire_until<E>(
-        &self,
-        n: u32,
-        deadline: Option<Instant>,
-        on_block: impl FnMut(u32) -> Result<(), E>,
-        on_wake: impl FnMut(),
-    ) -> Result<bool, E> {
-        assert!(n <= COUNT, "cannot acquire more than {COUNT} permits");
-        if self.try_take(n) {
-            return Ok(true);
-        }
-        self.acquire_contended(n, deadline, on_block, on_wake)
-    }
-
-    /// The rest of [`acquire_until`](Self::acquire_until), out of line: the uncontended
-    /// acquire stays small enough to inline, with its permit in registers.
-    #[cold]
+    /// Takes `n` permits (at most [`COUNT`]), waiting until `deadline`, after a failed
+    /// `try_take`. `on_block` runs each time before the thread parks, with the word it
+    /// parks on (deadlock detection; without it, a closure with nothing to do); its `Err`
+    /// makes the acquire give up like a timeout (a release wakes every waiter, so leaving
+    /// strands nobody) and is returned. `on_wake` runs after each park.
     fn acquire_contended<E>(
         &self,
         n: u32,

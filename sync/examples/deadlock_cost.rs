@@ -4,13 +4,14 @@
 //!
 //! ```sh
 //! cargo build --release -p interproc-sync --example deadlock_cost                               # off
-//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/deadlock_cost semaphore 1000000
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/deadlock_cost semaphore 200000
 //! cargo build --release -p interproc-sync --example deadlock_cost --features deadlock-detection # on
 //! ```
 //!
-//! Run it twice with different counts (e.g. 1,000,000 and 2,000,000): the difference in
-//! total instructions, divided by the difference in iterations, is the cost of one
-//! iteration without the start-up. The rows: `mutex` (lock + increment + unlock),
+//! Run it twice with different counts (e.g. 200,000 and 400,000): the difference in total
+//! instructions, divided by the difference in iterations, is the cost of one iteration
+//! without the start-up. `perf stat -e cycles,instructions` over 20,000,000 iterations
+//! gives cycles too (see `docs/BENCHMARKS.md`). The rows: `mutex` (lock + increment + unlock),
 //! `nested` (lock A, lock B, increment both, unlock both), `semaphore` (acquire one
 //! permit, release it).
 

@@ -620,13 +620,23 @@ impl Registry {
     /// The blocked threads that can never go on: the greatest set of blocked threads all
     /// of whose releasers are in the set.
     fn stuck(&self) -> BTreeSet<u64> {
-        let mut stuck: BTreeSet<u64> =
-            self.threads.iter().filter(|(_, e)| e.wait.is_some()).map(|(&t, _)| t).collect();
+        // Each blocked thread's releasers, found once (a semaphore's holders are a scan of
+        // every thread's permit book); `None` for a wait that may end.
+        let waits: BTreeMap<u64, Option<Vec<u64>>> = self
+            .threads
+            .iter()
+            .filter_map(|(&t, e)| e.wait.as_ref().map(|w| (t, w)))
+            .map(|(t, w)| match self.releasers(w) {
+                Releasers::Threads(ids, _) => (t, Some(ids)),
+                Releasers::Live => (t, None),
+            })
+            .collect();
+        let mut stuck: BTreeSet<u64> = waits.keys().copied().collect();
         loop {
             let before = stuck.clone();
-            stuck.retain(|&t| match self.wait_of(t).map(|w| self.releasers(w)) {
-                Some(Releasers::Threads(ids, _)) => ids.iter().all(|r| before.contains(r)),
-                _ => false,
+            stuck.retain(|t| match &waits[t] {
+                Some(ids) => ids.iter().all(|r| before.contains(r)),
+                None => false,
             });
             if stuck.len() == before.len() {
                 return stuck;

@@ -88,18 +88,29 @@ impl<P: Park> RawMutex<P> {
         at: Site,
     ) -> Result<bool, BlockError> {
         meta.before_lock(at);
-        let locked = {
-            // The wait record lives while the thread may block, and goes at the block's end;
-            // it is made at the first park, so the uncontended path only tests for it.
-            let mut slot = None;
-            self.lock_until_hooked(deadline, || {
-                slot.get_or_insert_with(|| meta.wait_slot(WaitKind::Lock, at, checked)).block()
-            })?
-        };
+        let locked = self.try_lock() || self.lock_tracked_contended(meta, deadline, checked, at)?;
         if locked {
             meta.acquired(at);
         }
         Ok(locked)
+    }
+
+    /// The blocking part of [`lock_tracked`](Self::lock_tracked), out of line: the
+    /// uncontended lock has no wait record or hook closure to set up. The wait record
+    /// lives while the thread may block, and goes at the block's end; it is made at the
+    /// first park.
+    #[cold]
+    fn lock_tracked_contended(
+        &self,
+        meta: &LockMeta,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<bool, BlockError> {
+        let mut slot = None;
+        self.lock_contended(deadline, || {
+            slot.get_or_insert_with(|| meta.wait_slot(WaitKind::Lock, at, checked)).block()
+        })
     }
 
     #[cold]

@@ -14,6 +14,12 @@ use crate::park::{DefaultPark, Park, ParkResult};
 const WAITERS: u32 = 1 << 31;
 const COUNT: u32 = WAITERS - 1;
 
+/// The order of a take's compare-and-swap: Acquire, paired with a release's Release. With
+/// deadlock detection also Release, so that a thread that sees the count taken sees the
+/// taker's claim in its record (`LockMeta::claim`), which comes before (free on x86).
+const TAKE: Ordering =
+    if cfg!(feature = "deadlock-detection") { Ordering::AcqRel } else { Ordering::Acquire };
+
 /// A counting semaphore: a pool of permits that threads take and give back.
 ///
 /// [`acquire`](Semaphore::acquire) takes one permit and
@@ -132,35 +138,58 @@ impl<P: Park> Semaphore<P> {
         checked: bool,
         at: Site,
     ) -> Result<Option<Permit<'_, P>>, BlockError> {
-        // The thread counts as a party that may release before the count can change
-        // hands: attached only once it held the permit, a winner still running was for a
-        // moment neither a holder nor attached, and a thread blocking then was told that
-        // nobody was left to signal. (One thread-local read and one load once attached.)
-        self.meta.attach();
-        let got = {
-            // The wait record is made at the first park, so the uncontended path only tests
-            // for it, and it is registered while parked only: a woken thread that takes the
-            // permits is never seen blocked while not yet in the ledger.
-            let slot = std::cell::RefCell::new(None);
-            self.acquire_until(
-                n,
-                deadline,
-                || {
-                    slot.borrow_mut()
-                        .get_or_insert_with(|| {
-                            self.meta.wait_slot(WaitKind::Permits(n), at, checked)
-                        })
-                        // A report is dropped if the permits came back meanwhile.
-                        .block_unless(|| self.word.load(Ordering::Relaxed) & COUNT >= n)
-                },
-                || {
-                    if let Some(s) = slot.borrow_mut().as_mut() {
-                        s.woken();
-                    }
-                },
-            )?
-        };
-        Ok(got.then(|| Permit { sem: self, n, tag: self.meta.took(n, at) }))
+        // The thread counts as a party that may release, and as a holder, before the count
+        // can change hands: attached only once it held the permit, a winner still running
+        // was for a moment neither a holder nor attached, and a thread blocking then was
+        // told that nobody was left to signal (or, with another holder stuck, that they
+        // formed a cycle). Plain stores to the thread's own record.
+        let tag = self.meta.claim(n, at);
+        let got = self.try_take(n) || self.take_contended(&tag, n, deadline, checked, at)?;
+        Ok(got.then(|| {
+            self.meta.took(&tag, n, at);
+            Permit { sem: self, n, tag }
+        }))
+    }
+
+    /// The rest of [`take`](Self::take) after a failed first try, out of line: the
+    /// uncontended acquire stays small enough to inline, with no wait record or hook
+    /// closures to set up.
+    #[cold]
+    fn take_contended(
+        &self,
+        tag: &HolderTag,
+        n: u32,
+        deadline: Option<Instant>,
+        checked: bool,
+        at: Site,
+    ) -> Result<bool, BlockError> {
+        assert!(n <= COUNT, "cannot acquire more than {COUNT} permits");
+        // The wait record is made at the first park, and it is registered while parked
+        // only: a woken thread that takes the permits is never seen blocked while not yet a
+        // holder again.
+        let slot = std::cell::RefCell::new(None);
+        self.acquire_contended(
+            n,
+            deadline,
+            |expected| {
+                // Parked, the thread holds nothing it claimed.
+                tag.parked();
+                slot.borrow_mut()
+                    .get_or_insert_with(|| self.meta.wait_slot(WaitKind::Permits(n), at, checked))
+                    // No wait while the word moved or the permits came back (read by a
+                    // read-modify-write: see `block_unless`).
+                    .block_unless(|| {
+                        let s = self.word.fetch_add(0, Ordering::AcqRel);
+                        s != expected || s & COUNT >= n
+                    })
+            },
+            || {
+                if let Some(s) = slot.borrow_mut().as_mut() {
+                    s.woken();
+                }
+                tag.unparked(&self.meta);
+            },
+        )
     }
 
     /// Takes `n` permits, waiting as long as needed, unless waiting would never end: under
@@ -199,6 +228,7 @@ impl<P: Park> Semaphore<P> {
 
     /// Takes one permit, waiting as long as none is free.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    #[inline]
     pub fn acquire(&self) -> Permit<'_, P> {
         self.acquire_many(1)
     }
@@ -210,6 +240,7 @@ impl<P: Park> Semaphore<P> {
     ///
     /// If `n` exceeds [`Semaphore::MAX_PERMITS`] (it could never succeed).
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    #[inline]
     pub fn acquire_many(&self, n: u32) -> Permit<'_, P> {
         match self.take(n, None, false, deadlock::caller()) {
             Ok(Some(permit)) => permit,
@@ -234,9 +265,11 @@ impl<P: Park> Semaphore<P> {
     /// [`Error::WouldBlock`] if fewer than `n` are free.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_acquire_many(&self, n: u32) -> Result<Permit<'_, P>, Error> {
-        self.meta.attach(); // before the count changes hands, as in `take`
+        let at = deadlock::caller();
+        let tag = self.meta.claim(n, at); // before the count changes hands, as in `take`
         if self.try_take(n) {
-            Ok(Permit { sem: self, n, tag: self.meta.took(n, deadlock::caller()) })
+            self.meta.took(&tag, n, at);
+            Ok(Permit { sem: self, n, tag })
         } else {
             Err(Error::WouldBlock)
         }
@@ -309,7 +342,7 @@ impl<P: Park> Semaphore<P> {
         let mut s = self.word.load(Ordering::Relaxed);
         while s & COUNT >= n {
             // Acquire: pairs with the Release in `release`.
-            match self.word.compare_exchange_weak(s, s - n, Ordering::Acquire, Ordering::Relaxed) {
+            match self.word.compare_exchange_weak(s, s - n, TAKE, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => s = now,
             }
@@ -317,22 +350,20 @@ impl<P: Park> Semaphore<P> {
         false
     }
 
-    /// Takes `n` permits, waiting until `deadline`. `on_block` runs each time before the
-    /// thread parks (deadlock detection; `|| Ok(())` without it); its `Err` makes the
-    /// acquire give up like a timeout (a release wakes every waiter, so leaving strands
-    /// nobody) and is returned.
-    fn acquire_until<E>(
+    /// Takes `n` permits (at most [`COUNT`]), waiting until `deadline`, after a failed
+    /// `try_take`. `on_block` runs each time before the thread parks, with the word it
+    /// parks on (deadlock detection; without it, a closure with nothing to do); its `Err`
+    /// makes the acquire give up like a timeout (a release wakes every waiter, so leaving
+    /// strands nobody) and is returned. `on_wake` runs after each park.
+    fn acquire_contended<E>(
         &self,
         n: u32,
         deadline: Option<Instant>,
-        mut on_block: impl FnMut() -> Result<(), E>,
+        mut on_block: impl FnMut(u32) -> Result<(), E>,
         mut on_wake: impl FnMut(),
     ) -> Result<bool, E> {
-        assert!(n <= COUNT, "cannot acquire more than {COUNT} permits");
+        // Entered after a failed `try_take`, which the loop repeats at its end.
         loop {
-            if self.try_take(n) {
-                return Ok(true);
-            }
             // The futex only times out when it really sleeps; while other threads keep
             // changing the word it returns at once, so the deadline is checked here too.
             // Giving up strands nobody: a release wakes every waiter.
@@ -340,27 +371,28 @@ impl<P: Park> Semaphore<P> {
                 return Ok(false);
             }
             let s = self.word.load(Ordering::Relaxed);
-            if s & COUNT >= n {
-                continue; // permits came back meanwhile
-            }
+            // Unless permits came back meanwhile, or the word moved under the flagging.
             let expected = s | WAITERS;
-            if s != expected
-                && self
-                    .word
-                    .compare_exchange(s, expected, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
+            if s & COUNT < n
+                && (s == expected
+                    || self
+                        .word
+                        .compare_exchange(s, expected, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok())
             {
-                continue;
+                on_block(expected)?;
+                // Parks only while the word still says "too few, waiters flagged": any
+                // release changes it, so the futex compare closes the race with a release.
+                let parked = P::wait(&self.word, expected, deadline);
+                on_wake();
+                if parked == ParkResult::TimedOut {
+                    // Every parked thread is woken by a release, so timing out consumes no
+                    // wake-up that another thread needed. Permits may have come back since.
+                    return Ok(self.try_take(n));
+                }
             }
-            on_block()?;
-            // Parks only while the word still says "too few, waiters flagged": any release
-            // changes it, so the futex compare closes the race with a release.
-            let parked = P::wait(&self.word, expected, deadline);
-            on_wake();
-            if parked == ParkResult::TimedOut {
-                // Every parked thread is woken by a release, so timing out consumes no
-                // wake-up that another thread needed. Permits may have come back since.
-                return Ok(self.try_take(n));
+            if self.try_take(n) {
+                return Ok(true);
             }
         }
     }
@@ -393,6 +425,7 @@ impl<P: Park> Permit<'_, P> {
         let n = self.n;
         // Forgotten permits have no holder any more: they leave the ledger.
         self.sem.meta.gave_back(&self.tag, n);
+        self.tag.clear();
         std::mem::forget(self);
         n
     }
@@ -401,7 +434,10 @@ impl<P: Park> Permit<'_, P> {
 impl<P: Park> Drop for Permit<'_, P> {
     fn drop(&mut self) {
         if self.n > 0 {
-            // The ledger first: after the release the semaphore may be gone.
+            // The semaphore's own ledger first: after the release the semaphore may be
+            // gone. The holder's record (in the thread's memory) is cleared after, when
+            // `tag` is dropped: a holder running is listed a moment too long, never too
+            // short.
             self.sem.meta.gave_back(&self.tag, self.n);
             self.sem.release_word(self.n);
         }

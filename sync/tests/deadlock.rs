@@ -542,3 +542,214 @@ fn first_uncontended_acquire_is_not_a_deadlock() {
         );
     });
 }
+
+/// A thread that blocks for permits while another keeps taking and giving back the last
+/// one is never told it closed a cycle through the permits' other holder: the churning
+/// holder counts as one all along, also in the moments between its change of the count
+/// and its ledger entry. (With the ledger in the semaphore, entered after the count changed
+/// hands and left before it changed back, the blocked thread could see only the stuck
+/// holder and report a wait cycle that was not there.)
+#[test]
+fn a_churning_holder_is_never_missed() {
+    scenario("a_churning_holder_is_never_missed", || {
+        deadlock::set_policy(Policy::Error);
+        let mut false_positives = Vec::new();
+        for _ in 0..200 {
+            let sem = Semaphore::new(2).labelled("churned");
+            let m = Mutex::new(()).labelled("M");
+            let stop = std::sync::OnceLock::new();
+            let ready = Barrier::new(3);
+            thread::scope(|s| {
+                let guard = m.lock().unwrap();
+                // H holds one permit and blocks on M, which this thread holds.
+                s.spawn(|| {
+                    let _p = sem.acquire();
+                    ready.wait();
+                    drop(m.lock());
+                });
+                // R takes and gives back the other permit until told to stop.
+                s.spawn(|| {
+                    ready.wait();
+                    let mut rounds = 0u32;
+                    while stop.get().is_none() || rounds < 20_000 {
+                        drop(sem.acquire());
+                        rounds += 1;
+                        if rounds >= 200_000 {
+                            break;
+                        }
+                    }
+                });
+                ready.wait();
+                // Blocks while R holds the last permit; R is live, so this wait is not a
+                // cycle through H.
+                for _ in 0..50 {
+                    match sem.acquire_checked() {
+                        Ok(p) => drop(p),
+                        Err(d) => false_positives.push(d.into_report().to_string()),
+                    }
+                }
+                let _ = stop.set(());
+                drop(guard);
+            });
+        }
+        let _ = deadlock::take_reports();
+        assert!(
+            false_positives.is_empty(),
+            "{} false reports, e.g.:\n{}",
+            false_positives.len(),
+            false_positives[0]
+        );
+    });
+}
+
+/// A woken waiter that has taken a mutex but not yet recorded itself as its owner is
+/// never mistaken for the previous owner: P gives M to the parked W and at once blocks on
+/// K, which this thread holds; this thread then blocks on M (W holds it, or soon will). M's
+/// owner reads as W or as nobody, never as P, so no wait cycle through P is reported.
+#[test]
+fn a_woken_mutex_waiter_is_not_taken_for_the_previous_owner() {
+    scenario("a_woken_mutex_waiter_is_not_taken_for_the_previous_owner", || {
+        deadlock::set_policy(Policy::Error);
+        let mut false_positives = Vec::new();
+        for _ in 0..300 {
+            let m = Mutex::new(()).labelled("M");
+            let k = Mutex::new(()).labelled("K");
+            let p_holds_m = Barrier::new(3);
+            thread::scope(|s| {
+                let k_guard = k.lock().unwrap();
+                // P: holds M, lets W park on it, then gives it up and blocks on K.
+                s.spawn(|| {
+                    let g = m.lock().unwrap();
+                    p_holds_m.wait();
+                    thread::sleep(Duration::from_micros(200)); // W parks meanwhile
+                    drop(g);
+                    drop(k.lock());
+                });
+                // W: parks on M, takes it when P lets go, holds it briefly.
+                s.spawn(|| {
+                    p_holds_m.wait();
+                    let g = m.lock().unwrap();
+                    thread::sleep(Duration::from_micros(50));
+                    drop(g);
+                });
+                p_holds_m.wait();
+                thread::sleep(Duration::from_micros(200));
+                // Around the hand-over from P to W: M's owner is running (W), or nobody.
+                for _ in 0..3 {
+                    match m.lock_checked() {
+                        Ok(g) => drop(g),
+                        Err(deadlock::CheckedLockError::Deadlock(d)) => {
+                            false_positives.push(d.into_report().to_string())
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                drop(k_guard);
+            });
+        }
+        let _ = deadlock::take_reports();
+        assert!(
+            false_positives.is_empty(),
+            "{} false reports, e.g.:\n{}",
+            false_positives.len(),
+            false_positives[0]
+        );
+    });
+}
+
+/// A thread holding more permits than its own record has room for (8 holdings) is still
+/// named with all of them: the rest go to the semaphore's list.
+#[test]
+fn more_permits_than_the_thread_record_holds() {
+    scenario("more_permits_than_the_thread_record_holds", || {
+        const N: usize = 11;
+        deadlock::set_policy(Policy::Error);
+        let sem = Semaphore::new(N as u32).labelled("many permits");
+        let m = Mutex::new(()).labelled("M");
+        let both = Barrier::new(2);
+        let report = thread::scope(|s| {
+            let holder = s.spawn(|| {
+                let permits: Vec<_> = (0..N).map(|_| sem.acquire()).collect();
+                both.wait();
+                let r = m.lock_checked().err();
+                drop(permits);
+                r.map(|e| match e {
+                    deadlock::CheckedLockError::Deadlock(d) => d.into_report(),
+                    deadlock::CheckedLockError::Poisoned(_) => panic!("poisoned"),
+                })
+            });
+            let g = m.lock().unwrap();
+            both.wait();
+            let r = sem.acquire_checked().err().map(|d| d.into_report());
+            drop(g);
+            let other = holder.join().unwrap();
+            r.into_iter().chain(other).collect::<Vec<_>>()
+        });
+        assert_eq!(report.len(), 1, "{report:?}");
+        let r = &report[0];
+        assert_eq!(r.kind, ReportKind::WaitCycle, "{r}");
+        let on_sem = r.parties.iter().find(|p| p.wait == WaitFor::Permits(1)).expect("{r}");
+        let held: u32 = on_sem.held_by.iter().map(|h| h.permits).sum();
+        assert_eq!(held, N as u32, "all {N} permits are named: {r}");
+        assert_eq!(sem.available_permits(), N as u32);
+    });
+}
+
+/// A permit taken by a thread that has exited and given back by another is not a
+/// deadlock while it is out (its taker is unknown, so counts as able to give it back), and
+/// it leaves no trace once back: the exited thread's record is reused.
+#[test]
+fn a_permit_moved_to_another_thread() {
+    scenario("a_permit_moved_to_another_thread", || {
+        deadlock::set_policy(Policy::Error);
+        let sem = Semaphore::new(1).labelled("moved");
+        for _ in 0..50 {
+            let permit = thread::scope(|s| s.spawn(|| sem.acquire()).join().unwrap());
+            thread::scope(|s| {
+                let waiter = s.spawn(|| sem.acquire_checked().map(drop).map_err(|d| d.to_string()));
+                thread::sleep(Duration::from_millis(2));
+                drop(permit);
+                waiter.join().unwrap().expect("not a deadlock");
+            });
+        }
+        assert!(deadlocks(&deadlock::take_reports()).is_empty());
+        assert_eq!(sem.available_permits(), 1);
+    });
+}
+
+/// Locks taken in a thread-local destructor, nested deeper than the inline held stack (16),
+/// after the detector's own thread-locals of that thread are gone: no panic (a panic in a
+/// thread-local destructor aborts the process); the locks still work.
+#[test]
+fn nested_locks_in_a_thread_local_destructor() {
+    scenario("nested_locks_in_a_thread_local_destructor", || {
+        const DEPTH: usize = 20;
+        static LOCKS: std::sync::OnceLock<Vec<Mutex<u32>>> = std::sync::OnceLock::new();
+        let locks = LOCKS.get_or_init(|| {
+            (0..DEPTH).map(|i| Mutex::new(0).labelled(format!("tls {i}"))).collect()
+        });
+        struct LockOnExit;
+        impl Drop for LockOnExit {
+            fn drop(&mut self) {
+                let locks = LOCKS.get().unwrap();
+                let mut guards: Vec<_> = locks.iter().map(|m| m.lock().unwrap()).collect();
+                for g in &mut guards {
+                    **g += 1;
+                }
+            }
+        }
+        thread_local! {
+            static ON_EXIT: LockOnExit = const { LockOnExit };
+        }
+        thread::spawn(move || {
+            // Registered first, so destroyed last: after the detector's spill stack, which
+            // the nesting below registers.
+            ON_EXIT.with(|_| ());
+            let guards: Vec<_> = locks.iter().map(|m| m.lock().unwrap()).collect();
+            drop(guards);
+        })
+        .join()
+        .unwrap();
+        assert!(locks.iter().all(|m| *m.lock().unwrap() == 1));
+    });
+}

@@ -18,13 +18,27 @@
 //! whose state the detector does not know (an unregistered or exited owner, a lock whose
 //! owner is not yet recorded), counts as able to make progress: the detector errs towards
 //! silence, never towards a false report.
+//!
+//! Semaphore permits are recorded the same way, in the taking thread's own memory (its
+//! [`PermitBook`], plain stores): claimed before the count changes hands (the take's
+//! compare-and-swap is `AcqRel` with the feature), cleared after it changed back, and
+//! withdrawn while the thread is parked. A thread about to block reads the word by a
+//! read-modify-write first (so every take before it is visible with its claim) and scans
+//! the books under the registry lock; a running holder may be listed early or late (it
+//! counts as able to release anyway), a blocked one exactly. One theoretical window
+//! stays: between that read and the check, a release, a take of the permits by a thread
+//! not yet visible, and a third thread's flagging of waiters that restores the very same
+//! word; the report is dropped whenever the word moved otherwise.
 #![allow(clippy::disallowed_types)] // std's atomics: not modelled (see above)
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::panic::Location;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicPtr, AtomicU32, AtomicU64, AtomicU8,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Instant;
 
@@ -162,6 +176,9 @@ struct Held {
 /// The site of an unused entry of the inline held stack.
 const NO_SITE: Site = Location::caller();
 
+/// A spilled held entry that can no longer be read (see `Local::spilled`).
+const UNKNOWN_HELD: Held = Held { lock: 0, class: NO_CLASS, at: NO_SITE };
+
 /// How many held locks a thread keeps inline (no allocation); deeper nesting spills into a
 /// `Vec`.
 const INLINE_HELD: usize = 16;
@@ -176,7 +193,12 @@ impl Drop for ExitGuard {
     fn drop(&mut self) {
         let id = self.0.get();
         if id != 0 {
-            registry().threads.remove(&id);
+            // Permits taken from here on (in a later thread-local destructor) go to the
+            // semaphore's slow list, under this id, which is no longer alive.
+            let _ = LOCAL.try_with(|l| l.book.set(None));
+            let mut reg = registry();
+            reg.threads.remove(&id);
+            reg.retire_book(id);
         }
     }
 }
@@ -220,6 +242,7 @@ thread_local! {
             classes: [const { Cell::new(NO_CLASS) }; INLINE_HELD],
             sites: [const { Cell::new(NO_SITE) }; INLINE_HELD],
             edges: [const { Cell::new(0) }; EDGE_CACHE],
+            book: Cell::new(None),
         }
     };
     static EXIT: ExitGuard = const { ExitGuard(Cell::new(0)) };
@@ -247,13 +270,15 @@ struct Local {
     /// Lock-order edges `(from << 32) | to` this thread has seen, direct-mapped by a hash;
     /// 0 is empty (an edge never joins a class to itself, so no edge is 0).
     edges: [Cell<u64>; EDGE_CACHE],
+    /// Where this thread records the semaphore permits it holds (set by `register`).
+    book: Cell<Option<&'static PermitBook>>,
 }
 
 impl Local {
     #[inline]
     fn id(&self) -> u64 {
         match self.me.get() {
-            0 => register(&self.me),
+            0 => register(self),
             id => id,
         }
     }
@@ -272,38 +297,53 @@ impl Local {
         }
     }
 
+    /// A spilled entry; [`UNKNOWN_HELD`] once the spill is gone (the thread's
+    /// thread-locals are being destroyed, and a destructor still holds deep nesting).
     #[cold]
     fn spilled(i: usize) -> Held {
-        SPILL.with_borrow(|s| s[i - INLINE_HELD])
+        SPILL
+            .try_with(|s| s.borrow().get(i - INLINE_HELD).copied())
+            .ok()
+            .flatten()
+            .unwrap_or(UNKNOWN_HELD)
     }
 
+    /// Sets the `i`th entry; false if it belongs in the spill and the spill is gone.
     #[inline]
-    fn set(&self, i: usize, h: Held) {
+    fn set(&self, i: usize, h: Held) -> bool {
         if i < INLINE_HELD {
             self.locks[i].set(h.lock);
             self.classes[i].set(h.class);
             self.sites[i].set(h.at);
+            true
         } else {
-            Self::spill(i, h);
+            Self::spill(i, h)
         }
     }
 
+    /// Spills the `i`th entry. A lock taken in a thread-local destructor after the spill
+    /// was destroyed is not recorded (the hooks degrade, never panic: a panic there would
+    /// abort the process).
     #[cold]
-    fn spill(i: usize, h: Held) {
-        SPILL.with_borrow_mut(|s| {
-            if i - INLINE_HELD < s.len() {
-                s[i - INLINE_HELD] = h;
-            } else {
-                s.push(h);
-            }
-        });
+    fn spill(i: usize, h: Held) -> bool {
+        SPILL
+            .try_with(|s| {
+                let mut s = s.borrow_mut();
+                if i - INLINE_HELD < s.len() {
+                    s[i - INLINE_HELD] = h;
+                } else {
+                    s.push(h);
+                }
+            })
+            .is_ok()
     }
 
     #[inline]
     fn push(&self, h: Held) {
         let d = self.depth.get();
-        self.set(d, h);
-        self.depth.set(d + 1);
+        if self.set(d, h) {
+            self.depth.set(d + 1);
+        }
     }
 
     #[inline]
@@ -325,16 +365,18 @@ impl Local {
             self.set(j, self.get(j + 1));
         }
         if d > INLINE_HELD {
-            SPILL.with_borrow_mut(|s| {
-                s.pop();
-            });
+            let _ = SPILL.try_with(|s| s.borrow_mut().pop());
         }
         self.depth.set(d - 1);
     }
 
     /// The held locks' classes and sites, oldest first.
     fn held(&self) -> Vec<(u32, Site)> {
-        (0..self.depth.get()).map(|i| self.get(i)).map(|h| (h.class, h.at)).collect()
+        (0..self.depth.get())
+            .map(|i| self.get(i))
+            .filter(|h| h.class != NO_CLASS)
+            .map(|h| (h.class, h.at))
+            .collect()
     }
 
     /// Whether the edge `a -> b` is in the cache; puts it there if not.
@@ -353,14 +395,15 @@ impl Local {
 
 /// This thread's id, registering it on first use; 0 while the thread is being torn down
 /// (its thread-locals are gone), which the hooks treat as "unknown".
+#[inline]
 fn me() -> u64 {
     LOCAL.try_with(Local::id).unwrap_or(0)
 }
 
 /// Registers the calling thread (its first lock): an id, and its pid, tid and name for
-/// reports. `c` is the thread's id cell.
+/// reports, and its permit book. `l` is the thread's state.
 #[cold]
-fn register(c: &Cell<u64>) -> u64 {
+fn register(l: &Local) -> u64 {
     // The pid in the high half: after a fork, the child's copy of the registry and of the
     // forking thread's cached id still name the parent's threads, which `alive` then
     // treats as unknown (so they can never complete a cycle in the child); and an owner
@@ -373,12 +416,19 @@ fn register(c: &Cell<u64>) -> u64 {
         tid: crate::sys::gettid(),
         name: std::thread::current().name().map(str::to_owned),
     };
-    registry().threads.insert(id, ThreadEntry { info, wait: None });
+    let book = {
+        let mut reg = registry();
+        reg.threads.insert(id, ThreadEntry { info, wait: None });
+        reg.book_for(id)
+    };
     if EXIT.try_with(|g| g.0.set(id)).is_err() {
-        registry().threads.remove(&id);
+        let mut reg = registry();
+        reg.threads.remove(&id);
+        reg.retire_book(id);
         return 0;
     }
-    c.set(id);
+    l.book.set(Some(book));
+    l.me.set(id);
     id
 }
 
@@ -430,6 +480,9 @@ struct Registry {
     edges: BTreeMap<(u32, u32), EdgeInfo>,
     /// (monitor class, held class) hazards already reported.
     hazards: BTreeSet<(u32, u32)>,
+    /// Every thread's permit book (never freed: a book goes to a new thread once its owner
+    /// has exited and every permit recorded in it was given back).
+    books: Vec<&'static PermitBook>,
 }
 
 static REGISTRY: StdMutex<Registry> = StdMutex::new(Registry {
@@ -438,6 +491,7 @@ static REGISTRY: StdMutex<Registry> = StdMutex::new(Registry {
     class_ids: BTreeMap::new(),
     edges: BTreeMap::new(),
     hazards: BTreeSet::new(),
+    books: Vec::new(),
 });
 
 fn registry() -> StdGuard<'static, Registry> {
@@ -466,6 +520,66 @@ impl Registry {
         id
     }
 
+    /// A permit book for the new thread `id`: one that an exited thread of this process
+    /// left empty (at its exit, or later, when the last permit it took was given back by
+    /// another thread), or a new one. Never one of another process's threads (in a forked
+    /// child, the forking thread goes on using its copy of its book under its old id).
+    fn book_for(&mut self, id: u64) -> &'static PermitBook {
+        let reusable = self.books.iter().copied().find(|b| {
+            let owner = b.owner.load(Relaxed);
+            (owner == 0 || (!self.alive(owner) && owner >> 32 == u64::from(std::process::id())))
+                && b.slots.iter().all(|s| s.lock.load(Acquire) == 0)
+        });
+        let book = reusable.unwrap_or_else(|| {
+            let b: &'static PermitBook = Box::leak(Box::default());
+            self.books.push(b);
+            b
+        });
+        book.owner.store(id, Relaxed);
+        book
+    }
+
+    /// The exited thread `id` no longer records permits in its book. A book that still
+    /// records some (permits sent to another thread, not yet given back) keeps the dead id
+    /// until they are: their holder counts as unknown, so as able to give them back.
+    fn retire_book(&mut self, id: u64) {
+        if let Some(b) = self.books.iter().find(|b| b.owner.load(Relaxed) == id) {
+            if b.slots.iter().all(|s| s.lock.load(Acquire) == 0) {
+                b.owner.store(0, Relaxed);
+            }
+        }
+    }
+
+    /// Who holds permits of the semaphore `meta`, and how many (the books, then the
+    /// ledger's list). A book's slot is filled before the count changes hands and emptied
+    /// after it changed back, so a holder that is running may be listed early or late (it
+    /// counts as able to give them back anyway), and a blocked holder's slots are exact:
+    /// it filled them before it registered its wait, under the registry lock that the
+    /// reader holds.
+    fn holders(&self, meta: &LockMeta) -> Vec<Hold> {
+        let mut out: Vec<Hold> = Vec::new();
+        for b in &self.books {
+            for s in &b.slots {
+                if s.lock.load(Acquire) != meta.id {
+                    continue;
+                }
+                let permits = s.permits.load(Relaxed);
+                // SAFETY: `at` only ever holds null or pointers made from `&'static Location`.
+                let at: Option<Site> = unsafe { s.at.load(Relaxed).as_ref() };
+                let thread = b.owner.load(Relaxed);
+                match out.iter_mut().find(|h| h.thread == thread) {
+                    Some(h) => h.permits += permits,
+                    None => out.push(Hold { thread, permits, at }),
+                }
+            }
+        }
+        if let Some(ledger) = meta.ledger() {
+            out.extend(ledger.slow().holders.iter().copied());
+        }
+        out.retain(|h| h.permits > 0);
+        out
+    }
+
     /// Whether `t` is a live thread of this process (see `register` for the pid check).
     fn alive(&self, t: u64) -> bool {
         (t >> 32) == u64::from(std::process::id()) && self.threads.contains_key(&t)
@@ -484,7 +598,7 @@ impl Registry {
             }
             WaitFor::Permits(_) => {
                 let Some(ledger) = meta.ledger() else { return Releasers::Live };
-                let holders = ledger.holders();
+                let holders = self.holders(meta);
                 if holders.is_empty() {
                     Releasers::Threads(self.attached(&ledger.slow().attached), false)
                 } else if holders.iter().any(|h| !self.alive(h.thread)) {
@@ -511,13 +625,23 @@ impl Registry {
     /// The blocked threads that can never go on: the greatest set of blocked threads all
     /// of whose releasers are in the set.
     fn stuck(&self) -> BTreeSet<u64> {
-        let mut stuck: BTreeSet<u64> =
-            self.threads.iter().filter(|(_, e)| e.wait.is_some()).map(|(&t, _)| t).collect();
+        // Each blocked thread's releasers, found once (a semaphore's holders are a scan of
+        // every thread's permit book); `None` for a wait that may end.
+        let waits: BTreeMap<u64, Option<Vec<u64>>> = self
+            .threads
+            .iter()
+            .filter_map(|(&t, e)| e.wait.as_ref().map(|w| (t, w)))
+            .map(|(t, w)| match self.releasers(w) {
+                Releasers::Threads(ids, _) => (t, Some(ids)),
+                Releasers::Live => (t, None),
+            })
+            .collect();
+        let mut stuck: BTreeSet<u64> = waits.keys().copied().collect();
         loop {
             let before = stuck.clone();
-            stuck.retain(|&t| match self.wait_of(t).map(|w| self.releasers(w)) {
-                Some(Releasers::Threads(ids, _)) => ids.iter().all(|r| before.contains(r)),
-                _ => false,
+            stuck.retain(|t| match &waits[t] {
+                Some(ids) => ids.iter().all(|r| before.contains(r)),
+                None => false,
             });
             if stuck.len() == before.len() {
                 return stuck;
@@ -623,10 +747,8 @@ impl Registry {
                     }]
                 }
             }
-            WaitFor::Permits(_) | WaitFor::Condition(_) => meta
-                .ledger()
-                .map(Ledger::holders)
-                .unwrap_or_default()
+            WaitFor::Permits(_) | WaitFor::Condition(_) => self
+                .holders(meta)
                 .iter()
                 .map(|h| Holding {
                     thread: self.thread_info(h.thread),
@@ -687,37 +809,40 @@ impl Registry {
 // ---------------------------------------------------------------------------------------
 // Per-lock state.
 
-/// How many permit holders a semaphore records without a lock; more spill into a list
-/// under a mutex.
-const FAST_HOLDERS: usize = 4;
+/// How many permit holdings (one per live `Permit`) a thread records in its book; more
+/// spill into the semaphore's list under a mutex.
+const PERMIT_SLOTS: usize = 8;
 
-/// One lock-free ledger entry: `(thread low 32 bits << 32) | permits`, 0 when never used.
-/// An entry with 0 permits may be taken over by another thread (by compare-and-swap, so
-/// its old holder, which updates it by compare-and-swap too, cannot add to the new one's).
-struct FastHold {
-    word: AtomicU64,
+/// One holding of a semaphore's permits: written only by the thread that took them (and
+/// emptied by whichever thread gives them back), read by a blocked thread's check.
+#[derive(Default)]
+struct PermitSlot {
+    /// The semaphore's [`LockMeta`] id; 0 when the slot is free.
+    lock: AtomicU64,
+    permits: AtomicU32,
     at: AtomicPtr<Location<'static>>,
+}
+
+/// The permits a thread holds, in plain stores to memory of its own (no compare-and-swap
+/// in the semaphore's memory): a semaphore's holders are found by scanning the books.
+#[derive(Default)]
+struct PermitBook {
+    /// The owning thread's id; 0 while the book is unused.
+    owner: AtomicU64,
+    slots: [PermitSlot; PERMIT_SLOTS],
 }
 
 /// The ledger of a semaphore or monitor (mutexes have none).
 #[derive(Default)]
 struct Ledger {
-    /// Semaphores: who holds how many permits, the common case without a lock.
-    fast: [FastHold; FAST_HOLDERS],
     /// The thread that last attached (a hint: attaching again costs one load).
     attached_hint: AtomicU64,
     slow: StdMutex<SlowLedger>,
 }
 
-impl Default for FastHold {
-    fn default() -> Self {
-        FastHold { word: AtomicU64::new(0), at: AtomicPtr::new(std::ptr::null_mut()) }
-    }
-}
-
 #[derive(Default)]
 struct SlowLedger {
-    /// Semaphores: holders that found every fast entry taken.
+    /// Semaphores: holders whose book was full (or gone: a thread being torn down).
     holders: Vec<Hold>,
     /// Monitors and semaphores: the threads that used it (they may notify or release).
     attached: Vec<u64>,
@@ -727,42 +852,13 @@ struct SlowLedger {
 struct Hold {
     thread: u64,
     permits: u32,
-    /// Where the permits were last taken (unknown for a moment after a lock-free take).
+    /// Where the permits were taken.
     at: Option<Site>,
-}
-
-/// A thread id from the low half kept in a fast ledger entry (ids carry the pid in their
-/// high half, see `register`).
-fn full_id(low: u64) -> u64 {
-    (u64::from(std::process::id()) << 32) | low
 }
 
 impl Ledger {
     fn slow(&self) -> StdGuard<'_, SlowLedger> {
         self.slow.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Every holder with its permits (a snapshot: lock-free entries may change meanwhile,
-    /// but a blocked holder's entry does not).
-    fn holders(&self) -> Vec<Hold> {
-        let mut out: Vec<Hold> = self
-            .fast
-            .iter()
-            .filter_map(|f| {
-                let v = f.word.load(Relaxed);
-                if v as u32 == 0 {
-                    return None;
-                }
-                // Null only in the moment between a first take and its site's store.
-                let at = f.at.load(Relaxed);
-                // SAFETY: `at` only ever holds null or pointers made from
-                // `&'static Location`.
-                let at: Option<Site> = unsafe { at.as_ref() };
-                Some(Hold { thread: full_id(v >> 32), permits: v as u32, at })
-            })
-            .collect();
-        out.extend(self.slow().holders.iter().copied());
-        out
     }
 }
 
@@ -791,15 +887,55 @@ impl std::fmt::Debug for LockMeta {
     }
 }
 
-/// Who took a semaphore's permits (the thread that acquired them), and where the ledger
-/// keeps them: a fast entry's index, or [`SLOW_HOLD`].
-#[derive(Debug)]
+/// Who holds a semaphore's permits, and where that is recorded: a slot of the taking
+/// thread's book, or (no slot) the semaphore's slow list under `thread`.
 pub(crate) struct HolderTag {
+    slot: Option<&'static PermitSlot>,
+    /// The taking thread, for the slow list (when `slot` is `None`).
     thread: u64,
-    entry: usize,
 }
 
-const SLOW_HOLD: usize = usize::MAX;
+impl std::fmt::Debug for HolderTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HolderTag").field("in_book", &self.slot.is_some()).finish()
+    }
+}
+
+impl HolderTag {
+    /// The thread is about to park for the permits it claimed: until it wakes, it holds
+    /// none (a blocked thread's book must be exact).
+    #[inline]
+    pub(crate) fn parked(&self) {
+        if let Some(s) = self.slot {
+            s.lock.store(0, Release);
+        }
+    }
+
+    /// The thread woke and is about to try again for the permits of `meta`: the claim is
+    /// back before the count can change hands.
+    #[inline]
+    pub(crate) fn unparked(&self, meta: &LockMeta) {
+        if let Some(s) = self.slot {
+            s.lock.store(meta.id, Release);
+        }
+    }
+
+    /// The permits were given back (after the count changed back) or forgotten: the slot
+    /// is free. Touches only the book, never the semaphore, which may be gone by now.
+    #[inline]
+    pub(crate) fn clear(&self) {
+        if let Some(s) = self.slot {
+            s.lock.store(0, Release);
+        }
+    }
+}
+
+impl Drop for HolderTag {
+    #[inline]
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
 
 impl LockMeta {
     /// State for a new lock of `kind`, created at the caller's location. A semaphore or
@@ -880,12 +1016,12 @@ impl LockMeta {
             }
             let b = self.class();
             for i in 0..d {
-                let h = l.get(i);
-                let a = h.class;
+                // Only the class on this path: the held lock's site is read if the edge is new.
+                let a = if i < INLINE_HELD { l.classes[i].get() } else { Local::spilled(i).class };
                 if a == b || l.edge_cached(a, b) {
                     continue; // nesting within one class is not ordered (see the module docs)
                 }
-                self.edge_seen(a, b, at, h.at);
+                self.edge_seen(a, b, at, l.get(i).at);
             }
         });
     }
@@ -894,7 +1030,8 @@ impl LockMeta {
     /// cache by another.
     #[cold]
     fn edge_seen(&self, a: u32, b: u32, at: Site, holding_since: Site) {
-        if SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
+        // A held lock that can no longer be read (`UNKNOWN_HELD`) orders nothing.
+        if a != NO_CLASS && SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
             self.new_edge(a, b, at, holding_since);
         }
     }
@@ -968,53 +1105,45 @@ impl LockMeta {
         ledger.attached_hint.store(me, Relaxed);
     }
 
-    /// The calling thread took `n` permits of this semaphore. Without a lock while the
-    /// semaphore has at most [`FAST_HOLDERS`] holders at a time. The caller attached
-    /// (`attach`) before the permits could change hands.
+    /// The calling thread is about to try to take `n` permits of this semaphore: it
+    /// attaches, and records the holding in a free slot of its book (plain stores, before
+    /// the count can change hands: a semaphore's take is an `AcqRel` compare-and-swap with
+    /// the feature, so a thread that sees the count taken sees the slot). Until the take
+    /// succeeds the claim stands for a thread that is running, which only ever makes a
+    /// check err towards silence; [`HolderTag::parked`] withdraws it while the thread
+    /// waits. With no free slot, [`took`](Self::took) records the permits in the
+    /// semaphore's list instead.
     #[inline]
-    pub(crate) fn took(&self, n: u32, at: Site) -> HolderTag {
-        let me = me();
-        let Some(ledger) = self.ledger() else { return HolderTag { thread: me, entry: SLOW_HOLD } };
-        let low = me & 0xFFFF_FFFF;
-        if low != 0 {
-            if let Some(entry) = Self::take_fast(ledger, low, n) {
-                ledger.fast[entry].at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
-                return HolderTag { thread: me, entry };
+    pub(crate) fn claim(&self, n: u32, at: Site) -> HolderTag {
+        // One thread-local access for the attach and the book.
+        let (me, book) = LOCAL.try_with(|l| (l.id(), l.book.get())).unwrap_or((0, None));
+        if let Some(ledger) = self.ledger() {
+            if me != 0 && ledger.attached_hint.load(Relaxed) != me {
+                self.attach_slow(ledger, me);
             }
         }
-        Self::took_slow(ledger, me, n, at)
+        if let Some(s) = book.and_then(|b| b.slots.iter().find(|s| s.lock.load(Relaxed) == 0)) {
+            s.permits.store(n, Relaxed);
+            s.at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
+            s.lock.store(self.id, Release);
+            return HolderTag { slot: Some(s), thread: 0 };
+        }
+        HolderTag { slot: None, thread: me }
     }
 
-    /// Adds `n` permits to this thread's fast entry, or takes a free one; `None` if all
-    /// are held by other threads.
+    /// The permits claimed in `tag` were taken: recorded in the semaphore's list if the
+    /// thread's book had no room (the book's slot needs nothing more).
     #[inline]
-    fn take_fast(ledger: &Ledger, low: u64, n: u32) -> Option<usize> {
-        'retry: loop {
-            let mut free = None;
-            for (i, f) in ledger.fast.iter().enumerate() {
-                let v = f.word.load(Relaxed);
-                if v >> 32 == low {
-                    let sum = (v as u32).checked_add(n)?;
-                    let new = (low << 32) | u64::from(sum);
-                    if f.word.compare_exchange(v, new, Relaxed, Relaxed).is_err() {
-                        continue 'retry;
-                    }
-                    return Some(i);
-                }
-                if v as u32 == 0 && free.is_none() {
-                    free = Some((i, v));
-                }
-            }
-            let (i, v) = free?;
-            let new = (low << 32) | u64::from(n);
-            if ledger.fast[i].word.compare_exchange(v, new, Relaxed, Relaxed).is_ok() {
-                return Some(i);
+    pub(crate) fn took(&self, tag: &HolderTag, n: u32, at: Site) {
+        if tag.slot.is_none() && n > 0 {
+            if let Some(ledger) = self.ledger() {
+                Self::took_slow(ledger, tag.thread, n, at);
             }
         }
     }
 
     #[cold]
-    fn took_slow(ledger: &Ledger, me: u64, n: u32, at: Site) -> HolderTag {
+    fn took_slow(ledger: &Ledger, me: u64, n: u32, at: Site) {
         let mut l = ledger.slow();
         match l.holders.iter_mut().find(|h| h.thread == me) {
             Some(h) => {
@@ -1023,19 +1152,18 @@ impl LockMeta {
             }
             None => l.holders.push(Hold { thread: me, permits: n, at: Some(at) }),
         }
-        HolderTag { thread: me, entry: SLOW_HOLD }
     }
 
-    /// Permits taken by `tag` go back (or are forgotten).
+    /// Permits taken by `tag` are about to go back (or are forgotten): out of the
+    /// semaphore's list if they were there (before the count changes: the semaphore may
+    /// be gone after). A book's slot is emptied after the count changed, by
+    /// [`HolderTag::clear`].
     #[inline]
     pub(crate) fn gave_back(&self, tag: &HolderTag, n: u32) {
-        let Some(ledger) = self.ledger() else { return };
-        match ledger.fast.get(tag.entry) {
-            // The entry holds at least these `n` permits, so nobody takes it over meanwhile.
-            Some(f) => {
-                f.word.fetch_sub(u64::from(n), Relaxed);
+        if tag.slot.is_none() {
+            if let Some(ledger) = self.ledger() {
+                Self::gave_back_slow(ledger, tag.thread, n);
             }
-            None => Self::gave_back_slow(ledger, tag.thread, n),
         }
     }
 
@@ -1123,16 +1251,19 @@ impl WaitSlot<'_> {
         self.block_unless(|| false)
     }
 
-    /// [`block`](Self::block), except that a report is dropped if `ready()` says, read
-    /// after the check, that the wait is over after all (a semaphore's permits came back:
-    /// a holder that gave them back and exited is gone from the registry, and its release
-    /// came before).
+    /// [`block`](Self::block), unless `ready()` says that the wait is over after all:
+    /// asked before the wait is registered (then nothing is registered: the thread will
+    /// not sleep) and again after the check (then a report is dropped). A semaphore asks
+    /// whether its word moved or the permits came back, with a read-modify-write, which
+    /// reads the newest count and makes every take before it visible, with its claim in
+    /// the taker's book (a holder that gave its permits back and exited is gone from the
+    /// registry, but its release came before).
     pub(crate) fn block_unless(&mut self, ready: impl Fn() -> bool) -> Result<(), Deadlock> {
         if self.registered != 0 {
             return Ok(());
         }
         let me = me();
-        if me == 0 {
+        if me == 0 || ready() {
             return Ok(());
         }
         self.registered = me;

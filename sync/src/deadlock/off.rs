@@ -76,9 +76,12 @@ impl LockMeta {
     pub(crate) fn attach(&self) {}
 
     #[inline(always)]
-    pub(crate) fn took(&self, _n: u32, _at: Site) -> HolderTag {
+    pub(crate) fn claim(&self, _n: u32, _at: Site) -> HolderTag {
         HolderTag
     }
+
+    #[inline(always)]
+    pub(crate) fn took(&self, _tag: &HolderTag, _n: u32, _at: Site) {}
 
     #[inline(always)]
     pub(crate) fn gave_back(&self, _tag: &HolderTag, _n: u32) {}
@@ -92,6 +95,17 @@ impl LockMeta {
     ) -> Result<WaitSlot<'_>, BlockError> {
         Ok(WaitSlot(PhantomData))
     }
+}
+
+impl HolderTag {
+    #[inline(always)]
+    pub(crate) fn parked(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn unparked(&self, _meta: &LockMeta) {}
+
+    #[inline(always)]
+    pub(crate) fn clear(&self) {}
 }
 
 impl WaitSlot<'_> {

@@ -54,10 +54,24 @@
 //! [`process::LockError::Deadlock`](crate::process::LockError::Deadlock) under
 //! [`Policy::Error`].
 //!
+//! Their lock order is checked too. A process mutex or monitor goes on the thread's held
+//! stack like a thread lock (a blocking `lock` / `enter` records edges, `try_lock` and
+//! `lock_timeout` do not), so nesting process locks, or thread and process locks, is
+//! checked in the process; its class is its label in this process, or else its
+//! shared-memory key. An edge between two process locks is also written to a lock-order
+//! table in shared memory beside the registry, keyed by the locks' (device, inode,
+//! offset), so an order taken in one process and its inverse in another (even after the
+//! first has exited) is a [`ReportKind::LockOrderInversion`] naming each edge's process,
+//! thread and call sites: see [`shared`] for the table and its lifetime.
+//!
 //! # Limits (this release)
 //!
-//! Across processes there is no lock-order graph; condition waits are listed but never
-//! in a cycle; a semaphore wait is only reported (no `_checked` call returns the error),
+//! Across processes, condition waits are listed but never in a cycle; the lock-order
+//! table keeps [`shared::ORDER_EDGES`] edges, which live as long as some process attached
+//! to it (one that wrote an edge) is alive, and a process lock's class is cached by
+//! address (dropped when a [`Segment`](crate::shm::Segment) is unmapped there, or the lock
+//! is labelled: memory unmapped by other means keeps its locks' classes); process
+//! monitors report no wait-while-holding hazard; a semaphore wait is only reported (no `_checked` call returns the error),
 //! and its holders are listed per process (at most 8 per wait; more counts as live);
 //! all under the per-process global policy. Threads that wait outside
 //! these primitives (`join`, I/O, std's locks) count as able to make progress, so they
@@ -94,12 +108,14 @@
 //! ```
 
 mod detector;
+mod order_shared;
 mod report;
 pub mod shared;
 
 use std::fmt;
 
 pub(crate) use detector::{caller, BlockError, HolderTag, LockMeta, Site, WaitKind};
+pub(crate) use order_shared::{unmapped, SharedOrder};
 pub use report::{
     Holding, LockInfo, LockKind, OrderEdge, Party, Report, ReportKind, ThreadInfo, WaitFor,
 };

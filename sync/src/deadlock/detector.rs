@@ -1206,6 +1206,12 @@ pub(super) fn held_edges(b: u32, mut missed: impl FnMut(u32, u64, Site)) {
     });
 }
 
+/// Whether the calling thread holds a mutex or monitor (of either kind).
+#[inline]
+pub(super) fn holds_any() -> bool {
+    LOCAL.try_with(|l| l.depth.get() != 0).unwrap_or(false)
+}
+
 /// Whether this thread sees the edge `a -> b` for the first time (behind its edge cache).
 pub(super) fn first_seen(a: u32, b: u32) -> bool {
     SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false)

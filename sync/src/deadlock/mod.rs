@@ -119,7 +119,7 @@ pub(crate) use order_shared::{unmapped, SharedOrder};
 pub use report::{
     Holding, LockInfo, LockKind, OrderEdge, Party, Report, ReportKind, ThreadInfo, WaitFor,
 };
-pub(crate) use shared::SharedWait;
+pub(crate) use shared::{LazyWait, SharedWait};
 
 use crate::error::PoisonError;
 

@@ -162,6 +162,27 @@ impl SharedOrder {
 #[inline(always)]
 pub(crate) fn unmapped(_base: usize, _len: usize) {}
 
+/// The lazily made wait record of a process-shared lock: zero-sized when detection is off.
+pub(crate) struct LazyWait(SharedWait);
+
+impl LazyWait {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        LazyWait(SharedWait)
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(
+        &mut self,
+        _addr: usize,
+        _kind: LockKind,
+        _at: Site,
+        _checked: bool,
+    ) -> &mut SharedWait {
+        &mut self.0
+    }
+}
+
 /// Labels of process-shared locks: nothing when detection is off.
 pub(crate) mod shared {
     #[inline(always)]

@@ -168,8 +168,17 @@ impl SharedOrder {
     #[inline]
     pub(crate) fn before_lock(addr: usize, at: Site) -> Self {
         let b = class_of(addr);
-        detector::held_edges(b, |a, lock, since| edge_missed(a, lock, b, addr, at, since));
+        if detector::holds_any() {
+            Self::edges(b, addr, at);
+        }
         SharedOrder { addr, class: b }
+    }
+
+    /// The edges into class `b` (out of line: the uncontended single lock stays small
+    /// enough to inline).
+    #[inline(never)]
+    fn edges(b: u32, addr: usize, at: Site) {
+        detector::held_edges(b, |a, lock, since| edge_missed(a, lock, b, addr, at, since));
     }
 
     /// Before a `try_lock` or timed acquisition of the lock at `addr`: no edges.

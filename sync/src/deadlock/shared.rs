@@ -659,6 +659,40 @@ impl Awaited {
     }
 }
 
+/// The [`SharedWait`] of a blocking lock or entry, made (boxed) at its first park: the
+/// uncontended path only holds and drops an empty pointer, inline.
+pub(crate) struct LazyWait(Option<Box<SharedWait>>);
+
+impl LazyWait {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        LazyWait(None)
+    }
+
+    /// The wait record, made on the first call.
+    #[inline]
+    pub(crate) fn get(
+        &mut self,
+        addr: usize,
+        kind: LockKind,
+        at: Site,
+        checked: bool,
+    ) -> &mut SharedWait {
+        self.0.get_or_insert_with(|| Self::make(addr, kind, at, checked))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make(addr: usize, kind: LockKind, at: Site, checked: bool) -> Box<SharedWait> {
+        Box::new(SharedWait::new(addr, kind, at, checked))
+    }
+
+    /// The deadlock that made the wait give up (under the `Error` policy).
+    pub(crate) fn take_deadlock(&mut self) -> Option<Deadlock> {
+        self.0.as_deref_mut().and_then(SharedWait::take_deadlock)
+    }
+}
+
 /// One blocking call on a process-shared lock: registers the thread on its first park,
 /// refreshes its edge and looks for a cycle on each; frees the slot when dropped.
 pub(crate) struct SharedWait {

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use super::{guard_or, Header, Kind, LockError};
-use crate::deadlock::{caller, LockKind, SharedOrder, SharedWait};
+use crate::deadlock::{caller, LazyWait, LockKind, SharedOrder, SharedWait};
 use crate::loom::atomic::Ordering;
 use crate::loom::cell::UnsafeCell;
 use crate::monitor::CondWord;
@@ -118,15 +118,15 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     /// the cross-process registry and a wait-for cycle through it is reported (see
     /// [`enter_checked`](Monitor::enter_checked) for the error).
     #[track_caller]
+    #[inline]
     pub fn enter(&self) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
         let at = caller();
         let order = SharedOrder::before_lock(self.addr(), at);
         // The wait record is made at the first park: the uncontended path only tests for it.
-        let mut wait = None;
+        let mut wait = LazyWait::new();
         let got = self.raw.lock_until_with(None, |w| {
-            wait.get_or_insert_with(|| SharedWait::new(self.addr(), LockKind::Monitor, at, false))
-                .parked(|| self.raw.owner_of(w))
+            wait.get(self.addr(), LockKind::Monitor, at, false).parked(|| self.raw.owner_of(w))
         });
         order.acquired(got.holds(), at);
         guard_or(self.entered(got), LockError::Timeout, || self.guard())
@@ -147,12 +147,11 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
         self.header.check(Kind::Monitor);
         let at = caller();
         let order = SharedOrder::before_lock(self.addr(), at);
-        let mut wait = None;
+        let mut wait = LazyWait::new();
         let got = self.raw.lock_until_with(None, |w| {
-            wait.get_or_insert_with(|| SharedWait::new(self.addr(), LockKind::Monitor, at, true))
-                .parked(|| self.raw.owner_of(w))
+            wait.get(self.addr(), LockKind::Monitor, at, true).parked(|| self.raw.owner_of(w))
         });
-        if let Some(d) = wait.as_mut().and_then(SharedWait::take_deadlock) {
+        if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }
         order.acquired(got.holds(), at);

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use super::{guard_or, Header, Kind, LockError};
-use crate::deadlock::{caller, LockKind, SharedOrder, SharedWait};
+use crate::deadlock::{caller, LazyWait, LockKind, SharedOrder};
 use crate::loom::cell::UnsafeCell;
 use crate::park::{DefaultSharedPark, RobustPark};
 use crate::robust::RawRobust;
@@ -96,15 +96,15 @@ impl<T, P: RobustPark> Mutex<T, P> {
     /// cycle through it is reported (it keeps waiting; see
     /// [`lock_checked`](Mutex::lock_checked) for the error).
     #[track_caller]
+    #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
         let at = caller();
         let order = SharedOrder::before_lock(self.addr(), at);
         // The wait record is made at the first park: the uncontended path only tests for it.
-        let mut wait = None;
+        let mut wait = LazyWait::new();
         let got = self.raw.lock_until_with(None, |w| {
-            wait.get_or_insert_with(|| SharedWait::new(self.addr(), LockKind::Mutex, at, false))
-                .parked(|| self.raw.owner_of(w))
+            wait.get(self.addr(), LockKind::Mutex, at, false).parked(|| self.raw.owner_of(w))
         });
         order.acquired(got.holds(), at);
         guard_or(got, LockError::Timeout, || self.guard())
@@ -124,12 +124,11 @@ impl<T, P: RobustPark> Mutex<T, P> {
         self.header.check(Kind::Mutex);
         let at = caller();
         let order = SharedOrder::before_lock(self.addr(), at);
-        let mut wait = None;
+        let mut wait = LazyWait::new();
         let got = self.raw.lock_until_with(None, |w| {
-            wait.get_or_insert_with(|| SharedWait::new(self.addr(), LockKind::Mutex, at, true))
-                .parked(|| self.raw.owner_of(w))
+            wait.get(self.addr(), LockKind::Mutex, at, true).parked(|| self.raw.owner_of(w))
         });
-        if let Some(d) = wait.as_mut().and_then(SharedWait::take_deadlock) {
+        if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }
         order.acquired(got.holds(), at);

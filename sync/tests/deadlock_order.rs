@@ -145,6 +145,36 @@ fn an_inversion_between_process_locks_in_one_thread() {
         assert_eq!(g.edges.len(), 2, "{g:?}");
         assert_eq!(g.inversions.len(), 1, "{g:?}");
         assert_eq!(g.processes, [std::process::id()]);
+        assert!(Path::new(&table_path(reg)).exists(), "a reader keeps a table in use");
+        // At exit, this process detaches and removes the table (checked by the parent).
+    });
+}
+
+/// More edges than the table holds: one `RegistryFull` report, no hang, and the edges
+/// that fit are kept.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot spawn processes")]
+fn a_full_table_is_reported_once() {
+    scenario("a_full_table_is_reported_once", |reg| {
+        const N: usize = 24; // 276 ordered pairs
+        let seg =
+            Segment::anonymous(std::array::from_fn::<Mutex<u32>, N, _>(|_| Mutex::new(0))).unwrap();
+        for i in 0..N {
+            for j in i + 1..N {
+                let _a = seg[i].lock().unwrap();
+                let _b = seg[j].lock().unwrap();
+            }
+        }
+        const { assert!(N * (N - 1) / 2 > shared::ORDER_EDGES) };
+        let reports = deadlock::take_reports();
+        let full: Vec<&Report> =
+            reports.iter().filter(|r| r.kind == ReportKind::RegistryFull).collect();
+        assert_eq!(full.len(), 1, "{reports:?}");
+        assert!(full[0].to_string().contains("lock-order table"), "{}", full[0]);
+        assert_eq!(reports.len(), 1, "a consistent order: nothing else: {reports:?}");
+        let g = shared::read_order_table(reg).unwrap();
+        assert_eq!(g.edges.len(), shared::ORDER_EDGES);
+        assert!(g.inversions.is_empty());
     });
 }
 

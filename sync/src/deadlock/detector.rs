@@ -1253,6 +1253,12 @@ pub(super) fn pop_held(lock: u64) {
     let _ = LOCAL.try_with(|l| l.pop(lock));
 }
 
+/// Delivers a lock-order inversion found for a process-shared lock, under the global
+/// policy (never an error: nothing is blocked).
+pub(super) fn deliver_inversion(report: Report) {
+    let _ = deliver(report, policy(), false);
+}
+
 /// Logs and keeps a report that no policy turns into an error or a panic.
 pub(super) fn deliver_note(report: Report) {
     let _ = deliver(report, Policy::Report, false);

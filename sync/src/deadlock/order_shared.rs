@@ -213,7 +213,7 @@ fn edge_missed(a: u32, a_lock: u64, b: u32, b_addr: usize, at: Site, since: Site
     let Some(local) = detector::record_edge(a, b, at, since) else { return };
     let found = local.is_some();
     if let Some(r) = local {
-        let _ = detector::deliver_shared(r, false);
+        detector::deliver_inversion(r);
     }
     if a_lock & PROC_LOCK != 0 {
         table_edge((a_lock & !PROC_LOCK) as usize, b_addr, at, since, !found);
@@ -529,7 +529,7 @@ fn table_edge(a_addr: usize, b_addr: usize, at: Site, since: Site, report: bool)
             edges,
             held: Vec::new(),
         };
-        let _ = detector::deliver_shared(r, false);
+        detector::deliver_inversion(r);
     }
 }
 

@@ -1051,13 +1051,21 @@ pub fn wait_graph(settle: Duration) -> Result<WaitGraph, ShmError> {
 ///
 /// As [`wait_graph`].
 pub fn read_wait_graph(name: &str, settle: Duration) -> Result<WaitGraph, ShmError> {
+    let mut graph = read_waits(name, settle)?;
+    // Read last: a thread writes its lock-order edges before it blocks, so the edges of
+    // every party to a cycle found above are in the table by now.
+    graph.order = read_order_table(name)?;
+    Ok(graph)
+}
+
+/// [`read_wait_graph`] without the lock-order table.
+fn read_waits(name: &str, settle: Duration) -> Result<WaitGraph, ShmError> {
     let name = name.to_owned();
-    let order = read_order_table(&name)?;
     let empty = || WaitGraph {
         registry: name.clone(),
         waits: Vec::new(),
         cycles: Vec::new(),
-        order: order.clone(),
+        order: OrderGraph::default(),
     };
     let mut seg = match Segment::<SharedRegistry>::open(&name) {
         Ok(s) => s,
@@ -1144,7 +1152,7 @@ pub fn read_wait_graph(name: &str, settle: Duration) -> Result<WaitGraph, ShmErr
         })
         .collect();
     let cycles = cycles.iter().map(|c| cycle_report(&last, c, now)).collect();
-    Ok(WaitGraph { registry: name, waits, cycles, order })
+    Ok(WaitGraph { registry: name, waits, cycles, order: OrderGraph::default() })
 }
 
 #[cfg(test)]

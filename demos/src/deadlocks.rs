@@ -7,13 +7,17 @@
 //! (pid, tid, name), the lock it waits on (label or shared-memory key), where, for how
 //! long, and the owner's state (blocked, running, or died: "owner died", never a
 //! deadlock); then every wait-for cycle, each confirmed by looking twice (`--settle-ms`
-//! apart), as a deadlock report. `--json` prints the same as one JSON object: `registry`,
-//! `waits`, and `cycles` (the report fields: `kind`, `parties`, each with `thread`,
-//! `waits_for`, `waiting_at`, `waited_us`, `held_by`).
+//! apart), as a deadlock report; then the lock-order table beside the registry (the
+//! order in which processes nested process-shared locks) and its inversions. `--json`
+//! prints the same as one JSON object: `registry`, `waits`, `cycles` (the report fields:
+//! `kind`, `parties`, each with `thread`, `waits_for`, `waiting_at`, `waited_us`,
+//! `held_by`) and `order` (`edges`, `inversions`, `processes`).
 //!
 //! Reading also frees the entries of dead threads, and removes the registry when nothing
-//! is left in it. Exit status 0 with no cycle, 1 with a cycle, 2 when the registry cannot
-//! be read (or this build lacks the feature `deadlock-detection`).
+//! is left in it, and the lock-order table when no live process is attached to it. Exit
+//! status 0 with no wait-for cycle (inversions are potential deadlocks only), 1 with a
+//! cycle, 2 when the registry cannot be read (or this build lacks the feature
+//! `deadlock-detection`).
 
 use clap::Args;
 

@@ -321,7 +321,9 @@ fn print_text(s: &Summary, o: &Outcome, ok: bool) {
 /// in shared memory (`interproc::sync::deadlock::shared`; `interproc deadlocks` shows it
 /// while it lasts) and broken with the `Error` policy: the philosopher that closed it
 /// gets `LockError::Deadlock` from `lock_checked`, sends the report to the parent through
-/// a pipe, puts its left fork down and leaves.
+/// a pipe, puts its left fork down and leaves. The order in which the philosophers took
+/// their forks goes to the lock-order table beside the registry; the parent reads the
+/// inversions there (a circular order in `deadlock` and `waiter` modes, none in `ordered`).
 mod processes {
     #![allow(clippy::disallowed_types)] // std's atomics in shared memory, as in `sync`
 
@@ -389,13 +391,17 @@ mod processes {
             }
         }
         drop(tx);
-        let failed = wait_all(&kids)?;
+        let waited = wait_all(&kids);
+        // Read (and so removed) even if a philosopher failed: all of them have ended.
+        let potential = order_inversions(&kids);
+        let failed = waited?;
         let mut sent = String::new();
         std::fs::File::from(rx).read_to_string(&mut sent).map_err(|e| format!("pipe: {e}"))?;
         if failed > 0 {
             return Err(format!("{failed} philosopher process(es) failed"));
         }
-        let mut outcome = Outcome { meals: table.meals.load(SeqCst), ..Outcome::default() };
+        let mut outcome =
+            Outcome { meals: table.meals.load(SeqCst), potential, ..Outcome::default() };
         if let Some((json, text)) = sent.split_once('\n') {
             let json: serde_json::Value =
                 serde_json::from_str(json).map_err(|e| format!("bad report: {e}"))?;
@@ -477,6 +483,35 @@ mod processes {
     #[cfg(not(feature = "deadlock-detection"))]
     fn deadlock(_t: &Table, _left: usize, _right: usize, _n: usize, _tx: OwnedFd) -> i32 {
         unreachable!("deadlock mode refuses to run without detection (checked in `run`)")
+    }
+
+    /// The lock-order inversions between the philosophers' processes, from the table in
+    /// shared memory where each recorded the order it took its forks in (each child's own
+    /// report of it stayed in that child). Reading the table also removes it: the children
+    /// have exited.
+    #[cfg(feature = "deadlock-detection")]
+    fn order_inversions(kids: &[Pid]) -> Vec<String> {
+        use interproc::sync::deadlock::shared;
+        let Some(registry) = shared::registry_name() else { return Vec::new() };
+        let pids: Vec<u32> = kids.iter().map(|k| k.as_raw() as u32).collect();
+        match shared::read_order_table(&registry) {
+            // Only this run's: other programs of the user may share the table.
+            Ok(g) => g
+                .inversions
+                .iter()
+                .filter(|r| r.edges.iter().all(|e| pids.contains(&e.thread.pid)))
+                .map(ToString::to_string)
+                .collect(),
+            Err(e) => {
+                eprintln!("interproc demo philosophers: cannot read the lock-order table: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    #[cfg(not(feature = "deadlock-detection"))]
+    fn order_inversions(_kids: &[Pid]) -> Vec<String> {
+        Vec::new()
     }
 
     fn kill_all(kids: &[Pid]) {

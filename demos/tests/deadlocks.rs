@@ -2,7 +2,9 @@
 //! mutexes (ABBA, under the `Report` policy, so they stay stuck); `interproc deadlocks
 //! --json`, run from outside, finds the cycle naming both pids and both locks. Then the
 //! test kills both (a watchdog kills them, and fails the test, if the cycle never shows)
-//! and a second read cleans their entries and removes the registry.
+//! and a second read cleans their entries and removes the registry. The ABBA order shows
+//! in the lock-order table beside it, as an inversion naming both pids; that table goes
+//! with the second read too (its processes are dead).
 #![cfg(feature = "deadlock-detection")]
 #![allow(clippy::disallowed_types)] // test bookkeeping in shared memory uses std's atomics
 
@@ -47,6 +49,7 @@ struct Unlink(String);
 impl Drop for Unlink {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", shared::order_table_name(&self.0)));
     }
 }
 
@@ -130,12 +133,25 @@ fn deadlocks_finds_a_cycle_between_two_processes() {
     let waits = j["waits"].as_array().unwrap();
     assert_eq!(waits.len(), 2);
     assert!(waits.iter().all(|w| w["owner"] == "blocked"), "{j}");
+    // The ABBA order is also in the lock-order table, as an inversion between both pids.
+    let inversions = j["order"]["inversions"].as_array().unwrap();
+    assert_eq!(inversions.len(), 1, "{j}");
+    assert_eq!(inversions[0]["kind"], "lock_order_inversion");
+    let mut edge_pids: Vec<u64> = inversions[0]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["thread"]["pid"].as_u64().unwrap())
+        .collect();
+    edge_pids.sort_unstable();
+    assert_eq!(edge_pids, want, "{j}");
 
     // The text form says the same.
     let text = common::run(None, &["deadlocks", "--registry", &reg]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("wait for each other in a cycle"), "{text}");
     assert!(text.contains("\"lock A\"") && text.contains("\"lock B\""), "{text}");
+    assert!(text.contains("lock-order table: 2 edge(s)"), "{text}");
 
     drop(kids);
     // Their entries outlived them: this read frees them and removes the registry.
@@ -143,4 +159,6 @@ fn deadlocks_finds_a_cycle_between_two_processes() {
     assert_eq!(out.status.code(), Some(0), "{j}");
     assert!(j["waits"].as_array().unwrap().is_empty(), "{j}");
     assert!(!std::path::Path::new(&format!("/dev/shm/{reg}")).exists());
+    let table = format!("/dev/shm/{}", shared::order_table_name(&reg));
+    assert!(!std::path::Path::new(&table).exists(), "the table of dead processes is removed");
 }

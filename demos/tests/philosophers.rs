@@ -87,10 +87,11 @@ fn run_processes(args: &[&str], tag: &str) -> (std::process::Output, Value) {
     let mut c = common::command(None, &all);
     c.env("INTERPROC_DEADLOCKS", &reg);
     let out = common::finish(c.spawn().unwrap());
-    let path = format!("/dev/shm/{reg}");
-    let left = std::path::Path::new(&path).exists();
-    let _ = std::fs::remove_file(&path);
-    assert!(!left, "the registry {reg} was left behind");
+    for path in [format!("/dev/shm/{reg}"), format!("/dev/shm/{reg}-order")] {
+        let left = std::path::Path::new(&path).exists();
+        let _ = std::fs::remove_file(&path);
+        assert!(!left, "{path} was left behind");
+    }
     let j = common::last_json(&out);
     (out, j)
 }
@@ -121,6 +122,9 @@ fn processes_deadlock_mode_detects_the_cycle_across_processes_and_ends() {
         for p in parties {
             assert!(p["thread"]["name"].as_str().unwrap().starts_with("philosopher "), "{p}");
         }
+        // The circular fork order is also a lock-order inversion across the processes.
+        assert_eq!(j["potential_deadlocks"], 1, "{j}");
+        assert!(stdout.contains("potential deadlock: lock-order inversion"), "{stdout}");
     }
 }
 
@@ -134,5 +138,9 @@ fn processes_ordered_and_waiter_modes_eat_every_meal() {
         assert_eq!(j["deadlock_detected"], false);
         assert_eq!(j["meals"], 1000);
         assert_eq!(j["expected_meals"], 1000);
+        // As with threads: only the waiter's fork order is circular.
+        let expected_potential =
+            usize::from(mode == "waiter" && cfg!(feature = "deadlock-detection"));
+        assert_eq!(j["potential_deadlocks"], expected_potential, "{j}");
     }
 }

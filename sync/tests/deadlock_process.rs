@@ -79,6 +79,7 @@ struct Cleanup(String, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", shared::order_table_name(&self.0)));
     }
 }
 
@@ -185,6 +186,11 @@ fn ring_deadlock(n: usize, test: &str) {
     assert_eq!(r.errors.load(SeqCst), 1, "exactly one process gets Err(Deadlock)");
     assert_eq!(r.oks.load(SeqCst), n as u32 - 1, "the others finish");
     assert!(gone(&reg), "the registry is removed when its last entry goes");
+    // The ring's lock order is circular too: the lock-order table has the inversion. The
+    // children ended with `_exit` (no atexit hook): reading the graph removes the table.
+    let g = shared::read_wait_graph(&reg, Duration::ZERO).unwrap();
+    assert_eq!((g.order.edges.len(), g.order.inversions.len()), (n, 1), "{g}");
+    assert!(gone(&shared::order_table_name(&reg)), "the table of dead processes is removed");
 }
 
 #[test]
@@ -258,6 +264,7 @@ fn owner_died_is_not_a_deadlock_and_dead_entries_are_cleaned() {
     assert!(g.waits.is_empty(), "dead entries are cleaned: {g}");
     assert!(g.cycles.is_empty());
     assert!(gone(&reg), "the emptied registry is removed");
+    assert!(gone(&shared::order_table_name(&reg)), "the table of dead processes is removed");
 }
 
 /// A process blocked on a lock whose owner was killed shows in the graph as waiting for

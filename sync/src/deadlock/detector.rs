@@ -1317,3 +1317,85 @@ fn unregister(thread: u64) {
         e.wait = None;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Hooks for the process-shared locks (`order_shared.rs`), which have no `LockMeta`: they
+// go on the same held stack and into the same lock-order graph as the thread locks.
+
+/// The class id of the class named `name` (takes the registry lock).
+pub(super) fn intern_class(name: String) -> u32 {
+    registry().intern(name)
+}
+
+/// The lock-order check of [`LockMeta::before_lock`] for a lock of class `b`: calls
+/// `missed(a, lock, holding_since)` for each held lock (its id, class `a != b`, and where it
+/// was taken) whose edge `a -> b` is not in the thread's edge cache (and puts it there).
+#[inline]
+pub(super) fn held_edges(b: u32, mut missed: impl FnMut(u32, u64, Site)) {
+    let _ = LOCAL.try_with(|l| {
+        for i in 0..l.depth.get() {
+            let h = l.get(i);
+            if h.class != b && !l.edge_cached(h.class, b) {
+                missed(h.class, h.lock, h.at);
+            }
+        }
+    });
+}
+
+/// Whether the calling thread holds a mutex or monitor (of either kind).
+#[inline]
+pub(super) fn holds_any() -> bool {
+    LOCAL.try_with(|l| l.depth.get() != 0).unwrap_or(false)
+}
+
+/// Whether this thread sees the edge `a -> b` for the first time (behind its edge cache).
+pub(super) fn first_seen(a: u32, b: u32) -> bool {
+    SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false)
+}
+
+/// Adds the edge `a -> b` to the lock-order graph, as [`LockMeta::new_edge`] does, but
+/// returns the report instead of delivering it: `None` if the graph had the edge already,
+/// `Some(None)` if it is new and closes no cycle.
+pub(super) fn record_edge(a: u32, b: u32, at: Site, holding_since: Site) -> Option<Option<Report>> {
+    let me = me();
+    let mut reg = registry();
+    if reg.edges.contains_key(&(a, b)) {
+        return None;
+    }
+    let thread = reg.thread_info(me);
+    reg.edges.insert((a, b), EdgeInfo { thread, at, holding_since });
+    Some(reg.order_path(b, a).map(|path| {
+        let mut edges: Vec<OrderEdge> =
+            path.windows(2).map(|p| reg.order_edge(p[0], p[1])).collect();
+        edges.push(reg.order_edge(a, b));
+        Report {
+            kind: ReportKind::LockOrderInversion,
+            parties: Vec::new(),
+            edges,
+            held: Vec::new(),
+        }
+    }))
+}
+
+/// The calling thread now holds the lock `lock` of class `class`, taken at `at`.
+#[inline]
+pub(super) fn push_held(lock: u64, class: u32, at: Site) {
+    let _ = LOCAL.try_with(|l| l.push(Held { lock, class, at }));
+}
+
+/// The calling thread is about to release the lock `lock`.
+#[inline]
+pub(super) fn pop_held(lock: u64) {
+    let _ = LOCAL.try_with(|l| l.pop(lock));
+}
+
+/// Delivers a lock-order inversion found for a process-shared lock, under the global
+/// policy (never an error: nothing is blocked).
+pub(super) fn deliver_inversion(report: Report) {
+    let _ = deliver(report, policy(), false);
+}
+
+/// Logs and keeps a report that no policy turns into an error or a panic.
+pub(super) fn deliver_note(report: Report) {
+    let _ = deliver(report, Policy::Report, false);
+}

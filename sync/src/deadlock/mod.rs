@@ -61,14 +61,28 @@
 //! `acquire_checked` / `acquire_many_checked` return
 //! [`process::AcquireError::Deadlock`](crate::process::AcquireError::Deadlock).
 //!
+//! Their lock order is checked too. A process mutex or monitor goes on the thread's held
+//! stack like a thread lock (a blocking `lock` / `enter` records edges, `try_lock` and
+//! `lock_timeout` do not), so nesting process locks, or thread and process locks, is
+//! checked in the process; its class is its label in this process, or else its
+//! shared-memory key. An edge between two process locks is also written to a lock-order
+//! table in shared memory beside the registry, keyed by the locks' (device, inode,
+//! offset), so an order taken in one process and its inverse in another (even after the
+//! first has exited) is a [`ReportKind::LockOrderInversion`] naming each edge's process,
+//! thread and call sites: see [`shared`] for the table and its lifetime.
+//!
 //! # Limits (this release)
 //!
-//! Across processes there is no lock-order graph; condition waits are listed but never
-//! in a cycle (and have no `_checked` call); a semaphore's holders are listed per process
-//! (at most 8 per wait; more counts as live). A process-shared lock's label and policy
-//! are this process's, kept by the address it is mapped at: another process applies its
-//! own (the one whose thread closes the cycle decides), and a lock mapped later at the
-//! address of an unmapped one inherits them until they are set again. Threads that wait outside
+//! Across processes, condition waits are listed but never in a cycle (and have no
+//! `_checked` call); process monitors report no wait-while-holding hazard; a semaphore's
+//! holders are listed per process (at most 8 per wait; more counts as live). The
+//! lock-order table keeps [`shared::ORDER_EDGES`] edges, which live as long as some
+//! process attached to it (one that wrote an edge) is alive. A process-shared lock's
+//! label, policy and class are this process's, kept by the address it is mapped at:
+//! another process applies its own (the one whose thread closes the cycle decides), and
+//! they are dropped when a [`Segment`](crate::shm::Segment) is unmapped there (memory
+//! unmapped by other means keeps them, so a lock mapped later at that address inherits
+//! them until they are set again). Threads that wait outside
 //! these primitives (`join`, I/O, std's locks) count as able to make progress, so they
 //! never cause a report. "Attached" parties of a monitor or semaphore are its creator and
 //! every thread that entered, acquired, released or waited on it.
@@ -103,16 +117,18 @@
 //! ```
 
 mod detector;
+mod order_shared;
 mod report;
 pub mod shared;
 
 use std::fmt;
 
 pub(crate) use detector::{caller, BlockError, HolderTag, LockMeta, Site, WaitKind};
+pub(crate) use order_shared::{unmapped, SharedOrder};
 pub use report::{
     Holding, LockInfo, LockKind, OrderEdge, Party, Report, ReportKind, ThreadInfo, WaitFor,
 };
-pub(crate) use shared::SharedWait;
+pub(crate) use shared::{LazyWait, SharedWait};
 
 use crate::error::PoisonError;
 

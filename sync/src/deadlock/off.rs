@@ -150,6 +150,53 @@ impl SharedWait {
     pub(crate) fn parked_notify(&mut self, _cond: usize) {}
 }
 
+/// The lock order of a process-shared lock: zero-sized when detection is off.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOrder;
+
+impl SharedOrder {
+    #[inline(always)]
+    pub(crate) fn before_lock(_addr: usize, _at: Site) -> Self {
+        SharedOrder
+    }
+
+    #[inline(always)]
+    pub(crate) fn no_edges(_addr: usize) -> Self {
+        SharedOrder
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquired(self, _held: bool, _at: Site) {}
+
+    #[inline(always)]
+    pub(crate) fn released(_addr: usize) {}
+}
+
+/// Memory is being unmapped: nothing to forget when detection is off.
+#[inline(always)]
+pub(crate) fn unmapped(_base: usize, _len: usize) {}
+
+/// The lazily made wait record of a process-shared lock: zero-sized when detection is off.
+pub(crate) struct LazyWait(SharedWait);
+
+impl LazyWait {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        LazyWait(SharedWait)
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(
+        &mut self,
+        _addr: usize,
+        _kind: LockKind,
+        _at: Site,
+        _checked: bool,
+    ) -> &mut SharedWait {
+        &mut self.0
+    }
+}
+
 /// Labels of process-shared locks: nothing when detection is off.
 pub(crate) mod shared {
     #[inline(always)]

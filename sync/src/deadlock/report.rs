@@ -24,7 +24,9 @@ pub enum ReportKind {
     /// would notify may need that lock. A hazard.
     WaitWhileHolding,
     /// The cross-process registry (see `deadlock::shared`) had no free slot: this
-    /// process's waits on process-shared locks went unchecked. Reported once per process.
+    /// process's waits on process-shared locks went unchecked; or its lock-order table was
+    /// full: this process's further edges there went unrecorded (`held` says which).
+    /// Reported once per process (each).
     RegistryFull,
 }
 
@@ -183,7 +185,7 @@ pub struct Report {
     pub parties: Vec<Party>,
     /// The lock-order edges (inversions).
     pub edges: Vec<OrderEdge>,
-    /// The other locks a thread held (hazards).
+    /// The other locks a thread held (hazards); what was full (`RegistryFull`).
     pub held: Vec<String>,
 }
 
@@ -268,7 +270,11 @@ impl fmt::Display for Report {
                 e.from, e.to, e.thread, e.to, e.at, e.from, e.holding_since
             )?;
         }
-        if !self.held.is_empty() {
+        if self.kind == ReportKind::RegistryFull {
+            for line in &self.held {
+                writeln!(f, "  {line}")?;
+            }
+        } else if !self.held.is_empty() {
             writeln!(f, "  held meanwhile: {}", self.held.join(", "))?;
         }
         let fix = match self.kind {
@@ -282,7 +288,7 @@ impl fmt::Display for Report {
                 "fix: release the other locks before waiting, or make sure the notifier never needs them"
             }
             ReportKind::RegistryFull => {
-                "fix: fewer threads blocked at once on process-shared locks, or a registry of your own (INTERPROC_DEADLOCKS)"
+                "fix: fewer threads blocked at once on process-shared locks (or fewer lock-order edges between them), or a registry of your own (INTERPROC_DEADLOCKS)"
             }
         };
         write!(f, "  {fix}")

@@ -70,6 +70,22 @@
 //!
 //! A deadlock between two processes, with one of them getting the error, is in
 //! `tests/deadlock_process.rs`.
+//!
+//! # The lock-order table
+//!
+//! Beside the registry, the segment `<registry name>-order` ([`order_table_name`]) holds
+//! the lock-order edges between process-shared mutexes and monitors: "a thread of process
+//! P took lock B while it held lock A", with locks named by their (device, inode, offset)
+//! and the labels and call sites of the process that first took the edge. A process
+//! writes an edge only the first time it takes it (behind each thread's edge cache, so an
+//! uncontended acquire touches no shared memory), and reports an edge that closes a cycle
+//! there as a lock-order inversion, whichever processes took the other edges, and even if
+//! they have exited since. A process attaches (pid and start stamp) when it first writes,
+//! and detaches at exit (`atexit`); the table is removed when no live process is attached,
+//! by the last to detach, or by whoever opens or reads it afterwards ([`wait_graph`] and
+//! [`read_order_table`] do): a process killed or ended by `_exit` runs no `atexit` hook.
+//! [`ORDER_EDGES`] edges and [`ORDER_PROCESSES`] processes at most; when full, a process
+//! reports [`ReportKind::RegistryFull`] once and records no more edges there.
 #![allow(clippy::disallowed_types)] // std's atomics and cell: not modelled (see detector.rs)
 
 use std::cell::UnsafeCell;
@@ -79,6 +95,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use serde::Serialize;
+
+pub use super::order_shared::{
+    order_table_name, read_order_table, OrderGraph, ORDER_EDGES, ORDER_PROCESSES,
+};
 
 use super::detector::{deliver_shared, Site};
 use super::report::{Holding, LockInfo, LockKind, Party, Report, ReportKind, ThreadInfo, WaitFor};
@@ -326,7 +346,7 @@ fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
-fn put(dst: &mut [u8], s: &str) {
+pub(super) fn put(dst: &mut [u8], s: &str) {
     dst.fill(0);
     let mut n = s.len().min(dst.len());
     while !s.is_char_boundary(n) {
@@ -335,13 +355,13 @@ fn put(dst: &mut [u8], s: &str) {
     dst[..n].copy_from_slice(&s.as_bytes()[..n]);
 }
 
-fn get(src: &[u8]) -> String {
+pub(super) fn get(src: &[u8]) -> String {
     let n = src.iter().position(|&b| b == 0).unwrap_or(src.len());
     String::from_utf8_lossy(&src[..n]).into_owned()
 }
 
 /// The (device, inode, offset) of the mapping that holds `addr`, from `/proc/self/maps`.
-fn mapping_key(addr: usize) -> (u64, u64, u64) {
+pub(super) fn mapping_key(addr: usize) -> (u64, u64, u64) {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return (0, 0, addr as u64);
     };
@@ -373,7 +393,7 @@ fn mapping_key(addr: usize) -> (u64, u64, u64) {
     (0, 0, addr as u64)
 }
 
-fn thread_name() -> String {
+pub(super) fn thread_name() -> String {
     std::fs::read_to_string("/proc/thread-self/comm")
         .map(|s| s.trim_end().to_owned())
         .unwrap_or_default()
@@ -384,9 +404,18 @@ static LABELS: StdMutex<BTreeMap<usize, String>> = StdMutex::new(BTreeMap::new()
 
 pub(crate) fn set_label(addr: usize, label: &str) {
     LABELS.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, label.to_owned());
+    super::order_shared::forget(addr, 1);
 }
 
-fn label_of(addr: usize) -> Option<String> {
+/// Forgets the labels and policies of locks in `base..base + len` (the memory is being
+/// unmapped: a lock mapped there later starts afresh).
+pub(super) fn forget_labels(base: usize, len: usize) {
+    let outside = |&a: &usize| a < base || a - base >= len;
+    LABELS.lock().unwrap_or_else(|e| e.into_inner()).retain(|a, _| outside(a));
+    POLICIES.lock().unwrap_or_else(|e| e.into_inner()).retain(|a, _| outside(a));
+}
+
+pub(super) fn label_of(addr: usize) -> Option<String> {
     LABELS.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).cloned()
 }
 
@@ -646,6 +675,40 @@ impl Awaited {
             Awaited::Notify(c) => s.cond = u32::try_from(*c).map_or(u32::MAX, |c| c + 1),
         }
         before != (s.owner, s.owner_stamp, s.cond, s.want, s.nholders, s.holders)
+    }
+}
+
+/// The [`SharedWait`] of a blocking lock or entry, made (boxed) at its first park: the
+/// uncontended path only holds and drops an empty pointer, inline.
+pub(crate) struct LazyWait(Option<Box<SharedWait>>);
+
+impl LazyWait {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        LazyWait(None)
+    }
+
+    /// The wait record, made on the first call.
+    #[inline]
+    pub(crate) fn get(
+        &mut self,
+        addr: usize,
+        kind: LockKind,
+        at: Site,
+        checked: bool,
+    ) -> &mut SharedWait {
+        self.0.get_or_insert_with(|| Self::make(addr, kind, at, checked))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn make(addr: usize, kind: LockKind, at: Site, checked: bool) -> Box<SharedWait> {
+        Box::new(SharedWait::new(addr, kind, at, checked))
+    }
+
+    /// The deadlock that made the wait give up (under the `Error` policy).
+    pub(crate) fn take_deadlock(&mut self) -> Option<Deadlock> {
+        self.0.as_deref_mut().and_then(SharedWait::take_deadlock)
     }
 }
 
@@ -919,6 +982,8 @@ pub struct WaitGraph {
     pub waits: Vec<WaitEdge>,
     /// The wait-for cycles (confirmed, as described in the module docs), one report each.
     pub cycles: Vec<Report>,
+    /// The cross-process lock-order table beside the registry: its edges and inversions.
+    pub order: OrderGraph,
 }
 
 impl WaitGraph {
@@ -954,13 +1019,26 @@ impl std::fmt::Display for WaitGraph {
             )?;
         }
         if self.cycles.is_empty() {
-            write!(f, "no wait-for cycle")
+            writeln!(f, "no wait-for cycle")?;
         } else {
             for c in &self.cycles {
                 writeln!(f, "{c}")?;
             }
-            Ok(())
         }
+        let o = &self.order;
+        write!(
+            f,
+            "lock-order table: {} edge(s) between process-shared locks, {} inversion(s)",
+            o.edges.len(),
+            o.inversions.len()
+        )?;
+        for e in &o.edges {
+            write!(f, "\n  \"{}\" -> \"{}\": {} at {}", e.from, e.to, e.thread, e.at)?;
+        }
+        for r in &o.inversions {
+            write!(f, "\n{r}")?;
+        }
+        Ok(())
     }
 }
 
@@ -977,7 +1055,12 @@ impl std::fmt::Display for WaitGraph {
 pub fn wait_graph(settle: Duration) -> Result<WaitGraph, ShmError> {
     match registry_name() {
         Some(name) => read_wait_graph(&name, settle),
-        None => Ok(WaitGraph { registry: "off".into(), waits: Vec::new(), cycles: Vec::new() }),
+        None => Ok(WaitGraph {
+            registry: "off".into(),
+            waits: Vec::new(),
+            cycles: Vec::new(),
+            order: OrderGraph::default(),
+        }),
     }
 }
 
@@ -987,8 +1070,22 @@ pub fn wait_graph(settle: Duration) -> Result<WaitGraph, ShmError> {
 ///
 /// As [`wait_graph`].
 pub fn read_wait_graph(name: &str, settle: Duration) -> Result<WaitGraph, ShmError> {
+    let mut graph = read_waits(name, settle)?;
+    // Read last: a thread writes its lock-order edges before it blocks, so the edges of
+    // every party to a cycle found above are in the table by now.
+    graph.order = read_order_table(name)?;
+    Ok(graph)
+}
+
+/// [`read_wait_graph`] without the lock-order table.
+fn read_waits(name: &str, settle: Duration) -> Result<WaitGraph, ShmError> {
     let name = name.to_owned();
-    let empty = || WaitGraph { registry: name.clone(), waits: Vec::new(), cycles: Vec::new() };
+    let empty = || WaitGraph {
+        registry: name.clone(),
+        waits: Vec::new(),
+        cycles: Vec::new(),
+        order: OrderGraph::default(),
+    };
     let mut seg = match Segment::<SharedRegistry>::open(&name) {
         Ok(s) => s,
         Err(ShmError::NotFound { .. }) => return Ok(empty()),
@@ -1074,7 +1171,7 @@ pub fn read_wait_graph(name: &str, settle: Duration) -> Result<WaitGraph, ShmErr
         })
         .collect();
     let cycles = cycles.iter().map(|c| cycle_report(&last, c, now)).collect();
-    Ok(WaitGraph { registry: name, waits, cycles })
+    Ok(WaitGraph { registry: name, waits, cycles, order: OrderGraph::default() })
 }
 
 #[cfg(test)]

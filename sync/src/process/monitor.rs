@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use super::{guard_or, Header, Kind, LockError};
-use crate::deadlock::{caller, LockKind, SharedWait};
+use crate::deadlock::{caller, LazyWait, LockKind, SharedOrder, SharedWait};
 use crate::loom::atomic::Ordering;
 use crate::loom::cell::UnsafeCell;
 use crate::monitor::CondWord;
@@ -118,10 +118,17 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     /// the cross-process registry and a wait-for cycle through it is reported (see
     /// [`enter_checked`](Monitor::enter_checked) for the error).
     #[track_caller]
+    #[inline]
     pub fn enter(&self) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
-        let mut wait = SharedWait::new(self.addr(), LockKind::Monitor, caller(), false);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        let at = caller();
+        let order = SharedOrder::before_lock(self.addr(), at);
+        // The wait record is made at the first park: the uncontended path only tests for it.
+        let mut wait = LazyWait::new();
+        let got = self.raw.lock_until_with(None, |w| {
+            wait.get(self.addr(), LockKind::Monitor, at, false).parked(|| self.raw.owner_of(w))
+        });
+        order.acquired(got.holds(), at);
         guard_or(self.entered(got), LockError::Timeout, || self.guard())
     }
 
@@ -140,11 +147,16 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
         &self,
     ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
-        let mut wait = SharedWait::new(self.addr(), LockKind::Monitor, caller(), true);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        let at = caller();
+        let order = SharedOrder::before_lock(self.addr(), at);
+        let mut wait = LazyWait::new();
+        let got = self.raw.lock_until_with(None, |w| {
+            wait.get(self.addr(), LockKind::Monitor, at, true).parked(|| self.raw.owner_of(w))
+        });
         if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }
+        order.acquired(got.holds(), at);
         guard_or(self.entered(got), LockError::Timeout, || self.guard())
     }
 
@@ -174,11 +186,16 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     /// # Errors
     ///
     /// [`LockError::WouldBlock`] if a live thread is inside; otherwise as [`enter`](Monitor::enter).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_enter(
         &self,
     ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
-        guard_or(self.entered(self.raw.try_lock()), LockError::WouldBlock, || self.guard())
+        // No lock-order edge for a try: it cannot deadlock. The monitor is held, though.
+        let order = SharedOrder::no_edges(self.addr());
+        let got = self.raw.try_lock();
+        order.acquired(got.holds(), caller());
+        guard_or(self.entered(got), LockError::WouldBlock, || self.guard())
     }
 
     /// Enters, waiting at most `timeout`.
@@ -186,13 +203,18 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     /// # Errors
     ///
     /// [`LockError::Timeout`] if another thread stayed inside; otherwise as [`enter`](Monitor::enter).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn enter_timeout(
         &self,
         timeout: Duration,
     ) -> Result<MonitorGuard<'_, T, C, P>, LockError<MonitorGuard<'_, T, C, P>>> {
         self.header.check(Kind::Monitor);
+        // No lock-order edge: a timed wait ends by itself.
+        let order = SharedOrder::no_edges(self.addr());
         let deadline = crate::loom::time::now().checked_add(timeout);
-        guard_or(self.entered(self.raw.lock_until(deadline)), LockError::Timeout, || self.guard())
+        let got = self.raw.lock_until(deadline);
+        order.acquired(got.holds(), caller());
+        guard_or(self.entered(got), LockError::Timeout, || self.guard())
     }
 
     /// After an acquisition: if the previous holder died inside, wakes every condition
@@ -218,6 +240,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
     ///
     /// The calling thread must be inside.
     unsafe fn leave(&self) {
+        SharedOrder::released(self.addr());
         let lost = self.raw.is_inconsistent();
         // SAFETY: the caller is inside.
         unsafe { self.raw.unlock() };
@@ -325,7 +348,10 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
                 }
             }
         };
+        // Back in: a blocking entry, with its lock-order edges.
+        let order = SharedOrder::before_lock(monitor.addr(), at);
         let got = monitor.entered(monitor.raw.lock_until(None));
+        order.acquired(got.holds(), at);
         if got.holds() {
             monitor.cond(cond).dequeue();
         }

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use super::{guard_or, Header, Kind, LockError};
-use crate::deadlock::{caller, LockKind, SharedWait};
+use crate::deadlock::{caller, LazyWait, LockKind, SharedOrder};
 use crate::loom::cell::UnsafeCell;
 use crate::park::{DefaultSharedPark, RobustPark};
 use crate::robust::RawRobust;
@@ -96,10 +96,17 @@ impl<T, P: RobustPark> Mutex<T, P> {
     /// cycle through it is reported (it keeps waiting; see
     /// [`lock_checked`](Mutex::lock_checked) for the error).
     #[track_caller]
+    #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
-        let mut wait = SharedWait::new(self.addr(), LockKind::Mutex, caller(), false);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        let at = caller();
+        let order = SharedOrder::before_lock(self.addr(), at);
+        // The wait record is made at the first park: the uncontended path only tests for it.
+        let mut wait = LazyWait::new();
+        let got = self.raw.lock_until_with(None, |w| {
+            wait.get(self.addr(), LockKind::Mutex, at, false).parked(|| self.raw.owner_of(w))
+        });
+        order.acquired(got.holds(), at);
         guard_or(got, LockError::Timeout, || self.guard())
     }
 
@@ -117,11 +124,16 @@ impl<T, P: RobustPark> Mutex<T, P> {
     #[track_caller]
     pub fn lock_checked(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
-        let mut wait = SharedWait::new(self.addr(), LockKind::Mutex, caller(), true);
-        let got = self.raw.lock_until_with(None, |w| wait.parked(|| self.raw.owner_of(w)));
+        let at = caller();
+        let order = SharedOrder::before_lock(self.addr(), at);
+        let mut wait = LazyWait::new();
+        let got = self.raw.lock_until_with(None, |w| {
+            wait.get(self.addr(), LockKind::Mutex, at, true).parked(|| self.raw.owner_of(w))
+        });
         if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }
+        order.acquired(got.holds(), at);
         guard_or(got, LockError::Timeout, || self.guard())
     }
 
@@ -153,9 +165,14 @@ impl<T, P: RobustPark> Mutex<T, P> {
     /// # Errors
     ///
     /// [`LockError::WouldBlock`] if a live thread holds it; otherwise as [`lock`](Mutex::lock).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
-        guard_or(self.raw.try_lock(), LockError::WouldBlock, || self.guard())
+        // No lock-order edge for a try: it cannot deadlock. The lock is held, though.
+        let order = SharedOrder::no_edges(self.addr());
+        let got = self.raw.try_lock();
+        order.acquired(got.holds(), caller());
+        guard_or(got, LockError::WouldBlock, || self.guard())
     }
 
     /// Locks, blocking for at most `timeout` (on `CLOCK_MONOTONIC`).
@@ -163,13 +180,18 @@ impl<T, P: RobustPark> Mutex<T, P> {
     /// # Errors
     ///
     /// [`LockError::Timeout`] if it stayed held; otherwise as [`lock`](Mutex::lock).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T, P>, LockError<MutexGuard<'_, T, P>>> {
         self.header.check(Kind::Mutex);
+        // No lock-order edge: a timed wait ends by itself.
+        let order = SharedOrder::no_edges(self.addr());
         let deadline = crate::loom::time::now().checked_add(timeout);
-        guard_or(self.raw.lock_until(deadline), LockError::Timeout, || self.guard())
+        let got = self.raw.lock_until(deadline);
+        order.acquired(got.holds(), caller());
+        guard_or(got, LockError::Timeout, || self.guard())
     }
 
     fn guard(&self) -> MutexGuard<'_, T, P> {
@@ -246,6 +268,7 @@ impl<T, P: RobustPark> DerefMut for MutexGuard<'_, T, P> {
 
 impl<T, P: RobustPark> Drop for MutexGuard<'_, T, P> {
     fn drop(&mut self) {
+        SharedOrder::released(self.mutex.addr());
         // SAFETY: a guard exists only while its thread holds the lock, and unlocks once.
         unsafe { self.mutex.raw.unlock() };
     }

@@ -705,6 +705,8 @@ impl<T: ShmSafe> Drop for Segment<T> {
                 let _ = sys::unlink(path);
             }
         }
+        // The deadlock detector forgets what it knew of locks there (nothing without it).
+        crate::deadlock::unmapped(self.base.as_ptr().addr(), self.layout.total());
         // SAFETY: `base`/`total` is the whole mapping made by `map_shared` in the
         // constructor; `&mut self` proves no reference into it remains.
         unsafe { sys::unmap(self.base, self.layout.total()) };

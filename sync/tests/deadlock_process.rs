@@ -139,7 +139,9 @@ fn ring_deadlock(n: usize, test: &str) {
             child(&reg, move || {
                 deadlock::set_policy(Policy::Error);
                 r.pids[i].store(std::process::id(), SeqCst);
-                let first = r.locks[i].lock().unwrap();
+                let (first, taken_at) = (r.locks[i].lock().unwrap(), line!());
+                // Where every owner took its lock: the owner's registry slot lists it.
+                let taken_at = format!("{}:{taken_at}:", file!());
                 r.holding.fetch_add(1, SeqCst);
                 while r.holding.load(SeqCst) < n as u32 {
                     std::thread::sleep(Duration::from_millis(1));
@@ -160,7 +162,10 @@ fn ring_deadlock(n: usize, test: &str) {
                         let named = rep.kind == ReportKind::WaitCycle
                             && pids == want
                             && locks == want_locks
-                            && rep.parties.iter().all(|p| p.held_by.len() == 1)
+                            && rep.parties.iter().all(|p| {
+                                p.held_by.len() == 1
+                                    && p.held_by[0].acquired_at.starts_with(&taken_at)
+                            })
                             && rep.to_json().contains("\"wait_cycle\"");
                         if named {
                             r.errors.fetch_add(1, SeqCst);

@@ -1342,6 +1342,20 @@ pub(super) fn held_edges(b: u32, mut missed: impl FnMut(u32, u64, Site)) {
     });
 }
 
+/// The held-stack entries of the calling thread whose lock id has `tag` set (the
+/// process-shared locks, see `order_shared`): `(lock id, where it was taken)`, oldest first.
+pub(super) fn held_tagged(tag: u64) -> Vec<(u64, Site)> {
+    LOCAL
+        .try_with(|l| {
+            (0..l.depth.get())
+                .map(|i| l.get(i))
+                .filter(|h| h.lock & tag != 0)
+                .map(|h| (h.lock, h.at))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether the calling thread holds a mutex or monitor (of either kind).
 #[inline]
 pub(super) fn holds_any() -> bool {

@@ -146,6 +146,15 @@ pub(crate) fn forget(base: usize, len: usize) {
     GENERATION.fetch_add(1, Relaxed);
 }
 
+/// The process-shared locks the calling thread holds: `(address, where it took it)`,
+/// oldest first.
+pub(super) fn held_by_me() -> Vec<(usize, Site)> {
+    detector::held_tagged(PROC_LOCK)
+        .into_iter()
+        .map(|(lock, at)| ((lock & !PROC_LOCK) as usize, at))
+        .collect()
+}
+
 /// The memory `base..base + len` is being unmapped: the locks there are gone.
 pub(crate) fn unmapped(base: usize, len: usize) {
     forget(base, len);

@@ -18,7 +18,11 @@
 //!   names it alike, whatever the address — with the label this process gave it
 //!   ([`process::Mutex::set_label`](crate::process::Mutex::set_label), and likewise on the
 //!   semaphore and monitor) and the call site,
-//!   the owner's tid read from the lock word, and when it started waiting. Locks nobody
+//!   the owner's tid read from the lock word, when it started waiting, and the newest
+//!   four process-shared mutexes and monitors it holds, with where it took them (every
+//!   owner in a cycle is blocked too, so the report can say where it took the lock the
+//!   next party waits for; a semaphore's ledger lists holding processes only, so its
+//!   holders' sites are unknown). Locks nobody
 //!   waits for are not recorded: the uncontended path touches nothing.
 //! - **Stale entries.** A slot whose thread has died (its tid is gone, or names a thread
 //!   with another start stamp) is freed by whoever next registers, leaves or reads the
@@ -114,6 +118,9 @@ const LABEL_LEN: usize = 64;
 const SITE_LEN: usize = 96;
 /// How many holders of a semaphore a blocked thread's slot lists.
 const SLOT_HOLDERS: usize = 8;
+/// How many of the process-shared locks it holds a blocked thread's slot lists (the
+/// newest), with where it took them: the sites that reports give for an owner.
+const SLOT_HELD: usize = 4;
 
 /// The environment variable naming the registry segment (`off`: no registry).
 pub const REGISTRY_ENV: &str = "INTERPROC_DEADLOCKS";
@@ -177,7 +184,24 @@ struct Slot {
     name: [u8; NAME_LEN],
     label: [u8; LABEL_LEN],
     site: [u8; SITE_LEN],
+    /// How many entries of `held` are used.
+    nheld: u32,
+    _pad: u32,
+    held: [HeldLock; SLOT_HELD],
 }
+
+/// A process-shared lock that a blocked thread holds: its (device, inode, offset), and
+/// the call site that took it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct HeldLock {
+    dev: u64,
+    ino: u64,
+    off: u64,
+    site: [u8; SITE_LEN],
+}
+
+const NO_HELD: HeldLock = HeldLock { dev: 0, ino: 0, off: 0, site: [0; SITE_LEN] };
 
 const EMPTY: Slot = Slot {
     used: 0,
@@ -202,6 +226,9 @@ const EMPTY: Slot = Slot {
     name: [0; NAME_LEN],
     label: [0; LABEL_LEN],
     site: [0; SITE_LEN],
+    nheld: 0,
+    _pad: 0,
+    held: [NO_HELD; SLOT_HELD],
 };
 
 /// The registry segment's contents.
@@ -587,8 +614,9 @@ fn cycle_through(me: usize, n: usize, next: impl Fn(usize) -> Vec<usize>) -> Opt
 
 /// Who holds what slot `s` waits for, as the report names them.
 fn holdings(slots: &[Slot; SLOTS], s: &Slot, next: Option<&Slot>) -> Vec<Holding> {
-    let unknown = "unknown (process-shared locks do not record where they were taken)";
     if s.kind == 3 {
+        let unknown =
+            "unknown (a process-shared semaphore's ledger records processes, not call sites)";
         (0..(s.nholders as usize).min(SLOT_HOLDERS))
             .map(|k| {
                 let pid = s.holders[k];
@@ -600,10 +628,27 @@ fn holdings(slots: &[Slot; SLOTS], s: &Slot, next: Option<&Slot>) -> Vec<Holding
             })
             .collect()
     } else {
-        next.map(|o| Holding { thread: thread_info(o), permits: 1, acquired_at: unknown.into() })
-            .into_iter()
-            .collect()
+        next.map(|o| Holding {
+            thread: thread_info(o),
+            permits: 1,
+            // The owner is blocked too (a party of the cycle): its slot lists the
+            // process-shared locks it holds, with where it took them.
+            acquired_at: taken_at(o, s).unwrap_or_else(|| {
+                format!("unknown (not among the {SLOT_HELD} newest process-shared locks its owner lists)")
+            }),
+        })
+        .into_iter()
+        .collect()
     }
+}
+
+/// Where the blocked thread of slot `owner` took the lock that slot `waiter` waits for,
+/// if its slot lists it.
+fn taken_at(owner: &Slot, waiter: &Slot) -> Option<String> {
+    owner.held[..(owner.nheld as usize).min(SLOT_HELD)]
+        .iter()
+        .find(|h| (h.dev, h.ino, h.off) == (waiter.dev, waiter.ino, waiter.off))
+        .map(|h| get(&h.site))
 }
 
 fn cycle_report(slots: &[Slot; SLOTS], cycle: &[usize], now: u64) -> Report {
@@ -839,6 +884,18 @@ impl SharedWait {
         let label = label_of(self.addr);
         let (dev, ino, off) = mapping_key(self.addr);
         let name = thread_name();
+        // The process-shared locks this thread holds (it holds them while it waits), so
+        // that a report naming it as an owner can say where it took the lock.
+        let mine = super::order_shared::held_by_me();
+        let held: Vec<HeldLock> = mine[mine.len().saturating_sub(SLOT_HELD)..]
+            .iter()
+            .map(|&(addr, at)| {
+                let (dev, ino, off) = mapping_key(addr);
+                let mut h = HeldLock { dev, ino, off, ..NO_HELD };
+                put(&mut h.site, &super::detector::site_text(at));
+                h
+            })
+            .collect();
         for _ in 0..8 {
             let Some(h) = open_registry(true) else { break };
             let Some(l) = h.0.lock() else { break };
@@ -848,8 +905,14 @@ impl SharedWait {
                 forget(&h);
                 continue;
             }
-            let slot =
-                Joining { awaited, me, label: label.as_deref(), key: (dev, ino, off), name: &name };
+            let slot = Joining {
+                awaited,
+                me,
+                label: label.as_deref(),
+                key: (dev, ino, off),
+                name: &name,
+                held: &held,
+            };
             self.fill(&h, l, &slot);
             return;
         }
@@ -887,6 +950,8 @@ impl SharedWait {
         put(&mut s.name, name);
         put(&mut s.label, label.unwrap_or(""));
         put(&mut s.site, &super::detector::site_text(self.at));
+        s.nheld = j.held.len() as u32;
+        s.held[..j.held.len()].copy_from_slice(j.held);
         s.used = 1;
         drop(l);
         self.joined = Some((h.clone(), i, wait_id));
@@ -900,6 +965,7 @@ struct Joining<'a> {
     label: Option<&'a str>,
     key: (u64, u64, u64),
     name: &'a str,
+    held: &'a [HeldLock],
 }
 
 /// Drops this process's cached handle if it is `h`.

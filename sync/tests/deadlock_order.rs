@@ -247,6 +247,37 @@ fn try_lock_adds_no_edge_but_holds_and_monitors_are_ordered() {
     });
 }
 
+/// A condition wait on a process-shared monitor while holding another lock (a process
+/// mutex or a thread mutex) is reported as a hazard, once per pair of classes; a wait
+/// holding nothing else is not.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot spawn processes")]
+fn a_process_monitor_wait_while_holding_is_a_hazard() {
+    scenario("a_process_monitor_wait_while_holding_is_a_hazard", |_| {
+        let l = locks(true);
+        let nap = Duration::from_millis(1);
+        let wait =
+            || drop(l.mon.enter().unwrap().wait_timeout(interproc_sync::Condition::new(0), nap));
+        wait();
+        assert!(deadlock::take_reports().is_empty(), "a wait holding nothing is no hazard");
+        let held = l.m[0].lock().unwrap();
+        wait();
+        wait(); // the same pair again: reported once
+        drop(held);
+        let t = interproc_sync::Mutex::new(()).labelled("T");
+        let held = t.lock().unwrap();
+        wait();
+        drop(held);
+        let reports = deadlock::take_reports();
+        let hazards: Vec<&Report> =
+            reports.iter().filter(|r| r.kind == ReportKind::WaitWhileHolding).collect();
+        assert_eq!(hazards.len(), 2, "{reports:?}");
+        assert_eq!(hazards[0].parties[0].waits_for.label, "MON");
+        assert!(hazards[0].held[0].contains("\"L0\""), "{}", hazards[0]);
+        assert!(hazards[1].held[0].contains("\"T\""), "{}", hazards[1]);
+    });
+}
+
 /// Unlabelled process locks are named by their shared-memory key.
 #[test]
 #[cfg_attr(miri, ignore = "Miri cannot spawn processes")]

@@ -1200,36 +1200,58 @@ impl LockMeta {
 
     #[cold]
     fn hazard(&self, cond: usize, at: Site, held: &[(u32, Site)]) {
-        let me = me();
-        let class = self.class();
-        let report = {
-            let mut reg = registry();
-            let new: Vec<&(u32, Site)> =
-                held.iter().filter(|(c, _)| reg.hazards.insert((class, *c))).collect();
-            if new.is_empty() {
-                return;
-            }
-            let thread = reg.thread_info(me);
-            Report {
-                kind: ReportKind::WaitWhileHolding,
-                parties: vec![Party {
-                    thread,
-                    waits_for: self.info(),
-                    wait: WaitFor::Condition(cond),
-                    waiting_at: site(at),
-                    waited_us: 0,
-                    held_by: Vec::new(),
-                }],
-                edges: Vec::new(),
-                held: held
-                    .iter()
-                    .map(|(c, s)| {
-                        format!("\"{}\" (taken at {})", reg.classes[*c as usize], site(s))
-                    })
-                    .collect(),
-            }
-        };
-        let _ = deliver(report, self.policy(), false);
+        wait_while_holding(self.class(), self.info(), self.policy(), cond, at, held);
+    }
+}
+
+/// Reports a wait on condition `cond` of the monitor of class `class` (`info`) while
+/// holding the locks `held` (their classes and sites), once per (monitor class, held
+/// class) pair, under `policy`.
+#[cold]
+fn wait_while_holding(
+    class: u32,
+    info: LockInfo,
+    policy: Policy,
+    cond: usize,
+    at: Site,
+    held: &[(u32, Site)],
+) {
+    let me = me();
+    let report = {
+        let mut reg = registry();
+        let new: Vec<&(u32, Site)> =
+            held.iter().filter(|(c, _)| reg.hazards.insert((class, *c))).collect();
+        if new.is_empty() {
+            return;
+        }
+        let thread = reg.thread_info(me);
+        Report {
+            kind: ReportKind::WaitWhileHolding,
+            parties: vec![Party {
+                thread,
+                waits_for: info,
+                wait: WaitFor::Condition(cond),
+                waiting_at: site(at),
+                waited_us: 0,
+                held_by: Vec::new(),
+            }],
+            edges: Vec::new(),
+            held: held
+                .iter()
+                .map(|(c, s)| format!("\"{}\" (taken at {})", reg.classes[*c as usize], site(s)))
+                .collect(),
+        }
+    };
+    let _ = deliver(report, policy, false);
+}
+
+/// Before a condition wait on a process-shared monitor of class `class` (`info`), after
+/// the thread left it: reports the wait as a hazard if the thread still holds other locks
+/// (once per pair of classes), under `policy`.
+pub(super) fn shared_cond_wait(class: u32, info: LockInfo, policy: Policy, cond: usize, at: Site) {
+    let held: Vec<(u32, Site)> = LOCAL.try_with(Local::held).unwrap_or_default();
+    if !held.is_empty() {
+        wait_while_holding(class, info, policy, cond, at, &held);
     }
 }
 
@@ -1325,6 +1347,11 @@ fn unregister(thread: u64) {
 /// The class id of the class named `name` (takes the registry lock).
 pub(super) fn intern_class(name: String) -> u32 {
     registry().intern(name)
+}
+
+/// The name of the interned class `class`.
+pub(super) fn class_label(class: u32) -> String {
+    registry().classes[class as usize].clone()
 }
 
 /// The lock-order check of [`LockMeta::before_lock`] for a lock of class `b`: calls

@@ -23,7 +23,8 @@
 //!   (`#[track_caller]`). Nesting two locks of one class is not checked (lockdep would
 //!   need subclasses): label them apart to have their order checked.
 //! - **Monitor hazards.** A monitor wait while holding another lock is reported once per
-//!   pair of classes as [`ReportKind::WaitWhileHolding`].
+//!   pair of classes as [`ReportKind::WaitWhileHolding`] (a thread monitor's or a
+//!   process-shared one's).
 //!
 //! # Policy
 //!
@@ -74,7 +75,7 @@
 //! # Limits (this release)
 //!
 //! Across processes, condition waits are listed but never in a cycle (and have no
-//! `_checked` call); process monitors report no wait-while-holding hazard; a semaphore's
+//! `_checked` call); a semaphore's
 //! holders are listed per process (at most 8 per wait; more counts as live). The
 //! lock-order table keeps [`shared::ORDER_EDGES`] edges, which live as long as some
 //! process attached to it (one that wrote an edge) is alive. A process-shared lock's

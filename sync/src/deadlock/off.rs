@@ -170,6 +170,9 @@ impl SharedOrder {
 
     #[inline(always)]
     pub(crate) fn released(_addr: usize) {}
+
+    #[inline(always)]
+    pub(crate) fn cond_wait(_addr: usize, _cond: usize, _at: Site) {}
 }
 
 /// Memory is being unmapped: nothing to forget when detection is off.

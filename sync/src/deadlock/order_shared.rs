@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use super::detector::{self, Site};
-use super::report::{OrderEdge, Report, ReportKind, ThreadInfo};
+use super::report::{LockInfo, LockKind, OrderEdge, Report, ReportKind, ThreadInfo};
 use super::shared;
 use crate::park::{SharedFutex, TaskId};
 use crate::robust::{Acquired, RawRobust};
@@ -209,6 +209,26 @@ impl SharedOrder {
     #[inline]
     pub(crate) fn released(addr: usize) {
         detector::pop_held(PROC_LOCK | addr as u64);
+    }
+
+    /// A condition wait (condition `cond`) on the process-shared monitor at `addr`, which
+    /// the thread has just left: a wait while it still holds other locks is reported as a
+    /// [`ReportKind::WaitWhileHolding`] hazard, once per pair of classes, as for a thread
+    /// monitor (the policy: the one this process gave the monitor, or the global one).
+    pub(crate) fn cond_wait(addr: usize, cond: usize, at: Site) {
+        if !detector::holds_any() {
+            return;
+        }
+        let class = class_of(addr);
+        let label = shared::label_of(addr);
+        let info = LockInfo {
+            label: detector::class_label(class),
+            labelled: label.is_some(),
+            kind: LockKind::Monitor,
+            created_at: "unknown (a process-shared lock's creation site is not recorded)".into(),
+        };
+        let policy = shared::policy_of(addr).unwrap_or_else(detector::policy);
+        detector::shared_cond_wait(class, info, policy, cond, at);
     }
 }
 

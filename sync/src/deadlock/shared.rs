@@ -455,7 +455,7 @@ pub(crate) fn set_policy(addr: usize, policy: Policy) {
 }
 
 /// The policy this process gave the lock at `addr`; `None`: the global one applies.
-fn policy_of(addr: usize) -> Option<Policy> {
+pub(super) fn policy_of(addr: usize) -> Option<Policy> {
     POLICIES.lock().unwrap_or_else(|e| e.into_inner()).get(&addr).copied()
 }
 

@@ -332,6 +332,8 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         let mut poll = POLL_FIRST;
         // Deadlock detection: a wait that outlasts its first poll shows in the cross-process
         // registry until the loop ends (zero-sized and empty without the feature).
+        // A wait while holding other locks is a hazard (nobody can take those meanwhile).
+        SharedOrder::cond_wait(monitor.addr(), cond.index(), at);
         let timed_out = {
             let mut wait = SharedWait::new(monitor.addr(), LockKind::Monitor, at, false);
             loop {

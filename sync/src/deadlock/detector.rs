@@ -29,6 +29,11 @@
 //! stays: between that read and the check, a release, a take of the permits by a thread
 //! not yet visible, and a third thread's flagging of waiters that restores the very same
 //! word; the report is dropped whenever the word moved otherwise.
+//!
+//! A permit waiter stays registered from its park until it runs `woken`; its record keeps
+//! the word and the value it parked on, and once the word moved (a release woke it) it
+//! counts as able to go on. A waiter's own permits of the semaphore it waits for count as
+//! able to be given back (its `Permit` may have moved to a running thread).
 #![allow(clippy::disallowed_types)] // std's atomics: not modelled (see above)
 
 use std::borrow::Cow;
@@ -445,11 +450,35 @@ struct MetaPtr(*const LockMeta);
 // is `Sync`) is alive whenever another thread reads through it.
 unsafe impl Send for MetaPtr {}
 
+/// The word a semaphore waiter parked on, and the value it parked on.
+#[derive(Clone, Copy)]
+struct WordPtr(*const std::sync::atomic::AtomicU32, u32);
+
+// SAFETY: as `MetaPtr`: the word belongs to the semaphore that the blocked thread borrows
+// while its record (which holds this pointer) is registered, and it is only read (an atomic
+// read-modify-write that changes nothing) under the registry mutex.
+unsafe impl Send for WordPtr {}
+
+impl WordPtr {
+    /// Whether the word moved since the thread parked: a release woke it (or may have), and
+    /// it is about to run `woken` and try again.
+    fn moved(self) -> bool {
+        // SAFETY: see the `Send` impl: the semaphore is borrowed by the blocked thread while
+        // its record is registered, and records are read only under the registry mutex.
+        let word = unsafe { &*self.0 };
+        // A read-modify-write reads the newest value (a plain load might return one from
+        // before the release that woke the thread).
+        word.fetch_add(0, std::sync::atomic::Ordering::AcqRel) != self.1
+    }
+}
+
 struct WaitRecord {
     lock: MetaPtr,
     what: WaitKind,
     since: Instant,
     at: Site,
+    /// Semaphores: the word and the value the thread parked on.
+    word: Option<WordPtr>,
 }
 
 impl WaitRecord {
@@ -585,7 +614,8 @@ impl Registry {
         (t >> 32) == u64::from(std::process::id()) && self.threads.contains_key(&t)
     }
 
-    fn releasers(&self, w: &WaitRecord) -> Releasers {
+    /// Who could end `t`'s wait `w`.
+    fn releasers(&self, t: u64, w: &WaitRecord) -> Releasers {
         let meta = w.meta();
         match w.what {
             WaitFor::Lock => {
@@ -598,10 +628,16 @@ impl Registry {
             }
             WaitFor::Permits(_) => {
                 let Some(ledger) = meta.ledger() else { return Releasers::Live };
+                // Woken by a release, still registered until it runs `woken`.
+                if w.word.is_some_and(WordPtr::moved) {
+                    return Releasers::Live;
+                }
                 let holders = self.holders(meta);
                 if holders.is_empty() {
                     Releasers::Threads(self.attached(&ledger.slow().attached), false)
-                } else if holders.iter().any(|h| !self.alive(h.thread)) {
+                } else if holders.iter().any(|h| h.thread == t || !self.alive(h.thread)) {
+                    // A waiter's own permits of this semaphore may have moved to a running
+                    // thread (a `Permit` is `Send`): they do not make it stuck.
                     Releasers::Live
                 } else {
                     Releasers::Threads(holders.iter().map(|h| h.thread).collect(), true)
@@ -631,7 +667,7 @@ impl Registry {
             .threads
             .iter()
             .filter_map(|(&t, e)| e.wait.as_ref().map(|w| (t, w)))
-            .map(|(t, w)| match self.releasers(w) {
+            .map(|(t, w)| match self.releasers(t, w) {
                 Releasers::Threads(ids, _) => (t, Some(ids)),
                 Releasers::Live => (t, None),
             })
@@ -659,7 +695,7 @@ impl Registry {
             seen: &mut BTreeSet<u64>,
             path: &mut Vec<u64>,
         ) -> bool {
-            let Some(Releasers::Threads(ids, _)) = r.wait_of(t).map(|w| r.releasers(w)) else {
+            let Some(Releasers::Threads(ids, _)) = r.wait_of(t).map(|w| r.releasers(t, w)) else {
                 return false;
             };
             for n in ids.into_iter().filter(|n| stuck.contains(n)) {
@@ -684,7 +720,7 @@ impl Registry {
     /// Whether `me`, which has just registered its wait, can never go on; the report if so.
     fn check(&self, me: u64) -> Option<Report> {
         let w = self.wait_of(me)?;
-        let quick = self.releasers(w);
+        let quick = self.releasers(me, w);
         let (ids, holders) = match &quick {
             Releasers::Live => return None,
             Releasers::Threads(ids, holders) => (ids, *holders),
@@ -1065,7 +1101,7 @@ impl LockMeta {
 
     /// The record of this thread blocking on this lock; registered by its first `block`.
     pub(crate) fn wait_slot(&self, what: WaitKind, at: Site, checked: bool) -> WaitSlot<'_> {
-        WaitSlot { meta: self, what, at, checked, registered: 0 }
+        WaitSlot { meta: self, what, at, checked, registered: 0, word: None }
     }
 
     /// The calling thread now holds this mutex or monitor.
@@ -1242,9 +1278,19 @@ pub(crate) struct WaitSlot<'a> {
     checked: bool,
     /// The registered thread's id, or 0.
     registered: u64,
+    /// Semaphores: the word the thread is about to park on, and the value it parks on.
+    word: Option<WordPtr>,
 }
 
 impl WaitSlot<'_> {
+    /// A semaphore waiter is about to park on `word` while it holds `value`: until the word
+    /// moves, the thread counts as blocked; once it moved (a release woke the thread, which
+    /// has not yet run [`woken`](Self::woken)), as able to go on. `word` must belong to the
+    /// semaphore whose [`LockMeta`] this slot borrows (it lives as long).
+    pub(crate) fn parks_on(&mut self, word: &crate::loom::atomic::AtomicU32, value: u32) {
+        self.word = Some(WordPtr(std::ptr::from_ref::<std::sync::atomic::AtomicU32>(word), value));
+    }
+
     /// Called each time the thread is about to park (after its spin phase). The first call
     /// registers the wait and analyses the graph; the policy decides what a deadlock does.
     pub(crate) fn block(&mut self) -> Result<(), Deadlock> {
@@ -1277,6 +1323,7 @@ impl WaitSlot<'_> {
                     // cost the uncontended path more than all the rest of the hooks.
                     since: crate::loom::time::now(),
                     at: self.at,
+                    word: self.word,
                 });
             }
             reg.check(me)

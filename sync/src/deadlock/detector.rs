@@ -549,9 +549,10 @@ impl Registry {
         id
     }
 
-    /// A permit book for the new thread `id`: one that an exited thread of this process
-    /// left empty (at its exit, or later, when the last permit it took was given back by
-    /// another thread), or a new one. Never one of another process's threads (in a forked
+    /// A permit book for the new thread `id` (or a further one for the thread `id`, whose
+    /// books are full): one that an exited thread of this process left empty (at its exit,
+    /// or later, when the last permit it took was given back by another thread), or a new
+    /// one. Never one of another process's threads (in a forked
     /// child, the forking thread goes on using its copy of its book under its old id).
     fn book_for(&mut self, id: u64) -> &'static PermitBook {
         let reusable = self.books.iter().copied().find(|b| {
@@ -564,6 +565,8 @@ impl Registry {
             self.books.push(b);
             b
         });
+        // A reused book is no longer part of its former owner's chain (see `retire_book`).
+        book.next.store(std::ptr::null_mut(), Relaxed);
         book.owner.store(id, Relaxed);
         book
     }
@@ -571,8 +574,11 @@ impl Registry {
     /// The exited thread `id` no longer records permits in its book. A book that still
     /// records some (permits sent to another thread, not yet given back) keeps the dead id
     /// until they are: their holder counts as unknown, so as able to give them back.
+    /// The same for each book chained to its first one (they are unlinked: only the owner
+    /// walks its chain, and it is exiting).
     fn retire_book(&mut self, id: u64) {
-        if let Some(b) = self.books.iter().find(|b| b.owner.load(Relaxed) == id) {
+        for b in self.books.iter().filter(|b| b.owner.load(Relaxed) == id) {
+            b.next.store(std::ptr::null_mut(), Relaxed);
             if b.slots.iter().all(|s| s.lock.load(Acquire) == 0) {
                 b.owner.store(0, Relaxed);
             }
@@ -846,7 +852,8 @@ impl Registry {
 // Per-lock state.
 
 /// How many permit holdings (one per live `Permit`) a thread records in its book; more
-/// spill into the semaphore's list under a mutex.
+/// go to further books chained to it (the semaphore's list only takes the holdings of a
+/// thread that has no book: one being torn down).
 const PERMIT_SLOTS: usize = 8;
 
 /// One holding of a semaphore's permits: written only by the thread that took them (and
@@ -866,6 +873,9 @@ struct PermitBook {
     /// The owning thread's id; 0 while the book is unused.
     owner: AtomicU64,
     slots: [PermitSlot; PERMIT_SLOTS],
+    /// The owner's next book, once this one was full (null if none). Written and walked
+    /// only by the owner (and unlinked under the registry lock when it exits).
+    next: AtomicPtr<PermitBook>,
 }
 
 /// The ledger of a semaphore or monitor (mutexes have none).
@@ -878,7 +888,7 @@ struct Ledger {
 
 #[derive(Default)]
 struct SlowLedger {
-    /// Semaphores: holders whose book was full (or gone: a thread being torn down).
+    /// Semaphores: holders without a book (a thread being torn down).
     holders: Vec<Hold>,
     /// Monitors and semaphores: the threads that used it (they may notify or release).
     attached: Vec<u64>,
@@ -1147,8 +1157,9 @@ impl LockMeta {
     /// the feature, so a thread that sees the count taken sees the slot). Until the take
     /// succeeds the claim stands for a thread that is running, which only ever makes a
     /// check err towards silence; [`HolderTag::parked`] withdraws it while the thread
-    /// waits. With no free slot, [`took`](Self::took) records the permits in the
-    /// semaphore's list instead.
+    /// waits. With the book full, a free slot of a further book chained to it, claimed the
+    /// same way; with no book at all (a thread being torn down), [`took`](Self::took)
+    /// records the permits in the semaphore's list instead.
     #[inline]
     pub(crate) fn claim(&self, n: u32, at: Site) -> HolderTag {
         // One thread-local access for the attach and the book.
@@ -1164,11 +1175,43 @@ impl LockMeta {
             s.lock.store(self.id, Release);
             return HolderTag { slot: Some(s), thread: 0 };
         }
-        HolderTag { slot: None, thread: me }
+        self.claim_beyond(book, me, n, at)
+    }
+
+    /// [`claim`](Self::claim) with the thread's first book full: a free slot of a book
+    /// chained to it, chaining a new one (registered under the registry lock, so a check
+    /// scans it) if all are full. Still before the count can change hands: a spilled
+    /// holding is recorded as exactly as one in the first book.
+    #[cold]
+    fn claim_beyond(
+        &self,
+        book: Option<&'static PermitBook>,
+        me: u64,
+        n: u32,
+        at: Site,
+    ) -> HolderTag {
+        let Some(mut b) = book else { return HolderTag { slot: None, thread: me } };
+        let slot = loop {
+            let next = b.next.load(Relaxed);
+            if next.is_null() {
+                let more = registry().book_for(me);
+                b.next.store(std::ptr::from_ref(more).cast_mut(), Relaxed);
+                break &more.slots[0]; // a new or reused book is empty
+            }
+            // SAFETY: books are leaked (`&'static`), never freed.
+            b = unsafe { &*next };
+            if let Some(s) = b.slots.iter().find(|s| s.lock.load(Relaxed) == 0) {
+                break s;
+            }
+        };
+        slot.permits.store(n, Relaxed);
+        slot.at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
+        slot.lock.store(self.id, Release);
+        HolderTag { slot: Some(slot), thread: 0 }
     }
 
     /// The permits claimed in `tag` were taken: recorded in the semaphore's list if the
-    /// thread's book had no room (the book's slot needs nothing more).
+    /// thread had no book (a book's slot needs nothing more).
     #[inline]
     pub(crate) fn took(&self, tag: &HolderTag, n: u32, at: Site) {
         if tag.slot.is_none() && n > 0 {

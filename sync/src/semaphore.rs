@@ -49,6 +49,11 @@ const TAKE: Ordering =
 /// semaphore keeps a ledger of who holds how many permits, and a thread that blocks for
 /// permits waits on those holders: if they are all stuck waiting on it (or, when nobody
 /// holds permits, every thread attached to the semaphore is blocked), the wait is reported.
+/// Permits are charged to the thread that took them, also after their [`Permit`] was sent
+/// to another thread: so a thread waiting for permits of a semaphore it holds itself is
+/// never reported (they may be in a running thread's hands), and a moved permit whose
+/// taker is blocked in a cycle with a waiter can make that waiter's report false (see the
+/// `deadlock` module's limits).
 ///
 /// # Example
 ///
@@ -174,14 +179,18 @@ impl<P: Park> Semaphore<P> {
             |expected| {
                 // Parked, the thread holds nothing it claimed.
                 tag.parked();
-                slot.borrow_mut()
-                    .get_or_insert_with(|| self.meta.wait_slot(WaitKind::Permits(n), at, checked))
-                    // No wait while the word moved or the permits came back (read by a
-                    // read-modify-write: see `block_unless`).
-                    .block_unless(|| {
-                        let s = self.word.fetch_add(0, Ordering::AcqRel);
-                        s != expected || s & COUNT >= n
-                    })
+                let mut slot = slot.borrow_mut();
+                let slot = slot
+                    .get_or_insert_with(|| self.meta.wait_slot(WaitKind::Permits(n), at, checked));
+                // Once the word moves (a release woke the thread), a check by another thread
+                // counts this one as able to go on, even before `woken` below.
+                slot.parks_on(&self.word, expected);
+                // No wait while the word moved or the permits came back (read by a
+                // read-modify-write: see `block_unless`).
+                slot.block_unless(|| {
+                    let s = self.word.fetch_add(0, Ordering::AcqRel);
+                    s != expected || s & COUNT >= n
+                })
             },
             || {
                 if let Some(s) = slot.borrow_mut().as_mut() {

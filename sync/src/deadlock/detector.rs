@@ -29,6 +29,11 @@
 //! stays: between that read and the check, a release, a take of the permits by a thread
 //! not yet visible, and a third thread's flagging of waiters that restores the very same
 //! word; the report is dropped whenever the word moved otherwise.
+//!
+//! A permit waiter stays registered from its park until it runs `woken`; its record keeps
+//! the word and the value it parked on, and once the word moved (a release woke it) it
+//! counts as able to go on. A waiter's own permits of the semaphore it waits for count as
+//! able to be given back (its `Permit` may have moved to a running thread).
 #![allow(clippy::disallowed_types)] // std's atomics: not modelled (see above)
 
 use std::borrow::Cow;
@@ -445,11 +450,35 @@ struct MetaPtr(*const LockMeta);
 // is `Sync`) is alive whenever another thread reads through it.
 unsafe impl Send for MetaPtr {}
 
+/// The word a semaphore waiter parked on, and the value it parked on.
+#[derive(Clone, Copy)]
+struct WordPtr(*const std::sync::atomic::AtomicU32, u32);
+
+// SAFETY: as `MetaPtr`: the word belongs to the semaphore that the blocked thread borrows
+// while its record (which holds this pointer) is registered, and it is only read (an atomic
+// read-modify-write that changes nothing) under the registry mutex.
+unsafe impl Send for WordPtr {}
+
+impl WordPtr {
+    /// Whether the word moved since the thread parked: a release woke it (or may have), and
+    /// it is about to run `woken` and try again.
+    fn moved(self) -> bool {
+        // SAFETY: see the `Send` impl: the semaphore is borrowed by the blocked thread while
+        // its record is registered, and records are read only under the registry mutex.
+        let word = unsafe { &*self.0 };
+        // A read-modify-write reads the newest value (a plain load might return one from
+        // before the release that woke the thread).
+        word.fetch_add(0, std::sync::atomic::Ordering::AcqRel) != self.1
+    }
+}
+
 struct WaitRecord {
     lock: MetaPtr,
     what: WaitKind,
     since: Instant,
     at: Site,
+    /// Semaphores: the word and the value the thread parked on.
+    word: Option<WordPtr>,
 }
 
 impl WaitRecord {
@@ -520,9 +549,10 @@ impl Registry {
         id
     }
 
-    /// A permit book for the new thread `id`: one that an exited thread of this process
-    /// left empty (at its exit, or later, when the last permit it took was given back by
-    /// another thread), or a new one. Never one of another process's threads (in a forked
+    /// A permit book for the new thread `id` (or a further one for the thread `id`, whose
+    /// books are full): one that an exited thread of this process left empty (at its exit,
+    /// or later, when the last permit it took was given back by another thread), or a new
+    /// one. Never one of another process's threads (in a forked
     /// child, the forking thread goes on using its copy of its book under its old id).
     fn book_for(&mut self, id: u64) -> &'static PermitBook {
         let reusable = self.books.iter().copied().find(|b| {
@@ -535,6 +565,8 @@ impl Registry {
             self.books.push(b);
             b
         });
+        // A reused book is no longer part of its former owner's chain (see `retire_book`).
+        book.next.store(std::ptr::null_mut(), Relaxed);
         book.owner.store(id, Relaxed);
         book
     }
@@ -542,8 +574,11 @@ impl Registry {
     /// The exited thread `id` no longer records permits in its book. A book that still
     /// records some (permits sent to another thread, not yet given back) keeps the dead id
     /// until they are: their holder counts as unknown, so as able to give them back.
+    /// The same for each book chained to its first one (they are unlinked: only the owner
+    /// walks its chain, and it is exiting).
     fn retire_book(&mut self, id: u64) {
-        if let Some(b) = self.books.iter().find(|b| b.owner.load(Relaxed) == id) {
+        for b in self.books.iter().filter(|b| b.owner.load(Relaxed) == id) {
+            b.next.store(std::ptr::null_mut(), Relaxed);
             if b.slots.iter().all(|s| s.lock.load(Acquire) == 0) {
                 b.owner.store(0, Relaxed);
             }
@@ -585,7 +620,8 @@ impl Registry {
         (t >> 32) == u64::from(std::process::id()) && self.threads.contains_key(&t)
     }
 
-    fn releasers(&self, w: &WaitRecord) -> Releasers {
+    /// Who could end `t`'s wait `w`.
+    fn releasers(&self, t: u64, w: &WaitRecord) -> Releasers {
         let meta = w.meta();
         match w.what {
             WaitFor::Lock => {
@@ -598,10 +634,16 @@ impl Registry {
             }
             WaitFor::Permits(_) => {
                 let Some(ledger) = meta.ledger() else { return Releasers::Live };
+                // Woken by a release, still registered until it runs `woken`.
+                if w.word.is_some_and(WordPtr::moved) {
+                    return Releasers::Live;
+                }
                 let holders = self.holders(meta);
                 if holders.is_empty() {
                     Releasers::Threads(self.attached(&ledger.slow().attached), false)
-                } else if holders.iter().any(|h| !self.alive(h.thread)) {
+                } else if holders.iter().any(|h| h.thread == t || !self.alive(h.thread)) {
+                    // A waiter's own permits of this semaphore may have moved to a running
+                    // thread (a `Permit` is `Send`): they do not make it stuck.
                     Releasers::Live
                 } else {
                     Releasers::Threads(holders.iter().map(|h| h.thread).collect(), true)
@@ -631,7 +673,7 @@ impl Registry {
             .threads
             .iter()
             .filter_map(|(&t, e)| e.wait.as_ref().map(|w| (t, w)))
-            .map(|(t, w)| match self.releasers(w) {
+            .map(|(t, w)| match self.releasers(t, w) {
                 Releasers::Threads(ids, _) => (t, Some(ids)),
                 Releasers::Live => (t, None),
             })
@@ -659,7 +701,7 @@ impl Registry {
             seen: &mut BTreeSet<u64>,
             path: &mut Vec<u64>,
         ) -> bool {
-            let Some(Releasers::Threads(ids, _)) = r.wait_of(t).map(|w| r.releasers(w)) else {
+            let Some(Releasers::Threads(ids, _)) = r.wait_of(t).map(|w| r.releasers(t, w)) else {
                 return false;
             };
             for n in ids.into_iter().filter(|n| stuck.contains(n)) {
@@ -684,7 +726,7 @@ impl Registry {
     /// Whether `me`, which has just registered its wait, can never go on; the report if so.
     fn check(&self, me: u64) -> Option<Report> {
         let w = self.wait_of(me)?;
-        let quick = self.releasers(w);
+        let quick = self.releasers(me, w);
         let (ids, holders) = match &quick {
             Releasers::Live => return None,
             Releasers::Threads(ids, holders) => (ids, *holders),
@@ -810,7 +852,8 @@ impl Registry {
 // Per-lock state.
 
 /// How many permit holdings (one per live `Permit`) a thread records in its book; more
-/// spill into the semaphore's list under a mutex.
+/// go to further books chained to it (the semaphore's list only takes the holdings of a
+/// thread that has no book: one being torn down).
 const PERMIT_SLOTS: usize = 8;
 
 /// One holding of a semaphore's permits: written only by the thread that took them (and
@@ -830,6 +873,9 @@ struct PermitBook {
     /// The owning thread's id; 0 while the book is unused.
     owner: AtomicU64,
     slots: [PermitSlot; PERMIT_SLOTS],
+    /// The owner's next book, once this one was full (null if none). Written and walked
+    /// only by the owner (and unlinked under the registry lock when it exits).
+    next: AtomicPtr<PermitBook>,
 }
 
 /// The ledger of a semaphore or monitor (mutexes have none).
@@ -842,7 +888,7 @@ struct Ledger {
 
 #[derive(Default)]
 struct SlowLedger {
-    /// Semaphores: holders whose book was full (or gone: a thread being torn down).
+    /// Semaphores: holders without a book (a thread being torn down).
     holders: Vec<Hold>,
     /// Monitors and semaphores: the threads that used it (they may notify or release).
     attached: Vec<u64>,
@@ -1065,7 +1111,7 @@ impl LockMeta {
 
     /// The record of this thread blocking on this lock; registered by its first `block`.
     pub(crate) fn wait_slot(&self, what: WaitKind, at: Site, checked: bool) -> WaitSlot<'_> {
-        WaitSlot { meta: self, what, at, checked, registered: 0 }
+        WaitSlot { meta: self, what, at, checked, registered: 0, word: None }
     }
 
     /// The calling thread now holds this mutex or monitor.
@@ -1111,8 +1157,9 @@ impl LockMeta {
     /// the feature, so a thread that sees the count taken sees the slot). Until the take
     /// succeeds the claim stands for a thread that is running, which only ever makes a
     /// check err towards silence; [`HolderTag::parked`] withdraws it while the thread
-    /// waits. With no free slot, [`took`](Self::took) records the permits in the
-    /// semaphore's list instead.
+    /// waits. With the book full, a free slot of a further book chained to it, claimed the
+    /// same way; with no book at all (a thread being torn down), [`took`](Self::took)
+    /// records the permits in the semaphore's list instead.
     #[inline]
     pub(crate) fn claim(&self, n: u32, at: Site) -> HolderTag {
         // One thread-local access for the attach and the book.
@@ -1128,11 +1175,43 @@ impl LockMeta {
             s.lock.store(self.id, Release);
             return HolderTag { slot: Some(s), thread: 0 };
         }
-        HolderTag { slot: None, thread: me }
+        self.claim_beyond(book, me, n, at)
+    }
+
+    /// [`claim`](Self::claim) with the thread's first book full: a free slot of a book
+    /// chained to it, chaining a new one (registered under the registry lock, so a check
+    /// scans it) if all are full. Still before the count can change hands: a spilled
+    /// holding is recorded as exactly as one in the first book.
+    #[cold]
+    fn claim_beyond(
+        &self,
+        book: Option<&'static PermitBook>,
+        me: u64,
+        n: u32,
+        at: Site,
+    ) -> HolderTag {
+        let Some(mut b) = book else { return HolderTag { slot: None, thread: me } };
+        let slot = loop {
+            let next = b.next.load(Relaxed);
+            if next.is_null() {
+                let more = registry().book_for(me);
+                b.next.store(std::ptr::from_ref(more).cast_mut(), Relaxed);
+                break &more.slots[0]; // a new or reused book is empty
+            }
+            // SAFETY: books are leaked (`&'static`), never freed.
+            b = unsafe { &*next };
+            if let Some(s) = b.slots.iter().find(|s| s.lock.load(Relaxed) == 0) {
+                break s;
+            }
+        };
+        slot.permits.store(n, Relaxed);
+        slot.at.store(std::ptr::from_ref(at).cast_mut(), Relaxed);
+        slot.lock.store(self.id, Release);
+        HolderTag { slot: Some(slot), thread: 0 }
     }
 
     /// The permits claimed in `tag` were taken: recorded in the semaphore's list if the
-    /// thread's book had no room (the book's slot needs nothing more).
+    /// thread had no book (a book's slot needs nothing more).
     #[inline]
     pub(crate) fn took(&self, tag: &HolderTag, n: u32, at: Site) {
         if tag.slot.is_none() && n > 0 {
@@ -1264,9 +1343,19 @@ pub(crate) struct WaitSlot<'a> {
     checked: bool,
     /// The registered thread's id, or 0.
     registered: u64,
+    /// Semaphores: the word the thread is about to park on, and the value it parks on.
+    word: Option<WordPtr>,
 }
 
 impl WaitSlot<'_> {
+    /// A semaphore waiter is about to park on `word` while it holds `value`: until the word
+    /// moves, the thread counts as blocked; once it moved (a release woke the thread, which
+    /// has not yet run [`woken`](Self::woken)), as able to go on. `word` must belong to the
+    /// semaphore whose [`LockMeta`] this slot borrows (it lives as long).
+    pub(crate) fn parks_on(&mut self, word: &crate::loom::atomic::AtomicU32, value: u32) {
+        self.word = Some(WordPtr(std::ptr::from_ref::<std::sync::atomic::AtomicU32>(word), value));
+    }
+
     /// Called each time the thread is about to park (after its spin phase). The first call
     /// registers the wait and analyses the graph; the policy decides what a deadlock does.
     pub(crate) fn block(&mut self) -> Result<(), Deadlock> {
@@ -1299,6 +1388,7 @@ impl WaitSlot<'_> {
                     // cost the uncontended path more than all the rest of the hooks.
                     since: crate::loom::time::now(),
                     at: self.at,
+                    word: self.word,
                 });
             }
             reg.check(me)

@@ -88,6 +88,17 @@
 //! never cause a report. "Attached" parties of a monitor or semaphore are its creator and
 //! every thread that entered, acquired, released or waited on it.
 //!
+//! Semaphore permits are charged to the thread that took them, even after the
+//! [`Permit`](crate::Permit) moved to another thread (it is `Send`). So a thread that waits
+//! for permits of a semaphore it holds itself is never reported (its own permits may have
+//! moved to a running thread that will give them back), not even when it really waits for
+//! itself. And for any other waiter, a moved permit still counts as held by its taker: if
+//! the taker is blocked elsewhere, in a cycle with that waiter, the waiter is reported
+//! although the permit's actual holder may be running (a false report). A semaphore
+//! waiter counts as able to go on as soon as the semaphore's word moves after it parked
+//! (a release may have woken it): a wait for several permits that goes on after other
+//! threads took some of the free ones, without a release, is not reported.
+//!
 //! # Example
 //!
 //! ```

@@ -115,6 +115,9 @@ impl WaitSlot<'_> {
     }
 
     #[inline(always)]
+    pub(crate) fn parks_on(&mut self, _word: &crate::loom::atomic::AtomicU32, _value: u32) {}
+
+    #[inline(always)]
     pub(crate) fn block_unless(&mut self, _ready: impl Fn() -> bool) -> Result<(), BlockError> {
         Ok(())
     }

@@ -488,7 +488,12 @@ impl<P: RobustPark> Semaphore<P> {
             // itself, so it is no party to a deadlock, and a report (or the Panic policy)
             // would be wrong about it. `false` only for a checked wait under the Error
             // policy: it leaves without taking anything.
-            if deadline.is_none() && !wait.parked_permits(n, || self.holders_snapshot()) {
+            // Under the Panic policy the hook panics: the guard takes this thread out of
+            // `waiters` again while unwinding.
+            let leave = LeaveOnUnwind(self);
+            let go_on = deadline.is_some() || wait.parked_permits(n, || self.holders_snapshot());
+            std::mem::forget(leave);
+            if !go_on {
                 let inside = self.inside();
                 self.waiters.fetch_sub(1, Ordering::Relaxed);
                 drop(inside);
@@ -518,6 +523,19 @@ impl<P: RobustPark> Semaphore<P> {
                 _ => {}
             }
         }
+    }
+}
+
+/// Counts a waiter out of the semaphore's `waiters` (under the internal lock) when dropped: a
+/// guard over the deadlock hook, forgotten once the hook returned, dropped only if it
+/// panicked (the `Panic` policy), so that the count stays right.
+struct LeaveOnUnwind<'a, P: RobustPark>(&'a Semaphore<P>);
+
+impl<P: RobustPark> Drop for LeaveOnUnwind<'_, P> {
+    fn drop(&mut self) {
+        let inside = self.0.inside();
+        self.0.waiters.fetch_sub(1, Ordering::Relaxed);
+        drop(inside);
     }
 }
 

@@ -10,8 +10,9 @@
 //!
 //! - **Wait-for cycles, at run time.** A thread that must block (after its spin phase: the
 //!   uncontended path only records the owner) registers "I wait for X" and checks whether
-//!   it can ever go on: X's owner (a mutex or monitor), X's permit holders (a semaphore,
-//!   which keeps a ledger of who holds how many permits), or the parties attached to X (a
+//!   it can ever go on: X's owner (a mutex or monitor), X's permit holders (a semaphore:
+//!   each thread records the permits it takes in a book of its own, which a blocking
+//!   thread scans), or the parties attached to X (a
 //!   monitor condition, or a semaphore whose permits nobody holds) must include a thread
 //!   that is not itself stuck. If not, the thread reports a [`ReportKind::WaitCycle`]
 //!   through itself, or [`ReportKind::NobodyLeftToSignal`].

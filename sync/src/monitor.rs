@@ -78,6 +78,12 @@ impl<P: Park> CondWord<P> {
     pub(crate) fn dequeue(&self) {
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
+
+    /// How many waiters are registered (for tests).
+    #[cfg(all(test, feature = "deadlock-detection"))]
+    pub(crate) fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
 }
 
 /// A monitor (管程): shared state that only one thread at a time may touch, and the

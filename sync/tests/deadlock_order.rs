@@ -473,3 +473,109 @@ fn a_consistent_order_across_processes_reports_nothing() {
     assert!(g.inversions.is_empty(), "{g:?}");
     assert!(!Path::new(&table_path(&reg)).exists(), "the table of dead processes is removed");
 }
+
+/// Regression (found in review): two unlabelled process mutexes in private (heap) memory,
+/// taken A then B and freed; two new, unrelated ones that the allocator puts at the same
+/// addresses, taken D then C, were a false inversion (the address was their class). Such
+/// locks are not ordered now.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot spawn processes")]
+fn reused_private_addresses_are_no_inversion() {
+    scenario("reused_private_addresses_are_no_inversion", |_reg| {
+        let (pa, pb) = {
+            let a = Box::new(Mutex::new(0u32));
+            let b = Box::new(Mutex::new(0u32));
+            let _ga = a.lock().unwrap();
+            let _gb = b.lock().unwrap();
+            (std::ptr::from_ref(&*a).addr(), std::ptr::from_ref(&*b).addr())
+        };
+        assert!(deadlock::take_reports().is_empty());
+        let c = Box::new(Mutex::new(0u32));
+        let d = Box::new(Mutex::new(0u32));
+        let (pc, pd) = (std::ptr::from_ref(&*c).addr(), std::ptr::from_ref(&*d).addr());
+        // glibc's allocator hands the freed blocks back (LIFO): the test needs the reuse.
+        assert!(sorted_addrs(pa, pb) == sorted_addrs(pc, pd), "the addresses were not reused");
+        {
+            let _gd = d.lock().unwrap();
+            let _gc = c.lock().unwrap();
+        }
+        let reports = deadlock::take_reports();
+        assert!(inversions(&reports).is_empty(), "false inversion: {reports:#?}");
+    });
+}
+
+/// Regression (found in review): a process that switched registries (`use_registry`)
+/// after writing an edge stayed attached to the first lock-order table, and at exit only
+/// the second was detached, so the first stayed in /dev/shm. Switching now leaves it.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot spawn processes")]
+fn switching_registry_detaches_the_old_table() {
+    scenario("switching_registry_detaches_the_old_table", |reg| {
+        let l = locks(true);
+        {
+            let _a = l.m[0].lock().unwrap();
+            let _b = l.m[1].lock().unwrap();
+        }
+        assert!(Path::new(&table_path(reg)).exists());
+        shared::use_registry(&format!("{reg}-b"));
+        {
+            let _b = l.m[1].lock().unwrap();
+            let _c = l.m[2].lock().unwrap();
+        }
+        assert!(Path::new(&table_path(&format!("{reg}-b"))).exists());
+    });
+}
+
+/// A table full of edges whose writers are gone (exited) makes room for a live process's
+/// edge (the dead writers' oldest edges go), instead of a `RegistryFull` report. A keeper
+/// process stays attached throughout, so the table itself lives on.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn the_edges_of_exited_processes_make_room() {
+    const N: usize = 24; // 276 ordered pairs: more than the table holds
+    let (reg, _cleanup) = registry("evict");
+    let seg =
+        Segment::anonymous(std::array::from_fn::<Mutex<u32>, N, _>(|_| Mutex::new(0))).unwrap();
+    let l = locks(true);
+    let keeper = child(&reg, || {
+        {
+            let _a = l.m[0].lock().unwrap();
+            let _c = l.m[2].lock().unwrap();
+        }
+        l.done.fetch_add(1, SeqCst);
+        while l.go.load(SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    wait_for("the keeper's edge", || l.done.load(SeqCst) == 1);
+    let filler = child(&reg, || {
+        for i in 0..N {
+            for j in i + 1..N {
+                let _a = seg[i].lock().unwrap();
+                let _b = seg[j].lock().unwrap();
+            }
+        }
+    });
+    wait_all(&[filler]);
+    let live = child(&reg, || {
+        {
+            let _a = l.m[0].lock().unwrap();
+            let _b = l.m[1].lock().unwrap();
+        }
+        let reports = deadlock::take_reports();
+        let g = shared::read_order_table(&shared::registry_name().unwrap()).unwrap();
+        let mine = g.edges.iter().any(|e| e.thread.pid == std::process::id());
+        if !reports.is_empty() || !mine || g.edges.len() != shared::ORDER_EDGES {
+            eprintln!("no room made: {reports:?}, own edge in the table: {mine}");
+            l.bad.fetch_add(1, SeqCst);
+        }
+    });
+    wait_all(&[live]);
+    l.go.store(1, SeqCst);
+    wait_all(&[keeper]);
+    assert_eq!(l.bad.load(SeqCst), 0);
+}
+
+fn sorted_addrs(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}

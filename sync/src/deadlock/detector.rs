@@ -1324,14 +1324,27 @@ fn wait_while_holding(
     let _ = deliver(report, policy, false);
 }
 
-/// Before a condition wait on a process-shared monitor of class `class` (`info`), after
-/// the thread left it: reports the wait as a hazard if the thread still holds other locks
+/// Before a condition wait on a process-shared monitor of class `class` (`info`), still
+/// inside it: reports the wait as a hazard if the thread holds locks of other classes
 /// (once per pair of classes), under `policy`.
 pub(super) fn shared_cond_wait(class: u32, info: LockInfo, policy: Policy, cond: usize, at: Site) {
-    let held: Vec<(u32, Site)> = LOCAL.try_with(Local::held).unwrap_or_default();
+    let mut held: Vec<(u32, Site)> = LOCAL.try_with(Local::held).unwrap_or_default();
+    held.retain(|&(c, _)| c != class);
     if !held.is_empty() {
         wait_while_holding(class, info, policy, cond, at, &held);
     }
+}
+
+/// Whether the calling thread holds a lock of a class other than `class`.
+pub(super) fn holds_other(class: u32) -> bool {
+    LOCAL
+        .try_with(|l| {
+            (0..l.depth.get()).any(|i| {
+                let c = l.get(i).class;
+                c != class && c != NO_CLASS
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// A thread about to block on a lock: registers the wait (once) and checks for a deadlock

@@ -79,7 +79,9 @@
 //! `_checked` call); a semaphore's
 //! holders are listed per process (at most 8 per wait; more counts as live). The
 //! lock-order table keeps [`shared::ORDER_EDGES`] edges, which live as long as some
-//! process attached to it (one that wrote an edge) is alive. A process-shared lock's
+//! process attached to it (one that wrote an edge) is alive (when full, those of exited
+//! processes make room). An unlabelled process-shared lock in private memory (the heap, a
+//! stack) is not ordered: label it to have its order checked. A process-shared lock's
 //! label, policy and class are this process's, kept by the address it is mapped at:
 //! another process applies its own (the one whose thread closes the cycle decides), and
 //! they are dropped when a [`Segment`](crate::shm::Segment) is unmapped there (memory

@@ -14,7 +14,15 @@
 //! (device, inode, offset) of its mapping: the same in every process that maps it. That
 //! takes a read of `/proc/self/maps`, so it is done once per lock address, on its first
 //! acquisition, and cached (per thread, then per process); the cache of an address is
-//! dropped when a [`Segment`] there is unmapped or the lock is labelled.
+//! dropped when a [`Segment`] there is unmapped or the lock is labelled. An unlabelled
+//! process lock in private memory (the heap, a stack: no inode) is not ordered at all:
+//! only its address could name it, and these locks have no `Drop`, so an unrelated lock
+//! later put at the same address would inherit its edges (a false inversion). Label it
+//! to have its order checked.
+//!
+//! A condition wait on a process monitor while holding locks of other classes is reported
+//! as a [`ReportKind::WaitWhileHolding`] hazard, once per pair of classes, before the
+//! thread counts as a waiter.
 //!
 //! # Across processes
 //!
@@ -22,9 +30,11 @@
 //! the uncontended path never touches shared memory) is also written to the lock-order
 //! table, a named segment beside the wait registry (`<registry name>-order`, see
 //! [`shared`](super::shared): `INTERPROC_DEADLOCKS` names both, and `off` switches both
-//! off). There a class is the mapping's (device, inode, offset), whatever each process
-//! calls it; each edge records the process, thread and call sites that first took it,
-//! and the labels that process used. An edge that closes a cycle in the table is reported
+//! off). There a class is the mapping's (device, inode, offset); each edge records the
+//! process, thread and call sites that first took it, and the labels that process used.
+//! What goes there is what the process's own graph sees as new: two pairs of locks that
+//! a process labels alike are one pair of classes to it, and only the first pair's keys
+//! are written. An edge that closes a cycle in the table is reported
 //! as a [`ReportKind::LockOrderInversion`] by the process that wrote it, naming each edge's
 //! process, thread and sites (unless the in-process graph found the cycle already), even
 //! if the other edges were taken by processes that have exited since.
@@ -35,10 +45,15 @@
 //!   the last process to detach, or by whoever opens or reads it and finds only dead ones
 //!   (a process killed, or ended by `_exit`, runs no `atexit` hook):
 //!   [`shared::wait_graph`](super::shared::wait_graph) (behind `interproc deadlocks`) reads
-//!   it too.
-//! - **Bounded.** [`ORDER_EDGES`] edges and [`ORDER_PROCESSES`] attached processes; when
-//!   either is full, the process reports [`ReportKind::RegistryFull`] once and records no
-//!   more edges there. Never a hang.
+//!   it too. A process that switches registries ([`shared::use_registry`]) leaves its
+//!   old table first.
+//! - **Bounded.** [`ORDER_EDGES`] edges and [`ORDER_PROCESSES`] attached processes. A
+//!   full table makes room by dropping edges whose writer is no longer attached (it has
+//!   exited); when every edge belongs to a live process, or the process table is full,
+//!   the process reports [`ReportKind::RegistryFull`] once and records no more edges
+//!   there. Never a hang.
+//! - **Crashes.** The table's lock is robust: a process killed while writing an edge
+//!   leaves the slot unused (the edge counts only once whole).
 #![allow(clippy::disallowed_types)] // std's atomics, cells and mutexes: not modelled (see detector.rs)
 
 use std::cell::{Cell, UnsafeCell};
@@ -67,6 +82,13 @@ const PROC_LOCK: u64 = 1 << 63;
 
 /// A lock's (device, inode, offset).
 type Key = (u64, u64, u64);
+
+/// The class of an unlabelled process-shared lock in private memory (the heap, a stack: no
+/// inode): it is not ordered at all. Its address is all that would name it, and a lock
+/// that is freed (these have no `Drop`) can be followed by an unrelated one at the same
+/// address, which would inherit its edges: a false inversion. Label it to have its order
+/// checked.
+const UNORDERED: u32 = u32::MAX - 1;
 
 // ---------------------------------------------------------------------------------------
 // Classes, per address.
@@ -115,8 +137,10 @@ fn resolve(addr: usize, gen: u64, i: usize) -> u32 {
         None => {
             let label = shared::label_of(addr);
             let key = shared::mapping_key(addr);
-            let name = label.clone().unwrap_or_else(|| key_text(key, addr));
-            let class = detector::intern_class(name);
+            let class = match &label {
+                None if key.1 == 0 => UNORDERED,
+                _ => detector::intern_class(label.clone().unwrap_or_else(|| key_text(key))),
+            };
             let mut all = classes();
             if GENERATION.load(Relaxed) != gen {
                 return class; // forgotten meanwhile: not cached
@@ -130,13 +154,9 @@ fn resolve(addr: usize, gen: u64, i: usize) -> u32 {
     class
 }
 
-/// How a process lock is named when it has no label.
-fn key_text((dev, ino, off): Key, addr: usize) -> String {
-    if ino == 0 {
-        format!("process-shared lock at {addr:#x} (private memory)")
-    } else {
-        format!("shared memory dev {}:{} inode {ino} offset {off}", dev >> 32, dev & 0xFFFF_FFFF)
-    }
+/// How a process lock in shared memory is named when it has no label.
+fn key_text((dev, ino, off): Key) -> String {
+    format!("shared memory dev {}:{} inode {ino} offset {off}", dev >> 32, dev & 0xFFFF_FFFF)
 }
 
 /// Drops the cached classes of the locks in `base..base + len` (relabelled or unmapped).
@@ -177,7 +197,7 @@ impl SharedOrder {
     #[inline]
     pub(crate) fn before_lock(addr: usize, at: Site) -> Self {
         let b = class_of(addr);
-        if detector::holds_any() {
+        if b != UNORDERED && detector::holds_any() {
             Self::edges(b, addr, at);
         }
         SharedOrder { addr, class: b }
@@ -200,7 +220,7 @@ impl SharedOrder {
     /// thread's held stack.
     #[inline]
     pub(crate) fn acquired(self, held: bool, at: Site) {
-        if held {
+        if held && self.class != UNORDERED {
             detector::push_held(PROC_LOCK | self.addr as u64, self.class, at);
         }
     }
@@ -212,7 +232,7 @@ impl SharedOrder {
     }
 
     /// A condition wait (condition `cond`) on the process-shared monitor at `addr`, which
-    /// the thread has just left: a wait while it still holds other locks is reported as a
+    /// the thread is about to leave: a wait while it holds other locks is reported as a
     /// [`ReportKind::WaitWhileHolding`] hazard, once per pair of classes, as for a thread
     /// monitor (the policy: the one this process gave the monitor, or the global one).
     pub(crate) fn cond_wait(addr: usize, cond: usize, at: Site) {
@@ -220,6 +240,9 @@ impl SharedOrder {
             return;
         }
         let class = class_of(addr);
+        if class == UNORDERED || !detector::holds_other(class) {
+            return;
+        }
         let label = shared::label_of(addr);
         let info = LockInfo {
             label: detector::class_label(class),
@@ -275,6 +298,14 @@ struct Edge {
     to_label: [u8; LABEL_LEN],
     at: [u8; SITE_LEN],
     since: [u8; SITE_LEN],
+}
+
+impl Edge {
+    /// Whether the slot holds an edge (a lock is never ordered after itself, so an edge
+    /// from a key to the same key is a slot written by a process that died mid-write).
+    fn live(&self) -> bool {
+        self.used != 0 && self.from != self.to
+    }
 }
 
 const NO_EDGE: Edge = Edge {
@@ -417,8 +448,15 @@ fn attach() -> Option<Arc<Attached>> {
                 Some(t) if t.pid == pid && t.name == name && t.seg.removed.load(Relaxed) == 0 => {
                     return Some(t.clone());
                 }
-                // Another table, or the parent's attachment in a fork child.
-                Some(_) => *cur = None,
+                // Another table (the registry was switched): this process leaves it.
+                Some(t) if t.pid == pid => {
+                    detach(t);
+                    *cur = None;
+                }
+                // The parent's attachment in a fork child: not this process's to leave, and
+                // not unmapped here (that would take locks another parent thread may have
+                // held at the fork).
+                Some(_) => std::mem::forget(cur.take()),
                 None => {}
             }
         }
@@ -468,15 +506,23 @@ extern "C" fn detach_at_exit() {
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
         let Some(t) = t else { return };
-        if t.pid != std::process::id() {
-            return; // a fork child that never attached itself
+        // A fork child that never attached itself leaves the parent's entry alone.
+        if t.pid == std::process::id() {
+            detach(&t);
         }
-        let Some(mut l) = t.seg.lock() else { return };
-        for p in l.procs().iter_mut().filter(|p| p.pid == t.pid) {
-            *p = Proc { pid: 0, stamp: 0 };
-        }
-        l.remove_if_unused(&t.name);
+        // Not unmapped: dropping the segment takes this process's class and label locks,
+        // which a thread still running at exit may hold.
+        std::mem::forget(t);
     });
+}
+
+/// This process leaves the table `t`, which is unlinked if no live process is left.
+fn detach(t: &Attached) {
+    let Some(mut l) = t.seg.lock() else { return };
+    for p in l.procs().iter_mut().filter(|p| p.pid == t.pid) {
+        *p = Proc { pid: 0, stamp: 0 };
+    }
+    l.remove_if_unused(&t.name);
 }
 
 fn once(msg: &str) {
@@ -522,15 +568,24 @@ fn table_edge(a_addr: usize, b_addr: usize, at: Site, since: Site, report: bool)
     let name = shared::thread_name();
     let new = {
         let Some(mut l) = t.seg.lock() else { return };
+        let attached: Vec<u32> = l.procs().iter().map(|p| p.pid).filter(|&p| p != 0).collect();
         let edges = l.edges();
         let (from, to) = (key_array(a.0), key_array(b.0));
         if edges.iter().any(|e| e.used != 0 && e.from == from && e.to == to) {
             return;
         }
-        let path = if report { path(edges, to, from) } else { None };
-        let Some(free) = edges.iter().position(|e| e.used == 0) else {
+        let path: Option<Vec<OrderEdge>> = if report {
+            path(edges, to, from).map(|p| p.iter().map(|&i| order_edge(&edges[i])).collect())
+        } else {
+            None
+        };
+        // A free slot, or else one whose writer has left (exited or detached): the live
+        // processes' order goes first.
+        let free = edges.iter().position(|e| e.used == 0);
+        let Some(free) = free.or_else(|| edges.iter().position(|e| !attached.contains(&e.pid)))
+        else {
             drop(l);
-            full(&format!("all {ORDER_EDGES} edges"));
+            full(&format!("all {ORDER_EDGES} edges, all written by live processes"));
             return;
         };
         let e = &mut edges[free];
@@ -544,11 +599,13 @@ fn table_edge(a_addr: usize, b_addr: usize, at: Site, since: Site, report: bool)
         shared::put(&mut e.to_label, b.1.as_deref().unwrap_or(""));
         shared::put(&mut e.at, &detector::site_text(at));
         shared::put(&mut e.since, &detector::site_text(since));
+        // The edge is whole before it counts: a process killed while writing it (the next
+        // locker gets the table with `OwnerDied`) leaves an unused slot, not a garbled edge.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::Release);
         e.used = 1;
-        path.map(|p| {
-            let mut out: Vec<OrderEdge> = p.iter().map(|&i| order_edge(&edges[i])).collect();
-            out.push(order_edge(&edges[free]));
-            out
+        path.map(|mut p| {
+            p.push(order_edge(&edges[free]));
+            p
         })
     };
     if let Some(edges) = new {
@@ -583,7 +640,7 @@ fn path(edges: &[Edge], from: [u64; 3], to: [u64; 3]) -> Option<Vec<usize>> {
             return Some(out);
         }
         for (i, e) in edges.iter().enumerate() {
-            if e.used != 0 && e.from == k && e.to != from && !via.contains_key(&e.to) {
+            if e.live() && e.from == k && e.to != from && !via.contains_key(&e.to) {
                 via.insert(e.to, i);
                 queue.push_back(e.to);
             }
@@ -595,7 +652,7 @@ fn path(edges: &[Edge], from: [u64; 3], to: [u64; 3]) -> Option<Vec<usize>> {
 fn class_text(key: [u64; 3], label: &[u8]) -> String {
     let label = shared::get(label);
     if label.is_empty() {
-        key_text((key[0], key[1], key[2]), 0)
+        key_text((key[0], key[1], key[2]))
     } else {
         label
     }
@@ -653,7 +710,7 @@ pub fn read_order_table(registry: &str) -> Result<OrderGraph, ShmError> {
         l.remove_if_unused(&name);
         l.snapshot()
     };
-    let used: Vec<usize> = (0..ORDER_EDGES).filter(|&i| snap.edges[i].used != 0).collect();
+    let used: Vec<usize> = (0..ORDER_EDGES).filter(|&i| snap.edges[i].live()).collect();
     let mut inversions = Vec::new();
     let mut cycles: Vec<Vec<usize>> = Vec::new();
     for &i in &used {

@@ -298,6 +298,16 @@ impl<T, const C: usize, P: RobustPark> fmt::Debug for Monitor<T, C, P> {
     }
 }
 
+/// Unregisters a condition waiter when dropped: armed while a wait may unwind (a deadlock
+/// report under the Panic policy), forgotten once the wait goes on normally.
+struct Dequeue<'a, P: RobustPark>(&'a CondWord<P>);
+
+impl<P: RobustPark> Drop for Dequeue<'_, P> {
+    fn drop(&mut self) {
+        self.0.dequeue();
+    }
+}
+
 /// Proof of being inside a process-shared [`Monitor`]: derefs to the state; leaves when
 /// dropped.
 #[must_use = "the monitor is left as soon as the guard is dropped"]
@@ -320,7 +330,13 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
     ) -> Result<(Self, bool), LockError<Self>> {
         let monitor = self.monitor;
         let at = caller();
+        // A wait while holding other locks is a hazard (nobody can take those meanwhile).
+        // Checked before the thread counts as a waiter: a Panic policy unwinds from here
+        // with nothing to undo.
+        SharedOrder::cond_wait(monitor.addr(), cond.index(), at);
         let (word, seq) = monitor.cond(cond).enqueue();
+        // Undoes the waiter count if the re-entry's lock-order check panics (Panic policy).
+        let counted = Dequeue(monitor.cond(cond));
         std::mem::forget(self);
         // SAFETY: the guard (now forgotten) proved this thread holds the lock; it is taken
         // again below before a guard exists again.
@@ -332,8 +348,6 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         let mut poll = POLL_FIRST;
         // Deadlock detection: a wait that outlasts its first poll shows in the cross-process
         // registry until the loop ends (zero-sized and empty without the feature).
-        // A wait while holding other locks is a hazard (nobody can take those meanwhile).
-        SharedOrder::cond_wait(monitor.addr(), cond.index(), at);
         let timed_out = {
             let mut wait = SharedWait::new(monitor.addr(), LockKind::Monitor, at, false);
             loop {
@@ -352,6 +366,7 @@ impl<'a, T, const C: usize, P: RobustPark> MonitorGuard<'a, T, C, P> {
         };
         // Back in: a blocking entry, with its lock-order edges.
         let order = SharedOrder::before_lock(monitor.addr(), at);
+        std::mem::forget(counted);
         let got = monitor.entered(monitor.raw.lock_until(None));
         order.acquired(got.holds(), at);
         if got.holds() {
@@ -465,5 +480,49 @@ impl<T, const C: usize, P: RobustPark> Drop for MonitorGuard<'_, T, C, P> {
 impl<T: fmt::Debug, const C: usize, P: RobustPark> fmt::Debug for MonitorGuard<'_, T, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(all(test, feature = "deadlock-detection", not(interproc_loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use super::Monitor;
+    use crate::deadlock::{self, Policy};
+    use crate::process::Mutex;
+    use crate::shm::{Segment, ShmSafe};
+    use crate::Condition;
+
+    #[repr(C)]
+    struct Pair {
+        mon: Monitor<u32>,
+        m: Mutex<u32>,
+    }
+
+    // SAFETY: `#[repr(C)]`; process-shared primitives, no pointers.
+    unsafe impl ShmSafe for Pair {}
+
+    /// Regression: under the Panic policy, a condition wait reported as a hazard (it holds
+    /// another lock) unwound after the thread had counted itself as a waiter, so the
+    /// condition's count in shared memory stayed one too high (every later notify paid a
+    /// futex wake for nobody).
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map shared memory")]
+    fn a_panicking_hazard_report_leaves_no_waiter_counted() {
+        deadlock::set_logging(false);
+        let p = Segment::anonymous(Pair { mon: Monitor::new(0), m: Mutex::new(0) }).unwrap();
+        p.mon.set_label("hazard-mon");
+        p.m.set_label("hazard-m");
+        p.mon.set_deadlock_policy(Policy::Panic);
+        let held = p.m.lock().unwrap();
+        let g = p.mon.enter().unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            g.wait_timeout(Condition::new(0), Duration::from_millis(1)).map(|_| ())
+        }));
+        drop(held);
+        assert!(r.is_err(), "the Panic policy panics on the hazard");
+        assert_eq!(p.mon.conds[0].waiters(), 0, "the waiter count is back to 0");
+        // The monitor was left by the unwinding guard: it can be entered again.
+        drop(p.mon.try_enter().unwrap());
     }
 }

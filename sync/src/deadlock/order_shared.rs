@@ -166,12 +166,22 @@ pub(crate) fn forget(base: usize, len: usize) {
     GENERATION.fetch_add(1, Relaxed);
 }
 
-/// The process-shared locks the calling thread holds: `(address, where it took it)`,
-/// oldest first.
-pub(super) fn held_by_me() -> Vec<(usize, Site)> {
-    detector::held_tagged(PROC_LOCK)
-        .into_iter()
-        .map(|(lock, at)| ((lock & !PROC_LOCK) as usize, at))
+/// The process-shared locks the calling thread holds: `(their (device, inode, offset),
+/// where it took them)`, oldest first. The keys come from the class cache (every held
+/// process lock was resolved when taken), read only if it lost one.
+pub(super) fn held_by_me() -> Vec<(Key, Site)> {
+    let held = detector::held_tagged(PROC_LOCK);
+    let all = classes();
+    let keys: Vec<Option<Key>> = held
+        .iter()
+        .map(|&(lock, _)| all.get(&((lock & !PROC_LOCK) as usize)).map(|c| c.key))
+        .collect();
+    drop(all);
+    held.iter()
+        .zip(keys)
+        .map(|(&(lock, at), key)| {
+            (key.unwrap_or_else(|| shared::mapping_key((lock & !PROC_LOCK) as usize)), at)
+        })
         .collect()
 }
 

@@ -889,8 +889,7 @@ impl SharedWait {
         let mine = super::order_shared::held_by_me();
         let held: Vec<HeldLock> = mine[mine.len().saturating_sub(SLOT_HELD)..]
             .iter()
-            .map(|&(addr, at)| {
-                let (dev, ino, off) = mapping_key(addr);
+            .map(|&((dev, ino, off), at)| {
                 let mut h = HeldLock { dev, ino, off, ..NO_HELD };
                 put(&mut h.site, &super::detector::site_text(at));
                 h

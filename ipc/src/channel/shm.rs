@@ -989,7 +989,8 @@ impl ShmSource {
                 Err(e) => return Err(ring_error(e)),
             }
             // Empty. The first attempt did not wait; later ones waited a slice.
-            if wait != past || passed(deadline) {
+            let expired = passed(deadline);
+            if wait != past || expired {
                 if !self.peer_alive()? {
                     // Everything the peer committed before it died is in the ring: take it.
                     match self.rx().hold(past) {
@@ -1000,7 +1001,7 @@ impl ShmSource {
                         Err(e) => return Err(ring_error(e)),
                     }
                 }
-                if passed(deadline) {
+                if expired {
                     if self.events.is_some() && !self.arm()? {
                         // A message (or the close) came while arming: take it.
                         wait = past;

@@ -55,16 +55,18 @@ fn forked_copy(side: &'static str, owner: u32, pid: u32) -> RingError {
 ///
 /// A deadline that has passed (a `try_` call) never announces: `ready` is checked once and
 /// the call returns, so the other side pays no wake-up for a sleeper that is not there.
+/// `expired`: the caller just found the deadline passed (so the first check reads no clock).
 ///
 /// `ready` must load the other side's index (or closed flag) with `Acquire`.
 #[inline(never)]
 fn sleep_until<P: Park>(
     asleep: &AtomicU32,
     deadline: Option<Instant>,
+    expired: bool,
     mut ready: impl FnMut() -> bool,
 ) -> Result<(), RingError> {
     loop {
-        if passed(deadline) {
+        if expired || passed(deadline) {
             return if ready() { Ok(()) } else { Err(RingError::Timeout) };
         }
         // The announcement and the waker's check are read-modify-writes of the same word,
@@ -449,7 +451,10 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
 
     #[inline(never)]
     fn wait_room(&mut self, need: u32, deadline: Option<Instant>) -> Result<(), RingError> {
-        if !passed(deadline) {
+        // One clock read decides both: no spinning for a deadline that passed, and then no
+        // second read in `sleep_until`.
+        let expired = passed(deadline);
+        if !expired {
             for _ in 0..self.spin {
                 hint::spin_loop();
                 self.cached_tail = self.header().tail.word.load(Ordering::Acquire);
@@ -461,7 +466,7 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         let h = self.mem.header();
         let (cap, head) = (self.cap, self.head);
         let mut tail = self.cached_tail;
-        let r = sleep_until::<P>(&h.producer_asleep.word, deadline, || {
+        let r = sleep_until::<P>(&h.producer_asleep.word, deadline, expired, || {
             tail = h.tail.word.load(Ordering::Acquire);
             // An impossible tail counts as ready: `loan` then reports it.
             cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free >= need)
@@ -888,7 +893,10 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
                 Ok(())
             };
         }
-        if !passed(deadline) {
+        // One clock read decides both: no spinning for a deadline that passed, and then no
+        // second read in `sleep_until`.
+        let expired = passed(deadline);
+        if !expired {
             for _ in 0..self.spin {
                 hint::spin_loop();
                 self.cached_head = h.head.word.load(Ordering::Acquire);
@@ -899,7 +907,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         }
         let tail = self.tail;
         let mut head = self.cached_head;
-        let r = sleep_until::<P>(&h.consumer_asleep.word, deadline, || {
+        let r = sleep_until::<P>(&h.consumer_asleep.word, deadline, expired, || {
             head = h.head.word.load(Ordering::Acquire);
             head != tail || h.peers.producer_closed.load(Ordering::Acquire) != 0
         });

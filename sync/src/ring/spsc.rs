@@ -866,7 +866,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
                 Ok(Found::Message(rec)) => return Ok(rec),
                 // Owned: checked above, in this call.
                 Ok(Found::Padding { next }) => self.store_tail(next),
-                Err(reason) => return Err(corrupt_record(reason)),
+                Err(bad) => return Err(corrupt_record(bad)),
             }
         }
     }
@@ -877,7 +877,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     #[inline(never)]
     fn forked(&mut self) -> RingError {
         self.held = None;
-        self.check_owner().expect_err("called for a forked copy")
+        forked_copy("consumer", self.owner, this_process())
     }
 
     #[inline(never)]

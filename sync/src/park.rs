@@ -74,11 +74,13 @@ pub struct TaskId {
 
 impl TaskId {
     /// The id and stamp in one `u64` (id in the high half), as stored in shared memory.
+    #[inline]
     pub fn pack(self) -> u64 {
         (u64::from(self.id) << 32) | u64::from(self.stamp)
     }
 
     /// The inverse of [`pack`](TaskId::pack).
+    #[inline]
     pub fn unpack(v: u64) -> Self {
         TaskId { id: (v >> 32) as u32, stamp: v as u32 }
     }

@@ -754,16 +754,38 @@ impl ShmSink {
     }
 
     /// Sends one message; see [`FrameSink::send_frame`].
+    #[inline]
     pub fn send(&mut self, payload: &[u8], deadline: Option<Instant>) -> Result<()> {
         if payload.len() > self.max_frame {
-            return Err(Error::MessageTooLarge { size: payload.len(), max: self.max_frame });
+            return Err(self.too_large(payload.len()));
         }
+        // The first attempt does not wait (nor read the clock).
         let past = Some(self.past);
         match self.tx().send(payload, past) {
-            Ok(()) => return Ok(()),
-            Err(RingError::Timeout) => {}
-            Err(e) => return Err(ring_error(e)),
+            Ok(()) => Ok(()),
+            Err(e) => self.send_wait(payload, deadline, e),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_large(&self, size: usize) -> Error {
+        Error::MessageTooLarge { size, max: self.max_frame }
+    }
+
+    /// [`send`](ShmSink::send) after its first attempt failed with `first`: waits for room
+    /// (`Timeout`), or reports the error.
+    #[inline(never)]
+    fn send_wait(
+        &mut self,
+        payload: &[u8],
+        deadline: Option<Instant>,
+        first: RingError,
+    ) -> Result<()> {
+        if first != RingError::Timeout {
+            return Err(ring_error(first));
+        }
+        let past = Some(self.past);
         // Full. The peer's liveness is checked after each slice of waiting, not before:
         // a producer that keeps the ring full would otherwise pay a syscall per message.
         loop {
@@ -913,6 +935,7 @@ impl ShmSource {
     /// [`recv_copy`](ShmSource::recv_copy) (what [`FrameSource::recv_frame`], and so the
     /// typed [`Receiver`] and [`BytesReceiver`]'s owned `recv`s, use), which copies the
     /// message into memory private to this process before anything reads it.
+    #[inline]
     pub fn recv(&mut self, deadline: Option<Instant>) -> Result<&[u8]> {
         self.wait_message(deadline)?;
         let rx = self.rx.as_mut().expect("the consumer lives until drop");
@@ -933,17 +956,41 @@ impl ShmSource {
     }
 
     /// Waits for the next message and leaves it held in the ring (within the maximum).
+    #[inline(always)]
     fn wait_message(&mut self, deadline: Option<Instant>) -> Result<()> {
+        // The first attempt does not wait (nor read the clock when a message is there).
+        let past = Some(self.past);
+        let first = self.rx().hold(past).map(<[u8]>::len);
+        match first {
+            Ok(len) if len <= self.max_frame => Ok(()),
+            first => self.wait_message_slow(deadline, first),
+        }
+    }
+
+    /// [`wait_message`](ShmSource::wait_message) after its first attempt gave `first`
+    /// (the length of the message held, or why none is).
+    #[inline(never)]
+    fn wait_message_slow(
+        &mut self,
+        deadline: Option<Instant>,
+        first: std::result::Result<usize, RingError>,
+    ) -> Result<()> {
         let past = Some(self.past);
         let mut wait = past;
+        let mut attempt = Some(first);
         loop {
-            match self.rx().hold(wait) {
+            let r = match attempt.take() {
+                Some(r) => r.map(|_| ()),
+                None => self.rx().hold(wait).map(|_| ()),
+            };
+            match r {
                 Ok(_) => break,
                 Err(RingError::Timeout) => {}
                 Err(e) => return Err(ring_error(e)),
             }
             // Empty. The first attempt did not wait; later ones waited a slice.
-            if wait != past || passed(deadline) {
+            let expired = passed(deadline);
+            if wait != past || expired {
                 if !self.peer_alive()? {
                     // Everything the peer committed before it died is in the ring: take it.
                     match self.rx().hold(past) {
@@ -954,7 +1001,7 @@ impl ShmSource {
                         Err(e) => return Err(ring_error(e)),
                     }
                 }
-                if passed(deadline) {
+                if expired {
                     if self.events.is_some() && !self.arm()? {
                         // A message (or the close) came while arming: take it.
                         wait = past;

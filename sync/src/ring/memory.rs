@@ -31,9 +31,11 @@ pub unsafe trait RingMemory: Send + Sync {
 // SAFETY: an `Arc` derefs to the same `T` for its whole life, and every clone to the same
 // `T`; the contract is `T`'s.
 unsafe impl<T: RingMemory + ?Sized> RingMemory for Arc<T> {
+    #[inline]
     fn header(&self) -> &RingHeader {
         (**self).header()
     }
+    #[inline]
     fn data(&self) -> DataArea<'_> {
         (**self).data()
     }
@@ -44,10 +46,12 @@ unsafe impl<T: RingMemory + ?Sized> RingMemory for Arc<T> {
 // through the `DataArea`. Other processes map it `MAP_SHARED` and use it through the ring.
 #[cfg(not(interproc_loom))]
 unsafe impl RingMemory for crate::shm::Segment<RingHeader> {
+    #[inline]
     fn header(&self) -> &RingHeader {
         self
     }
 
+    #[inline]
     fn data(&self) -> DataArea<'_> {
         // SAFETY: `extra_ptr()..+extra_len()` is mapped, initialised and valid while the
         // segment lives, and no `&[u8]` over it exists (Segment hands out only the pointer).
@@ -79,6 +83,7 @@ impl<'a> DataArea<'a> {
     /// must be initialised (a fresh `mmap` is zero-filled) and accessed by Rust code only
     /// through this area while `'a` lasts.
     #[cfg(not(interproc_loom))]
+    #[inline]
     pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> Self {
         DataArea { ptr, len, _life: PhantomData }
     }
@@ -89,6 +94,7 @@ impl<'a> DataArea<'a> {
     }
 
     /// The area's size in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -104,6 +110,7 @@ impl<'a> DataArea<'a> {
     ///
     /// The range is in bounds, and the caller owns it: no other thread or process reads or
     /// writes it until the caller publishes it.
+    #[inline]
     pub(crate) unsafe fn write(&self, off: usize, src: &[u8]) {
         debug_assert!(off + src.len() <= self.len);
         #[cfg(not(interproc_loom))]
@@ -124,6 +131,7 @@ impl<'a> DataArea<'a> {
     /// # Safety
     ///
     /// The range is in bounds, and nobody writes it for the duration of the call.
+    #[inline]
     pub(crate) unsafe fn read(&self, off: usize, dst: &mut [u8]) {
         debug_assert!(off + dst.len() <= self.len);
         #[cfg(not(interproc_loom))]
@@ -141,6 +149,7 @@ impl<'a> DataArea<'a> {
 
     /// A pointer to byte `off` (not in the model, which has no flat bytes).
     #[cfg(not(interproc_loom))]
+    #[inline]
     pub(crate) fn ptr_at(&self, off: usize) -> *mut u8 {
         debug_assert!(off <= self.len);
         self.ptr.wrapping_add(off)
@@ -177,10 +186,12 @@ impl HeapMemory {
 // SAFETY: the header and the cells are fields of `self`, fixed for its life; the cells are
 // a separate allocation touched only through `DataArea`.
 unsafe impl RingMemory for HeapMemory {
+    #[inline]
     fn header(&self) -> &RingHeader {
         &self.header
     }
 
+    #[inline]
     fn data(&self) -> DataArea<'_> {
         #[cfg(not(interproc_loom))]
         {

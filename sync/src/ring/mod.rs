@@ -322,6 +322,7 @@ impl RingHeader {
     }
 
     /// Whether the ring was created [`with_notifier`](RingHeader::with_notifier).
+    #[inline]
     pub fn has_notifier(&self) -> bool {
         self.flags & FLAG_NOTIFIER != 0
     }
@@ -344,11 +345,13 @@ impl RingHeader {
     }
 
     /// The data area's size in bytes, as recorded at creation.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.capacity as usize
     }
 
     /// The largest message: `capacity - 8`.
+    #[inline]
     pub fn max_message(&self) -> usize {
         self.capacity() - RECORD_HEADER
     }
@@ -379,21 +382,25 @@ impl RingHeader {
     }
 
     /// The pid the producer recorded when it attached (0: none yet).
+    #[inline]
     pub fn producer_pid(&self) -> u32 {
         self.peers.producer_pid.load(crate::loom::atomic::Ordering::Acquire)
     }
 
     /// The pid the consumer recorded when it attached (0: none yet).
+    #[inline]
     pub fn consumer_pid(&self) -> u32 {
         self.peers.consumer_pid.load(crate::loom::atomic::Ordering::Acquire)
     }
 
     /// Whether the producer closed its end.
+    #[inline]
     pub fn producer_closed(&self) -> bool {
         self.peers.producer_closed.load(crate::loom::atomic::Ordering::Acquire) != 0
     }
 
     /// Whether the consumer closed its end.
+    #[inline]
     pub fn consumer_closed(&self) -> bool {
         self.peers.consumer_closed.load(crate::loom::atomic::Ordering::Acquire) != 0
     }

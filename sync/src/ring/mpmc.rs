@@ -652,7 +652,7 @@ impl<M: MpmcMemory> MpmcProducer<M> {
             // Under the lock only producers store `head`, and the lock orders them.
             let head = h.head.word.load(Ordering::Acquire);
             let (off, to_end, need) = record::placement(cap, head, size)
-                .map_err(|reason| MpmcError::Corrupt { reason })?;
+                .map_err(|bad| MpmcError::Corrupt { reason: bad.reason() })?;
             let mut tail = h.producer_lock.cached.load(Ordering::Relaxed);
             if cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free < need) {
                 tail = h.tail.word.load(Ordering::Acquire);
@@ -936,7 +936,7 @@ impl<M: MpmcMemory> MpmcConsumer<M> {
             // loaded with Acquire) and unreleased: no producer writes it, and we hold the
             // consumer lock, so no other consumer releases it.
             let found = unsafe { read_record(self.mem.data(), cap, head, tail) };
-            match found.map_err(|reason| MpmcError::Corrupt { reason })? {
+            match found.map_err(|bad| MpmcError::Corrupt { reason: bad.reason() })? {
                 Found::Padding { next } => release(h, next),
                 Found::Message(rec) => return Ok((guard, rec)),
             }

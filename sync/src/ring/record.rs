@@ -15,11 +15,13 @@ pub(super) const TAG_MSG: u32 = 0x4753_4d52;
 pub(super) const TAG_PAD: u32 = 0x4441_5052;
 
 /// Bytes a record of `len` payload bytes takes: header plus payload rounded up to 8.
+#[inline]
 pub(super) fn record_size(len: usize) -> usize {
     RECORD_HEADER + ((len + 7) & !7)
 }
 
 /// The header of a record of `len` bytes with `tag`.
+#[inline]
 pub(super) fn encode_header(len: u32, tag: u32) -> [u8; RECORD_HEADER] {
     let mut h = [0u8; RECORD_HEADER];
     h[..4].copy_from_slice(&len.to_ne_bytes());
@@ -68,27 +70,64 @@ pub(super) enum Found {
     Message(Record),
 }
 
+/// What [`read_record`] or [`placement`] found wrong with a ring: the values, kept small
+/// and `Copy` so that the hot paths build no message; [`reason`](BadRecord::reason)
+/// formats it, out of their way.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum BadRecord {
+    /// `head` and `tail` cannot both be right.
+    Indices { head: u32, tail: u32, avail: u32, cap: u32 },
+    /// A padding record that does not fill the area to its end.
+    Padding { len: u32, off: u32 },
+    /// A message longer than the committed data.
+    Overrun { len: u32, off: u32 },
+    /// Neither a message nor a padding record.
+    Tag { tag: u32, off: u32 },
+    /// A `head` that is not 8-aligned.
+    Unaligned { head: u32 },
+}
+
+impl BadRecord {
+    /// What was wrong, for the caller's `Corrupt` error.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn reason(self) -> String {
+        match self {
+            BadRecord::Indices { head, tail, avail, cap } => {
+                format!("head {head} and tail {tail} leave {avail} bytes in a {cap}-byte ring")
+            }
+            BadRecord::Padding { len, off } => {
+                format!("padding of {len} bytes at offset {off} does not reach the end")
+            }
+            BadRecord::Overrun { len, off } => {
+                format!("message of {len} bytes at offset {off} overruns the committed data")
+            }
+            BadRecord::Tag { tag, off } => format!("bad record tag {tag:#x} at offset {off}"),
+            BadRecord::Unaligned { head } => format!("head index {head} is not 8-aligned"),
+        }
+    }
+}
+
 /// Reads and checks the record at `tail` of a ring of `cap` bytes whose committed `head`
-/// is past `tail`. `Err` is the reason the ring is corrupt (the caller wraps it in its
-/// error type).
+/// is past `tail`. `Err` says why the ring is corrupt (the caller wraps its
+/// [`reason`](BadRecord::reason) in its error type).
 ///
 /// # Safety
 ///
 /// `data` is the ring's data area of at least `cap` bytes, and every byte from `tail` to
 /// `head` is committed and not released: no producer writes it during the call.
+#[inline]
 pub(super) unsafe fn read_record(
     data: DataArea<'_>,
     cap: u32,
     head: u32,
     tail: u32,
-) -> Result<Found, String> {
+) -> Result<Found, BadRecord> {
     let avail = head.wrapping_sub(tail);
     let off = tail & (cap - 1);
     let to_end = cap - off;
     if avail > cap || avail < RECORD_HEADER as u32 || off % 8 != 0 {
-        return Err(corrupt(format_args!(
-            "head {head} and tail {tail} leave {avail} bytes in a {cap}-byte ring"
-        )));
+        return Err(BadRecord::Indices { head, tail, avail, cap });
     }
     let mut hdr = [0u8; RECORD_HEADER];
     // SAFETY: `off..off + 8` is in bounds (off is 8-aligned, below cap, and cap a multiple
@@ -99,18 +138,14 @@ pub(super) unsafe fn read_record(
     match tag {
         TAG_PAD => {
             if len != to_end - RECORD_HEADER as u32 || avail < to_end {
-                return Err(corrupt(format_args!(
-                    "padding of {len} bytes at offset {off} does not reach the end"
-                )));
+                return Err(BadRecord::Padding { len, off });
             }
             Ok(Found::Padding { next: tail.wrapping_add(to_end) })
         }
         TAG_MSG => {
             let size = record_size(len as usize);
             if len as usize > cap as usize - RECORD_HEADER || size as u32 > avail.min(to_end) {
-                return Err(corrupt(format_args!(
-                    "message of {len} bytes at offset {off} overruns the committed data"
-                )));
+                return Err(BadRecord::Overrun { len, off });
             }
             Ok(Found::Message(Record {
                 at: off as usize + RECORD_HEADER,
@@ -118,8 +153,16 @@ pub(super) unsafe fn read_record(
                 next: tail.wrapping_add(size as u32),
             }))
         }
-        other => Err(corrupt(format_args!("bad record tag {other:#x} at offset {off}"))),
+        other => Err(BadRecord::Tag { tag: other, off }),
     }
+}
+
+/// [`RingError::Corrupt`](super::RingError::Corrupt) with this message, built out of the
+/// way of the hot paths.
+#[cold]
+#[inline(never)]
+pub(super) fn corrupt(args: std::fmt::Arguments<'_>) -> super::RingError {
+    super::RingError::Corrupt { reason: args.to_string() }
 }
 
 /// Where a record of `size` bytes goes at `head` in a ring of `cap` bytes: `(off, to_end,
@@ -127,18 +170,11 @@ pub(super) unsafe fn read_record(
 /// (`size` if it fits before the end, else `to_end` for the padding record that comes
 /// first). `Err` if `head` is not 8-aligned: written by a misbehaving peer, refused
 /// rather than computing a padding record past the end of the area.
-/// The message of a corrupt-ring error, built out of the way of the hot paths.
-#[cold]
-#[inline(never)]
-fn corrupt(args: std::fmt::Arguments<'_>) -> String {
-    args.to_string()
-}
-
 #[inline]
-pub(super) fn placement(cap: u32, head: u32, size: u32) -> Result<(u32, u32, u32), String> {
+pub(super) fn placement(cap: u32, head: u32, size: u32) -> Result<(u32, u32, u32), BadRecord> {
     let off = head & (cap - 1);
     if off % 8 != 0 {
-        return Err(corrupt(format_args!("head index {head} is not 8-aligned")));
+        return Err(BadRecord::Unaligned { head });
     }
     let to_end = cap - off;
     Ok((off, to_end, if size <= to_end { size } else { to_end }))
@@ -150,6 +186,7 @@ pub(super) fn placement(cap: u32, head: u32, size: u32) -> Result<(u32, u32, u32
 ///
 /// `off` is 8-aligned with `to_end = cap - off >= 8` bytes to the end of `data`, and
 /// those bytes are free: released by the consumers, past `head`, and owned by the caller.
+#[inline]
 pub(super) unsafe fn write_padding(data: DataArea<'_>, off: u32, to_end: u32) {
     let pad = encode_header(to_end - RECORD_HEADER as u32, TAG_PAD);
     // SAFETY: in bounds and owned by the caller (this function's contract).
@@ -161,6 +198,7 @@ pub(super) unsafe fn write_padding(data: DataArea<'_>, off: u32, to_end: u32) {
 /// # Safety
 ///
 /// `off..off + record_size(len)` lies in `data` and is reserved by the caller.
+#[inline]
 pub(super) unsafe fn write_message_header(data: DataArea<'_>, off: usize, len: usize) {
     let header = encode_header(len as u32, TAG_MSG);
     // SAFETY: the record header's 8 bytes are part of the reservation (contract).
@@ -177,6 +215,7 @@ pub(super) unsafe fn write_message_header(data: DataArea<'_>, off: usize, len: u
 /// # Safety
 ///
 /// `off..off + record_size(len)` lies in `data` and is reserved by the caller.
+#[inline]
 pub(super) unsafe fn write_payload(
     data: DataArea<'_>,
     off: usize,
@@ -201,6 +240,7 @@ pub(super) unsafe fn write_payload(
 /// As for [`write_payload`], and the reservation outlives `'a` with nothing else
 /// accessing it.
 #[cfg(not(interproc_loom))]
+#[inline]
 pub(super) unsafe fn payload_mut<'a>(
     data: DataArea<'a>,
     off: usize,
@@ -218,6 +258,7 @@ pub(super) unsafe fn payload_mut<'a>(
 ///
 /// `rec` lies in `data`, is committed, and stays unreleased for `'a`.
 #[cfg(not(interproc_loom))]
+#[inline]
 pub(super) unsafe fn payload<'a>(data: DataArea<'a>, rec: Record) -> &'a [u8] {
     let p = data.ptr_at(rec.at);
     // SAFETY: in the data area, committed, and unreleased while `'a` lasts (contract), so
@@ -232,6 +273,7 @@ pub(super) unsafe fn payload<'a>(data: DataArea<'a>, rec: Record) -> &'a [u8] {
 /// # Safety
 ///
 /// `rec` lies in `data`, is committed and unreleased during the call.
+#[inline]
 pub(super) unsafe fn copy_out(data: DataArea<'_>, rec: Record, buf: &mut Vec<u8>) {
     buf.clear();
     buf.resize(rec.len, 0);

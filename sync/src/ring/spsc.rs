@@ -9,7 +9,8 @@ use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use super::record::{
-    self, read_record, record_size, this_process, write_message_header, Found, Record,
+    self, corrupt, read_record, record_size, this_process, write_message_header, BadRecord, Found,
+    Record,
 };
 use super::{Notifier, RingError, RingHeader, RingMemory, RECORD_HEADER};
 use crate::loom::atomic::{AtomicU32, Ordering};
@@ -34,6 +35,14 @@ fn check_owner(owner: u32, side: &'static str) -> Result<(), RingError> {
     }
 }
 
+/// [`RingError::Corrupt`] for what [`read_record`] or [`record::placement`] refused, out
+/// of the hot paths.
+#[cold]
+#[inline(never)]
+fn corrupt_record(bad: BadRecord) -> RingError {
+    RingError::Corrupt { reason: bad.reason() }
+}
+
 /// The error of [`check_owner`], out of the way of its inlined fast path.
 #[cold]
 #[inline(never)]
@@ -46,15 +55,18 @@ fn forked_copy(side: &'static str, owner: u32, pid: u32) -> RingError {
 ///
 /// A deadline that has passed (a `try_` call) never announces: `ready` is checked once and
 /// the call returns, so the other side pays no wake-up for a sleeper that is not there.
+/// `expired`: the caller just found the deadline passed (so the first check reads no clock).
 ///
 /// `ready` must load the other side's index (or closed flag) with `Acquire`.
+#[inline(never)]
 fn sleep_until<P: Park>(
     asleep: &AtomicU32,
     deadline: Option<Instant>,
+    expired: bool,
     mut ready: impl FnMut() -> bool,
 ) -> Result<(), RingError> {
     loop {
-        if passed(deadline) {
+        if expired || passed(deadline) {
             return if ready() { Ok(()) } else { Err(RingError::Timeout) };
         }
         // The announcement and the waker's check are read-modify-writes of the same word,
@@ -94,6 +106,7 @@ fn sleep_until<P: Park>(
 ///
 /// The swap writes the word on every call, but only the side that stores the index does,
 /// until the other side announces itself: the line stays in the storer's cache.
+#[inline]
 fn wake_if_asleep<P: Park>(asleep: &AtomicU32, notifier: Option<&Notifier>) {
     // The other half of the pairing in `sleep_until` and `announce`; clearing before
     // waking keeps later stores from waking again before the sleeper runs.
@@ -246,8 +259,7 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
             return Err(no_notifier());
         }
         let size = record_size(len) as u32;
-        let (_, _, need) = record::placement(self.cap, self.head, size)
-            .map_err(|reason| RingError::Corrupt { reason })?;
+        let (_, _, need) = record::placement(self.cap, self.head, size).map_err(corrupt_record)?;
         let (cap, head) = (self.cap, self.head);
         let h = self.mem.header();
         let mut tail = self.cached_tail;
@@ -289,10 +301,12 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
 
     /// Whether this end belongs to the calling process (and not a copy of it that a
     /// `fork`ed child inherited, which refuses to send: [`RingError::ForkedCopy`]).
+    #[inline]
     pub fn is_owned(&self) -> bool {
         self.owner == this_process()
     }
 
+    #[inline]
     fn check_owner(&self) -> Result<(), RingError> {
         check_owner(self.owner, "producer")
     }
@@ -310,6 +324,7 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     /// Bytes free, by the cached tail. A tail more than `cap` behind `head` can only come
     /// from a corrupt (or malicious) consumer: it reads as "full" here, and `loan` reports
     /// it, rather than overflowing.
+    #[inline]
     fn free(&self) -> u32 {
         self.cap.saturating_sub(self.head.wrapping_sub(self.cached_tail))
     }
@@ -317,20 +332,60 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     fn check_tail(&self) -> Result<(), RingError> {
         let used = self.head.wrapping_sub(self.cached_tail);
         if used > self.cap {
-            return Err(RingError::Corrupt {
-                reason: format!(
-                    "the consumer's tail {} is {used} bytes behind head {} in a {}-byte ring",
-                    self.cached_tail, self.head, self.cap
-                ),
-            });
+            return Err(corrupt(format_args!(
+                "the consumer's tail {} is {used} bytes behind head {} in a {}-byte ring",
+                self.cached_tail, self.head, self.cap
+            )));
         }
         Ok(())
     }
 
+    /// The offset of a record of `len` bytes and its size, if this end can reserve it at
+    /// once with nothing else to do: this process attached the end, the message fits the
+    /// ring, the consumer has not closed, the record fits before the end of the area (no
+    /// padding record first), and the cached tail leaves room for it (no reload, no wait).
+    /// `None` otherwise, and the caller takes the full path ([`loan_slow`](Self::loan_slow)),
+    /// which makes every check again and says which one failed. The checks are the full
+    /// path's, in a form that costs no call: a reservation this grants is the one the full
+    /// path would have made.
+    #[inline]
+    fn room_now(&self, len: usize) -> Option<(usize, u32)> {
+        if !self.is_owned() || len > self.max_message() || self.header().consumer_closed() {
+            return None;
+        }
+        let size = record_size(len) as u32;
+        let off = self.head & (self.cap - 1);
+        // A head that is not 8-aligned is corrupt: the full path reports it.
+        if off % 8 != 0 || size > self.cap - off || self.free() < size {
+            return None;
+        }
+        Some((off as usize, size))
+    }
+
     /// Sends `msg` as one message, waiting for room until `deadline` (`None`: forever; a
     /// deadline in the past: do not wait).
+    #[inline(always)]
     pub fn send(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), RingError> {
-        let mut loan = self.loan(msg.len(), deadline)?;
+        if let Some((off, size)) = self.room_now(msg.len()) {
+            let data = self.mem.data();
+            // SAFETY: `room_now` found `off..off + size` before the end of the area and
+            // free (released by the consumer, past `head`): this end owns it until it
+            // publishes, and `size` is the record of `msg.len()` bytes.
+            unsafe {
+                record::write_payload(data, off, msg.len(), 0, msg);
+                write_message_header(data, off, msg.len());
+            }
+            // `room_now` checked, in this call, that this process attached the end.
+            self.store_head(self.head.wrapping_add(size));
+            return Ok(());
+        }
+        self.send_slow(msg, deadline)
+    }
+
+    /// [`send`](Producer::send) when the fast path cannot reserve at once.
+    #[inline(never)]
+    fn send_slow(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), RingError> {
+        let mut loan = self.loan_slow(msg.len(), deadline)?;
         loan.write_at(0, msg);
         loan.commit();
         Ok(())
@@ -342,7 +397,21 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
     ///
     /// [`RingError::ForkedCopy`] if this end is a copy a `fork`ed child inherited: attach
     /// a producer in the child instead (if the parent has none).
+    #[inline]
     pub fn loan(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<WriteLoan<'_, M, P>, RingError> {
+        if let Some((off, _)) = self.room_now(len) {
+            return Ok(WriteLoan { off, len, producer: self });
+        }
+        self.loan_slow(len, deadline)
+    }
+
+    /// [`loan`](Producer::loan) with every check, padding and waiting.
+    #[inline(never)]
+    fn loan_slow(
         &mut self,
         len: usize,
         deadline: Option<Instant>,
@@ -358,8 +427,8 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
                 return Err(RingError::Disconnected);
             }
             // A record that does not fit before the end needs a padding record first.
-            let (off, to_end, need) = record::placement(self.cap, self.head, size)
-                .map_err(|reason| RingError::Corrupt { reason })?;
+            let (off, to_end, need) =
+                record::placement(self.cap, self.head, size).map_err(corrupt_record)?;
             if self.free() < need {
                 self.cached_tail = self.header().tail.word.load(Ordering::Acquire);
                 self.check_tail()?;
@@ -380,8 +449,12 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         }
     }
 
+    #[inline(never)]
     fn wait_room(&mut self, need: u32, deadline: Option<Instant>) -> Result<(), RingError> {
-        if !passed(deadline) {
+        // One clock read decides both: no spinning for a deadline that passed, and then no
+        // second read in `sleep_until`.
+        let expired = passed(deadline);
+        if !expired {
             for _ in 0..self.spin {
                 hint::spin_loop();
                 self.cached_tail = self.header().tail.word.load(Ordering::Acquire);
@@ -393,7 +466,7 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         let h = self.mem.header();
         let (cap, head) = (self.cap, self.head);
         let mut tail = self.cached_tail;
-        let r = sleep_until::<P>(&h.producer_asleep.word, deadline, || {
+        let r = sleep_until::<P>(&h.producer_asleep.word, deadline, expired, || {
             tail = h.tail.word.load(Ordering::Acquire);
             // An impossible tail counts as ready: `loan` then reports it.
             cap.checked_sub(head.wrapping_sub(tail)).is_none_or(|free| free >= need)
@@ -403,10 +476,18 @@ impl<M: RingMemory, P: Park> Producer<M, P> {
         r
     }
 
+    #[inline]
     fn publish(&mut self, head: u32) {
         if !self.is_owned() {
             return; // a loan taken before a fork, committed in the child: not ours
         }
+        self.store_head(head);
+    }
+
+    /// Publishes `head` and wakes the consumer if it announced a sleep. Only for an end
+    /// this process attached (the caller checked).
+    #[inline]
+    fn store_head(&mut self, head: u32) {
         self.head = head;
         let h = self.mem.header();
         h.head.word.store(head, Ordering::Release);
@@ -460,6 +541,7 @@ impl<M: RingMemory, P: Park> WriteLoan<'_, M, P> {
     /// # Panics
     ///
     /// If `at + src.len()` exceeds [`len`](WriteLoan::len).
+    #[inline]
     pub fn write_at(&mut self, at: usize, src: &[u8]) {
         // SAFETY: the record lies before the end of the area and is owned by this loan
         // (see the type's documentation).
@@ -477,6 +559,7 @@ impl<M: RingMemory, P: Park> WriteLoan<'_, M, P> {
     }
 
     /// Publishes the message: the consumer may read it from now on.
+    #[inline]
     pub fn commit(self) {
         let (off, len) = (self.off, self.len);
         let p = self.producer;
@@ -627,10 +710,12 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
 
     /// Whether this end belongs to the calling process (and not a copy of it that a
     /// `fork`ed child inherited, which refuses to receive: [`RingError::ForkedCopy`]).
+    #[inline]
     pub fn is_owned(&self) -> bool {
         self.owner == this_process()
     }
 
+    #[inline]
     fn check_owner(&self) -> Result<(), RingError> {
         check_owner(self.owner, "consumer")
     }
@@ -687,8 +772,9 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     /// the ring's shared memory: see [`recv_loan`](Consumer::recv_loan) for what that
     /// means with an untrusted peer.
     #[cfg(not(interproc_loom))]
+    #[inline(always)]
     pub fn hold(&mut self, deadline: Option<Instant>) -> Result<&[u8], RingError> {
-        self.release_held();
+        // `next_record` releases the held message first.
         let rec = self.next_record(deadline)?;
         self.held = Some(rec);
         // The record is released only through `&mut self` (next `hold`, `release_held`,
@@ -700,6 +786,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
 
     /// The message the last [`hold`](Consumer::hold) returned, if it is still held.
     #[cfg(not(interproc_loom))]
+    #[inline]
     pub fn held(&self) -> Option<&[u8]> {
         let rec = self.held?;
         // SAFETY: as in `hold`: committed, unreleased while `held` names it, and the borrow
@@ -708,6 +795,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
     }
 
     /// The length of the message [`hold`](Consumer::hold) returned, if it is still held.
+    #[inline]
     pub fn held_len(&self) -> Option<usize> {
         self.held.map(|rec| rec.len)
     }
@@ -734,6 +822,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
 
     /// Releases the message [`hold`](Consumer::hold) returned, if any (not in a copy of
     /// this end that a `fork`ed child inherited: the message is the parent's).
+    #[inline]
     pub fn release_held(&mut self) {
         if let Some(rec) = self.held.take() {
             self.release(rec.next);
@@ -749,9 +838,18 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         self.cached_head == self.tail
     }
 
+    /// Releases the held message, if any, then waits until `deadline` for the next message
+    /// record, releasing the padding records on the way. In a copy of this end that a
+    /// `fork`ed child inherited: `ForkedCopy`, and the held message is dropped without
+    /// being released (it is the parent's).
+    #[inline(always)]
     fn next_record(&mut self, deadline: Option<Instant>) -> Result<Record, RingError> {
-        self.check_owner()?;
-        self.release_held();
+        if !self.is_owned() {
+            return Err(self.forked());
+        }
+        if let Some(rec) = self.held.take() {
+            self.store_tail(rec.next);
+        }
         loop {
             if self.cached_head == self.tail {
                 self.cached_head = self.header().head.word.load(Ordering::Acquire);
@@ -764,13 +862,25 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
             // (we loaded `head` with Acquire) and unreleased: the producer does not write it.
             let found =
                 unsafe { read_record(self.mem.data(), self.cap, self.cached_head, self.tail) };
-            match found.map_err(|reason| RingError::Corrupt { reason })? {
-                Found::Padding { next } => self.release(next),
-                Found::Message(rec) => return Ok(rec),
+            match found {
+                Ok(Found::Message(rec)) => return Ok(rec),
+                // Owned: checked above, in this call.
+                Ok(Found::Padding { next }) => self.store_tail(next),
+                Err(bad) => return Err(corrupt_record(bad)),
             }
         }
     }
 
+    /// The error of [`next_record`](Self::next_record) in a `fork`ed child's copy, which
+    /// drops (without releasing) the message held in the parent's name.
+    #[cold]
+    #[inline(never)]
+    fn forked(&mut self) -> RingError {
+        self.held = None;
+        forked_copy("consumer", self.owner, this_process())
+    }
+
+    #[inline(never)]
     fn wait_data(&mut self, deadline: Option<Instant>) -> Result<(), RingError> {
         let h = self.mem.header();
         if h.peers.producer_closed.load(Ordering::Acquire) != 0 {
@@ -783,7 +893,10 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
                 Ok(())
             };
         }
-        if !passed(deadline) {
+        // One clock read decides both: no spinning for a deadline that passed, and then no
+        // second read in `sleep_until`.
+        let expired = passed(deadline);
+        if !expired {
             for _ in 0..self.spin {
                 hint::spin_loop();
                 self.cached_head = h.head.word.load(Ordering::Acquire);
@@ -794,7 +907,7 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         }
         let tail = self.tail;
         let mut head = self.cached_head;
-        let r = sleep_until::<P>(&h.consumer_asleep.word, deadline, || {
+        let r = sleep_until::<P>(&h.consumer_asleep.word, deadline, expired, || {
             head = h.head.word.load(Ordering::Acquire);
             head != tail || h.peers.producer_closed.load(Ordering::Acquire) != 0
         });
@@ -802,10 +915,18 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         r
     }
 
+    #[inline]
     fn release(&mut self, tail: u32) {
         if !self.is_owned() {
             return; // a loan taken before a fork, dropped in the child: not ours
         }
+        self.store_tail(tail);
+    }
+
+    /// Releases up to `tail` and wakes the producer if it announced a sleep. Only for an
+    /// end this process attached (the caller checked).
+    #[inline]
+    fn store_tail(&mut self, tail: u32) {
         self.tail = tail;
         let h = self.mem.header();
         h.tail.word.store(tail, Ordering::Release);

@@ -114,16 +114,19 @@ impl Layout {
     }
 
     /// Where the value starts (aligned for it, and to 64 bytes).
+    #[inline]
     pub fn value_offset(&self) -> usize {
         self.value_offset
     }
 
     /// Where the extra bytes start (64-byte aligned).
+    #[inline]
     pub fn extra_offset(&self) -> usize {
         self.extra_offset
     }
 
     /// How many extra bytes were asked for.
+    #[inline]
     pub fn extra(&self) -> usize {
         self.extra
     }

@@ -460,6 +460,7 @@ impl<T: ShmSafe> Segment<T> {
     /// A pointer to the first byte of the extra area ([`SegmentOptions::extra`]), aligned
     /// to 64 bytes. Other processes may write it at any time: access it through atomics
     /// or raw copies under a lock, never through a `&[u8]`.
+    #[inline]
     pub fn extra_ptr(&self) -> *mut u8 {
         // SAFETY: `extra_offset <= total` (checked by `Layout::of` and on open), so the
         // result is within (or one past the end of) the mapping.
@@ -467,6 +468,7 @@ impl<T: ShmSafe> Segment<T> {
     }
 
     /// The length of the extra area in bytes, as requested at creation.
+    #[inline]
     pub fn extra_len(&self) -> usize {
         self.layout.extra()
     }
@@ -665,6 +667,7 @@ enum Unnamed<T> {
 impl<T: ShmSafe> Deref for Segment<T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
         // The layout was computed for `T` (creation) or validated against it (open: size,
         // alignment, type hash, offsets), and the value was written before `initialised`

@@ -364,14 +364,18 @@ impl Tx {
     fn send_stamped(&mut self, out: &mut [u8], seq: u64) -> Result<(), String> {
         if let Tx::ShmLoan(sink) = self {
             let len = out.len();
+            // First a try (a deadline already passed: no clock read while there is room,
+            // as the copying rows read none), then waits of SLICE while the ring is full.
+            let mut deadline = *ONE_PAST;
             loop {
-                let mut loan = match sink.producer().loan(len, Some(Instant::now() + SLICE)) {
+                let mut loan = match sink.producer().loan(len, Some(deadline)) {
                     Ok(l) => l,
                     Err(RingError::Timeout) => {
                         // Full for a while: is the receiver still there?
-                        if !sink.peer_alive().map_err(err)? {
+                        if deadline != *ONE_PAST && !sink.peer_alive().map_err(err)? {
                             return Err("shm ring: the receiver is gone".into());
                         }
+                        deadline = Instant::now() + SLICE;
                         continue;
                     }
                     Err(e) => return Err(format!("shm ring: {e}")),
@@ -522,6 +526,9 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// How long a zero-copy sender waits for room before it checks that the receiver lives.
 const SLICE: Duration = Duration::from_millis(50);
+
+/// A moment already past, for a loan that must not wait (read once).
+static ONE_PAST: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 /// How long an open or accept waits for the peer.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -13,10 +13,13 @@
 //! without the start-up. `perf stat -e cycles,instructions` over 20,000,000 iterations
 //! gives cycles too (see `docs/BENCHMARKS.md`). The rows: `mutex` (lock + increment + unlock),
 //! `nested` (lock A, lock B, increment both, unlock both), `semaphore` (acquire one
-//! permit, release it).
+//! permit, release it), `process_mutex` (a `process::Mutex` in an anonymous segment: lock
+//! + increment + unlock).
 
 use std::hint::black_box;
 
+use interproc_sync::process::Mutex as ProcessMutex;
+use interproc_sync::shm::Segment;
 use interproc_sync::{Mutex, Semaphore};
 
 fn main() {
@@ -49,8 +52,15 @@ fn main() {
             }
             assert_eq!(s.available_permits(), 1);
         }
+        "process_mutex" => {
+            let m = Segment::anonymous(ProcessMutex::new(0u64)).expect("an anonymous segment");
+            for _ in 0..n {
+                *black_box(&*m).lock().unwrap() += 1;
+            }
+            assert_eq!(*m.lock().unwrap(), n);
+        }
         other => {
-            eprintln!("unknown row {other:?}: mutex, nested or semaphore");
+            eprintln!("unknown row {other:?}: mutex, nested, semaphore or process_mutex");
             std::process::exit(2);
         }
     }

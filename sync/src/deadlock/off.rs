@@ -201,6 +201,9 @@ impl LazyWait {
     ) -> &mut SharedWait {
         &mut self.0
     }
+
+    #[inline(always)]
+    pub(crate) fn done(self) {}
 }
 
 /// Labels of process-shared locks: nothing when detection is off.

@@ -755,6 +755,17 @@ impl LazyWait {
     pub(crate) fn take_deadlock(&mut self) -> Option<Deadlock> {
         self.0.as_deref_mut().and_then(SharedWait::take_deadlock)
     }
+
+    /// Ends the wait: the record, if one was made, leaves the registry. Inline, so the
+    /// uncontended lock, which made none, calls no drop glue.
+    #[inline]
+    pub(crate) fn done(self) {
+        if self.0.is_some() {
+            drop(self);
+        } else {
+            std::mem::forget(self);
+        }
+    }
 }
 
 /// One blocking call on a process-shared lock: registers the thread on its first park,

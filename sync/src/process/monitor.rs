@@ -128,6 +128,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
         let got = self.raw.lock_until_with(None, |w| {
             wait.get(self.addr(), LockKind::Monitor, at, false).parked(|| self.raw.owner_of(w))
         });
+        wait.done();
         order.acquired(got.holds(), at);
         guard_or(self.entered(got), LockError::Timeout, || self.guard())
     }
@@ -156,6 +157,7 @@ impl<T, const C: usize, P: RobustPark> Monitor<T, C, P> {
         if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }
+        wait.done();
         order.acquired(got.holds(), at);
         guard_or(self.entered(got), LockError::Timeout, || self.guard())
     }

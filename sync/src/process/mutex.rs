@@ -106,6 +106,7 @@ impl<T, P: RobustPark> Mutex<T, P> {
         let got = self.raw.lock_until_with(None, |w| {
             wait.get(self.addr(), LockKind::Mutex, at, false).parked(|| self.raw.owner_of(w))
         });
+        wait.done();
         order.acquired(got.holds(), at);
         guard_or(got, LockError::Timeout, || self.guard())
     }
@@ -133,6 +134,7 @@ impl<T, P: RobustPark> Mutex<T, P> {
         if let Some(d) = wait.take_deadlock() {
             return Err(LockError::Deadlock(d));
         }
+        wait.done();
         order.acquired(got.holds(), at);
         guard_or(got, LockError::Timeout, || self.guard())
     }

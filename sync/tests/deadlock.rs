@@ -566,55 +566,62 @@ fn first_uncontended_acquire_is_not_a_deadlock() {
 /// holder and report a wait cycle that was not there.)
 #[test]
 fn a_churning_holder_is_never_missed() {
-    scenario("a_churning_holder_is_never_missed", || {
-        deadlock::set_policy(Policy::Error);
-        let mut false_positives = Vec::new();
-        for _ in 0..200 {
-            let sem = Semaphore::new(2).labelled("churned");
-            let m = Mutex::new(()).labelled("M");
-            let stop = std::sync::OnceLock::new();
-            let ready = Barrier::new(3);
-            thread::scope(|s| {
-                let guard = m.lock().unwrap();
-                // H holds one permit and blocks on M, which this thread holds.
-                s.spawn(|| {
-                    let _p = sem.acquire();
-                    ready.wait();
-                    drop(m.lock());
-                });
-                // R takes and gives back the other permit until told to stop.
-                s.spawn(|| {
-                    ready.wait();
-                    let mut rounds = 0u32;
-                    while stop.get().is_none() || rounds < 20_000 {
-                        drop(sem.acquire());
-                        rounds += 1;
-                        if rounds >= 200_000 {
-                            break;
-                        }
-                    }
-                });
+    scenario("a_churning_holder_is_never_missed", || churning_holder_trials(0));
+}
+
+/// The trials of `a_churning_holder_is_never_missed`: 200 rounds of a holder H blocked on
+/// a mutex that this thread holds, a churning holder R (first holding `filled` permits of
+/// another semaphore), and 50 checked acquires here; none may report a deadlock.
+fn churning_holder_trials(filled: u32) {
+    deadlock::set_policy(Policy::Error);
+    let mut false_positives = Vec::new();
+    for _ in 0..200 {
+        let sem = Semaphore::new(2).labelled("churned");
+        let filler = Semaphore::new(filled).labelled("filler");
+        let m = Mutex::new(()).labelled("M");
+        let stop = std::sync::OnceLock::new();
+        let ready = Barrier::new(3);
+        thread::scope(|s| {
+            let guard = m.lock().unwrap();
+            // H holds one permit and blocks on M, which this thread holds.
+            s.spawn(|| {
+                let _p = sem.acquire();
                 ready.wait();
-                // Blocks while R holds the last permit; R is live, so this wait is not a
-                // cycle through H.
-                for _ in 0..50 {
-                    match sem.acquire_checked() {
-                        Ok(p) => drop(p),
-                        Err(d) => false_positives.push(d.into_report().to_string()),
+                drop(m.lock());
+            });
+            // R takes and gives back the other permit until told to stop.
+            s.spawn(|| {
+                let _fill: Vec<_> = (0..filled).map(|_| filler.acquire()).collect();
+                ready.wait();
+                let mut rounds = 0u32;
+                while stop.get().is_none() || rounds < 20_000 {
+                    drop(sem.acquire());
+                    rounds += 1;
+                    if rounds >= 200_000 {
+                        break;
                     }
                 }
-                let _ = stop.set(());
-                drop(guard);
             });
-        }
-        let _ = deadlock::take_reports();
-        assert!(
-            false_positives.is_empty(),
-            "{} false reports, e.g.:\n{}",
-            false_positives.len(),
-            false_positives[0]
-        );
-    });
+            ready.wait();
+            // Blocks while R holds the last permit; R is live, so this wait is not a
+            // cycle through H.
+            for _ in 0..50 {
+                match sem.acquire_checked() {
+                    Ok(p) => drop(p),
+                    Err(d) => false_positives.push(d.into_report().to_string()),
+                }
+            }
+            let _ = stop.set(());
+            drop(guard);
+        });
+    }
+    let _ = deadlock::take_reports();
+    assert!(
+        false_positives.is_empty(),
+        "{} false reports, e.g.:\n{}",
+        false_positives.len(),
+        false_positives[0]
+    );
 }
 
 /// A woken waiter that has taken a mutex but not yet recorded itself as its owner is
@@ -888,55 +895,5 @@ fn first_lock_in_a_thread_local_destructor() {
 /// (1048 false reports in 10,000 checks before the fix).
 #[test]
 fn churning_holder_with_a_full_permit_book() {
-    scenario("churning_holder_with_a_full_permit_book", || {
-        deadlock::set_policy(Policy::Error);
-        let mut false_positives = Vec::new();
-        for _ in 0..200 {
-            let sem = Semaphore::new(2).labelled("churned");
-            let filler = Semaphore::new(8).labelled("filler");
-            let m = Mutex::new(()).labelled("M");
-            let stop = std::sync::OnceLock::new();
-            let ready = Barrier::new(3);
-            thread::scope(|s| {
-                let guard = m.lock().unwrap();
-                // H holds one permit and blocks on M, which this thread holds.
-                s.spawn(|| {
-                    let _p = sem.acquire();
-                    ready.wait();
-                    drop(m.lock());
-                });
-                // R takes and gives back the other permit until told to stop.
-                s.spawn(|| {
-                    let _fill: Vec<_> = (0..8).map(|_| filler.acquire()).collect();
-                    ready.wait();
-                    let mut rounds = 0u32;
-                    while stop.get().is_none() || rounds < 20_000 {
-                        drop(sem.acquire());
-                        rounds += 1;
-                        if rounds >= 200_000 {
-                            break;
-                        }
-                    }
-                });
-                ready.wait();
-                // Blocks while R holds the last permit; R is live, so this wait is not a
-                // cycle through H.
-                for _ in 0..50 {
-                    match sem.acquire_checked() {
-                        Ok(p) => drop(p),
-                        Err(d) => false_positives.push(d.into_report().to_string()),
-                    }
-                }
-                let _ = stop.set(());
-                drop(guard);
-            });
-        }
-        let _ = deadlock::take_reports();
-        assert!(
-            false_positives.is_empty(),
-            "{} false reports, e.g.:\n{}",
-            false_positives.len(),
-            false_positives[0]
-        );
-    });
+    scenario("churning_holder_with_a_full_permit_book", || churning_holder_trials(8));
 }

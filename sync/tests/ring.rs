@@ -219,6 +219,52 @@ fn fork_copies_of_the_ends_refuse_and_leave_the_ring_open() {
     }
 }
 
+/// Regression (found in review): a consumer copied into a forked child while it held a
+/// message let the child read that message (`held`, `copy_held`, `held_len`) although the
+/// parent may release it and the producer rewrite it at any time. The copy holds nothing:
+/// it refuses like every other call, and the parent still holds its message.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot fork")]
+fn a_fork_copy_does_not_read_the_parents_held_message() {
+    let mem = Mapped::new(4096);
+    let me = std::process::id();
+    let mut tx = Producer::<_, SharedFutex>::attach(mem.clone(), me).unwrap();
+    let mut rx = Consumer::<_, SharedFutex>::attach(mem.clone(), me).unwrap();
+    tx.send(b"aaaa", None).unwrap();
+    tx.send(b"bbbb", None).unwrap();
+    assert_eq!(rx.hold(None).unwrap(), b"aaaa");
+    // SAFETY: the child only calls the ring's accessors on its copy and `_exit`s: no
+    // unwinding or harness code runs in it.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let mut buf = Vec::new();
+            let code = if rx.held().is_some() {
+                1
+            } else if rx.held_len().is_some() {
+                2
+            } else if rx.copy_held(&mut buf) {
+                3
+            } else {
+                0
+            };
+            // SAFETY: `_exit` skips the harness's atexit handlers and unwinding, which must
+            // not run in a forked child.
+            unsafe { libc::_exit(code) };
+        }
+        ForkResult::Parent { child } => {
+            let st = reap(child);
+            assert_eq!(
+                st,
+                WaitStatus::Exited(child, 0),
+                "the child's copy read the parent's held message (1: held, 2: held_len, \
+                 3: copy_held)"
+            );
+            assert_eq!(rx.held(), Some(&b"aaaa"[..]));
+            assert_eq!(rx.hold(None).unwrap(), b"bbbb");
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "past the end")]
 fn loan_write_out_of_bounds_panics() {

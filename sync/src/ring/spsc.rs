@@ -784,30 +784,41 @@ impl<M: RingMemory, P: Park> Consumer<M, P> {
         Ok(unsafe { record::payload(self.mem.data(), rec) })
     }
 
-    /// The message the last [`hold`](Consumer::hold) returned, if it is still held.
+    /// The message the last [`hold`](Consumer::hold) returned, if it is still held (never in
+    /// a copy of this end that a `fork`ed child inherited: the message is the parent's,
+    /// which may release it at any time).
     #[cfg(not(interproc_loom))]
     #[inline]
     pub fn held(&self) -> Option<&[u8]> {
-        let rec = self.held?;
-        // SAFETY: as in `hold`: committed, unreleased while `held` names it, and the borrow
-        // of `self` keeps it so.
+        let rec = self.held_here()?;
+        // SAFETY: as in `hold`: committed, unreleased while `held` names it in the process
+        // that took it (`held_here`), and the borrow of `self` keeps it so.
         Some(unsafe { record::payload(self.mem.data(), rec) })
     }
 
-    /// The length of the message [`hold`](Consumer::hold) returned, if it is still held.
+    /// The length of the message [`hold`](Consumer::hold) returned, if it is still held
+    /// (as [`held`](Consumer::held): never in a forked copy).
     #[inline]
     pub fn held_len(&self) -> Option<usize> {
-        self.held.map(|rec| rec.len)
+        self.held_here().map(|rec| rec.len)
+    }
+
+    /// The held record, in the process that took it only: in a forked copy the parent
+    /// still holds it and may release it (the producer then rewrites it).
+    #[inline]
+    fn held_here(&self) -> Option<Record> {
+        self.held.filter(|_| self.is_owned())
     }
 
     /// Copies the message [`hold`](Consumer::hold) returned into `buf` (cleared first)
     /// through a raw pointer, never a `&[u8]` over the shared memory: the copy is private
     /// to this process, so a peer that rewrites the ring cannot change it while it is
-    /// decoded. `false` (and `buf` untouched) if no message is held. `buf` is reused: no
+    /// decoded. `false` (and `buf` untouched) if no message is held (or this is a forked
+    /// copy, as for [`held`](Consumer::held)). `buf` is reused: no
     /// allocation once it has grown to the message size.
     pub fn copy_held(&self, buf: &mut Vec<u8>) -> bool {
-        let Some(rec) = self.held else { return false };
-        // SAFETY: committed, and unreleased while `held` names it.
+        let Some(rec) = self.held_here() else { return false };
+        // SAFETY: committed, and unreleased while `held` names it in this process.
         unsafe { record::copy_out(self.mem.data(), rec, buf) };
         true
     }

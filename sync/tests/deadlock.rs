@@ -548,13 +548,7 @@ fn first_uncontended_acquire_is_not_a_deadlock() {
                 false_positives.extend(hs.into_iter().filter_map(|h| h.join().unwrap()));
             });
         }
-        let _ = deadlock::take_reports();
-        assert!(
-            false_positives.is_empty(),
-            "{} false reports, e.g.:\n{}",
-            false_positives.len(),
-            false_positives[0]
-        );
+        no_false_reports(&false_positives);
     });
 }
 
@@ -615,13 +609,7 @@ fn churning_holder_trials(filled: u32) {
             drop(guard);
         });
     }
-    let _ = deadlock::take_reports();
-    assert!(
-        false_positives.is_empty(),
-        "{} false reports, e.g.:\n{}",
-        false_positives.len(),
-        false_positives[0]
-    );
+    no_false_reports(&false_positives);
 }
 
 /// A woken waiter that has taken a mutex but not yet recorded itself as its owner is
@@ -669,13 +657,7 @@ fn a_woken_mutex_waiter_is_not_taken_for_the_previous_owner() {
                 drop(k_guard);
             });
         }
-        let _ = deadlock::take_reports();
-        assert!(
-            false_positives.is_empty(),
-            "{} false reports, e.g.:\n{}",
-            false_positives.len(),
-            false_positives[0]
-        );
+        no_false_reports(&false_positives);
     });
 }
 
@@ -817,13 +799,7 @@ fn woken_semaphore_waiter_is_not_stuck() {
                 false_positives.extend(x.join().unwrap());
             });
         }
-        let _ = deadlock::take_reports();
-        assert!(
-            false_positives.is_empty(),
-            "{} false reports, e.g.:\n{}",
-            false_positives.len(),
-            false_positives[0]
-        );
+        no_false_reports(&false_positives);
     });
 }
 
@@ -855,13 +831,7 @@ fn permit_sent_to_a_running_thread_is_no_self_wait() {
                 }
             });
         }
-        let _ = deadlock::take_reports();
-        assert!(
-            false_positives.is_empty(),
-            "{} false reports, e.g.:\n{}",
-            false_positives.len(),
-            false_positives[0]
-        );
+        no_false_reports(&false_positives);
     });
 }
 
@@ -896,4 +866,16 @@ fn first_lock_in_a_thread_local_destructor() {
 #[test]
 fn churning_holder_with_a_full_permit_book() {
     scenario("churning_holder_with_a_full_permit_book", || churning_holder_trials(8));
+}
+
+/// Checks that a trial loop collected no false deadlock reports, and drops the reports
+/// the detector kept.
+fn no_false_reports(false_positives: &[String]) {
+    let _ = deadlock::take_reports();
+    assert!(
+        false_positives.is_empty(),
+        "{} false reports, e.g.:\n{}",
+        false_positives.len(),
+        false_positives[0]
+    );
 }

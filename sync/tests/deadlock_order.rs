@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use interproc_sync::deadlock::{self, shared, Report, ReportKind};
 use interproc_sync::process::{Monitor, Mutex};
 use interproc_sync::shm::{Segment, ShmSafe};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
-const WATCHDOG: Duration = Duration::from_secs(60);
+mod deadlock_common;
+
+use deadlock_common::{child, registry, wait_ok, WATCHDOG};
 const SCENARIO_ENV: &str = "INTERPROC_ORDER_SCENARIO";
 
 /// Locks shared by the parent and its children.
@@ -298,68 +298,6 @@ fn unlabelled_process_locks_are_named_by_their_key() {
 // ---------------------------------------------------------------------------------------
 // Across processes.
 
-/// The forking tests run one at a time (a fork while another test thread holds a lock of
-/// the detector would leave it locked in the child).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Cleanup(String, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
-        let _ = std::fs::remove_file(table_path(&self.0));
-    }
-}
-
-fn registry(test: &str) -> (String, Cleanup) {
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let name = format!("interproc-test-order-{}-{test}", std::process::id());
-    (name.clone(), Cleanup(name, serial))
-}
-
-/// Forks a child that uses registry `reg`, runs `f` and `_exit`s 0 (101 on a panic).
-fn child(reg: &str, f: impl FnOnce()) -> Pid {
-    // SAFETY: the child only uses memory it inherited, futexes, `/proc` reads, shm calls
-    // and glibc's malloc (safe in a fork child), then `_exit`s.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                shared::use_registry(reg);
-                deadlock::set_logging(false);
-                f();
-            }))
-            .is_ok();
-            // SAFETY: ends the child at once, without the parent's handlers.
-            unsafe { libc::_exit(if ok { 0 } else { 101 }) }
-        }
-        ForkResult::Parent { child } => child,
-    }
-}
-
-/// Waits for all `pids` under the watchdog (killing all of them if one hangs); checks
-/// that each exited 0.
-fn wait_all(pids: &[Pid]) {
-    let give_up = Instant::now() + WATCHDOG;
-    for &pid in pids {
-        let status = loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)).expect("waitpid") {
-                WaitStatus::StillAlive if Instant::now() < give_up => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                WaitStatus::StillAlive => {
-                    for &p in pids {
-                        let _ = kill(p, Signal::SIGKILL);
-                        let _ = waitpid(p, None);
-                    }
-                    panic!("watchdog: child {pid} hung for {WATCHDOG:?}");
-                }
-                s => break s,
-            }
-        };
-        assert_eq!(status, WaitStatus::Exited(pid, 0), "child {pid} failed");
-    }
-}
-
 fn wait_for(what: &str, cond: impl Fn() -> bool) {
     let give_up = Instant::now() + WATCHDOG;
     while !cond() {
@@ -389,7 +327,7 @@ fn inversion_across_processes(test: &str, first_exits: bool) {
     });
     wait_for("process 1's nesting", || l.done.load(SeqCst) == 1);
     if first_exits {
-        wait_all(&[p1]);
+        wait_ok(&[p1]);
     }
     let first = p1.as_raw() as u32;
     let p2 = child(&reg, || {
@@ -413,10 +351,10 @@ fn inversion_across_processes(test: &str, first_exits: bool) {
             l.bad.fetch_add(1, SeqCst);
         }
     });
-    wait_all(&[p2]);
+    wait_ok(&[p2]);
     l.go.store(1, SeqCst);
     if !first_exits {
-        wait_all(&[p1]);
+        wait_ok(&[p1]);
     }
     assert_eq!((l.inversions.load(SeqCst), l.bad.load(SeqCst)), (1, 0));
     // Both children ended with `_exit` (no atexit hook): the table is left with dead
@@ -466,7 +404,7 @@ fn a_consistent_order_across_processes_reports_nothing() {
             })
         })
         .collect();
-    wait_all(&kids);
+    wait_ok(&kids);
     assert_eq!(l.bad.load(SeqCst), 0, "a correct order was reported");
     let g = shared::read_order_table(&reg).unwrap();
     assert_eq!(g.edges.len(), 3, "{g:?}");
@@ -556,7 +494,7 @@ fn the_edges_of_exited_processes_make_room() {
             }
         }
     });
-    wait_all(&[filler]);
+    wait_ok(&[filler]);
     let live = child(&reg, || {
         {
             let _a = l.m[0].lock().unwrap();
@@ -570,9 +508,9 @@ fn the_edges_of_exited_processes_make_room() {
             l.bad.fetch_add(1, SeqCst);
         }
     });
-    wait_all(&[live]);
+    wait_ok(&[live]);
     l.go.store(1, SeqCst);
-    wait_all(&[keeper]);
+    wait_ok(&[keeper]);
     assert_eq!(l.bad.load(SeqCst), 0);
 }
 

@@ -1077,34 +1077,14 @@ impl LockMeta {
     #[cold]
     fn edge_seen(&self, a: u32, b: u32, at: Site, holding_since: Site) {
         // A held lock that can no longer be read (`UNKNOWN_HELD`) orders nothing.
-        if a != NO_CLASS && SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false) {
+        if a != NO_CLASS && first_seen(a, b) {
             self.new_edge(a, b, at, holding_since);
         }
     }
 
     #[cold]
     fn new_edge(&self, a: u32, b: u32, at: Site, holding_since: Site) {
-        let me = me();
-        let report = {
-            let mut reg = registry();
-            if reg.edges.contains_key(&(a, b)) {
-                return;
-            }
-            let thread = reg.thread_info(me);
-            reg.edges.insert((a, b), EdgeInfo { thread, at, holding_since });
-            reg.order_path(b, a).map(|path| {
-                let mut edges: Vec<OrderEdge> =
-                    path.windows(2).map(|p| reg.order_edge(p[0], p[1])).collect();
-                edges.push(reg.order_edge(a, b));
-                Report {
-                    kind: ReportKind::LockOrderInversion,
-                    parties: Vec::new(),
-                    edges,
-                    held: Vec::new(),
-                }
-            })
-        };
-        if let Some(r) = report {
+        if let Some(Some(r)) = record_edge(a, b, at, holding_since) {
             let _ = deliver(r, self.policy(), false);
         }
     }
@@ -1497,9 +1477,9 @@ pub(super) fn first_seen(a: u32, b: u32) -> bool {
     SEEN.try_with(|s| s.borrow_mut().insert((a, b))).unwrap_or(false)
 }
 
-/// Adds the edge `a -> b` to the lock-order graph, as [`LockMeta::new_edge`] does, but
-/// returns the report instead of delivering it: `None` if the graph had the edge already,
-/// `Some(None)` if it is new and closes no cycle.
+/// Adds the edge `a -> b` to the lock-order graph and returns the report of the cycle it
+/// closes, undelivered: `None` if the graph had the edge already, `Some(None)` if it is new
+/// and closes no cycle.
 pub(super) fn record_edge(a: u32, b: u32, at: Site, holding_since: Site) -> Option<Option<Report>> {
     let me = me();
     let mut reg = registry();

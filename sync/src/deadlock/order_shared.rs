@@ -246,9 +246,7 @@ impl SharedOrder {
     /// [`ReportKind::WaitWhileHolding`] hazard, once per pair of classes, as for a thread
     /// monitor (the policy: the one this process gave the monitor, or the global one).
     pub(crate) fn cond_wait(addr: usize, cond: usize, at: Site) {
-        if !detector::holds_any() {
-            return;
-        }
+        // The monitor itself is still held here: only locks of other classes count.
         let class = class_of(addr);
         if class == UNORDERED || !detector::holds_other(class) {
             return;
